@@ -1,0 +1,180 @@
+"""Typed configuration: the one parameter of the training flow.
+
+`TrainConfig` is at once the Prefect UI's form, the CLI's options and the schema
+of a config file (YAML or JSON). Every field has a description; choices are
+`Literal`s so that forms render them as drop-downs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from accord.errors import ConfigError
+
+TaskKind = Literal["auto", "classification", "regression"]
+Method = Literal["caruana", "optimize", "stacking", "equal", "hard"]
+MemberKind = Literal[
+    "logreg", "svc", "random_forest", "extra_trees", "hist_gb", "knn", "xgboost", "keras_mlp"
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+DEFAULT_MEMBER_KINDS: tuple[str, ...] = (
+    "logreg",
+    "random_forest",
+    "extra_trees",
+    "hist_gb",
+    "knn",
+    "xgboost",
+    "keras_mlp",
+)
+
+
+def default_store() -> str:
+    """Return the default store: ``$ACCORD_STORE`` or a ``registry/`` folder in the working directory."""
+    env = os.environ.get("ACCORD_STORE")
+    if env:
+        return env
+    return (Path.cwd() / "registry").resolve().as_uri()
+
+
+class MemberSpec(BaseModel):
+    """One base model of the ensemble: a kind and its parameters (unfitted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: MemberKind = Field(description="Which model family this member is.")
+    name: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="Unique member name within the ensemble; defaults to the kind (suffixed when repeated).",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters passed to the model (e.g. n_estimators); unknown ones are refused.",
+    )
+
+
+def _default_members() -> list[MemberSpec]:
+    return [MemberSpec(kind=kind) for kind in DEFAULT_MEMBER_KINDS]  # type: ignore[arg-type]
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs: data, members, validation, weights, store and cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(
+        default="sklearn:breast_cancer",
+        description=(
+            "Data source: sklearn:<digits|breast_cancer|wine|iris|diabetes>, "
+            "synthetic:<classification|regression>?n_rows=..&n_features=..&n_classes=..&noise=..&seed=.., "
+            "or a CSV/Parquet file at any fsspec URL."
+        ),
+    )
+    target: str | None = Field(
+        default=None,
+        description="Target column. Required for files; bundled and synthetic sources use 'target'.",
+    )
+    task: TaskKind = Field(
+        default="auto", description="Learning task; 'auto' infers it from the target column."
+    )
+    members: list[MemberSpec] = Field(
+        default_factory=_default_members,
+        min_length=1,
+        description="Base models trained in parallel; each yields out-of-fold predictions.",
+    )
+    folds: int = Field(default=5, ge=2, le=20, description="Number of cross-validation folds (K).")
+    test_size: float = Field(
+        default=0.2, gt=0.0, lt=0.9, description="Fraction of rows held out for the final test."
+    )
+    method: Method = Field(default="caruana", description="How ensemble weights are fitted.")
+    ensemble_size: int = Field(
+        default=25, ge=1, le=500, description="Greedy selection steps for the 'caruana' method."
+    )
+    store: str = Field(
+        default_factory=default_store,
+        description="Where to publish: an fsspec URL (file://, s3://, memory://).",
+    )
+    name: str = Field(
+        default="demo", pattern=NAME_PATTERN, description="Model name in the store."
+    )
+    seed: int = Field(default=0, ge=0, description="Seed for splits, folds and every member.")
+    workers: int = Field(
+        default=2, ge=1, le=256, description="Worker processes of the local Dask cluster."
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of an existing Dask scheduler (tcp://host:8786); empty starts a LocalCluster.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _no_double_dots(cls, value: str) -> str:
+        if ".." in value:
+            raise ValueError("a name may not contain '..'")
+        return value
+
+    @model_validator(mode="after")
+    def _name_members(self) -> TrainConfig:
+        seen: dict[str, int] = {}
+        named: list[MemberSpec] = []
+        for spec in self.members:
+            base = spec.name or spec.kind
+            count = seen.get(base, 0)
+            seen[base] = count + 1
+            name = base if count == 0 else f"{base}-{count + 1}"
+            named.append(spec.model_copy(update={"name": name}))
+        names = [s.name for s in named]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"member names must be unique; repeated: {duplicates}")
+        self.members = named
+        return self
+
+
+def format_validation_error(error: ValidationError, what: str = "TrainConfig") -> str:
+    """Turn a pydantic error into one readable message naming each bad field."""
+    lines = [f"invalid {what}:"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        got = item.get("input")
+        shown = repr(got) if not isinstance(got, dict | list) else json.dumps(got)[:120]
+        lines.append(f"  - {where}: {item['msg']} (got {shown})")
+    return "\n".join(lines)
+
+
+def make_config(values: dict[str, Any]) -> TrainConfig:
+    """Validate a mapping into a `TrainConfig`, raising `ConfigError` with a readable message."""
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from e
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a mapping (not yet validated)."""
+    import fsspec
+
+    try:
+        with fsspec.open(path, "r") as f:
+            text = f.read()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read config file {path!r}: {e}. Check the path.") from e
+    try:
+        loaded = yaml.safe_load(text) if not path.endswith(".json") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ConfigError(f"config file {path!r} is not valid YAML/JSON: {e}") from e
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {path!r} must hold a mapping of TrainConfig fields; found {type(loaded).__name__}."
+        )
+    return loaded

@@ -1,0 +1,300 @@
+"""Data sources, task inference and validation.
+
+A source is a string: ``sklearn:<name>`` for scikit-learn's bundled datasets,
+``synthetic:<classification|regression>?opt=value&...`` for seeded synthetic
+tables, or any fsspec URL ending in ``.csv`` or ``.parquet``. `load_dataset`
+reads it, refuses what cannot be trained on with a message that names the
+column or parameter, and captures the input schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import numpy as np
+import pandas as pd
+
+from accord.errors import DataError
+from accord.schema import Schema, column_kind, normalise_column
+
+Task = Literal["classification", "regression"]
+
+SKLEARN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
+DEFAULT_TARGET = "target"
+MAX_CLASSES_FOR_INTEGER_TARGET = 20
+
+_SYNTHETIC_OPTIONS: dict[str, type] = {
+    "n_rows": int,
+    "n_features": int,
+    "n_informative": int,
+    "n_classes": int,
+    "noise": float,
+    "seed": int,
+    "n_categorical": int,
+    "missing": float,
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated table: features, raw target, task and schema."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    task: Task
+    schema: Schema
+    source: str
+    fingerprint: str
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        """Sorted class labels (classification) or an empty tuple."""
+        return self.schema.classes
+
+
+def read_source(source: str, target: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Read a source into one table (features and target) and return it with the target name.
+
+    Raises:
+        DataError: the source is unknown, unreadable or malformed.
+    """
+    if source.startswith("sklearn:"):
+        return _read_sklearn(source.removeprefix("sklearn:")), target or DEFAULT_TARGET
+    if source.startswith("synthetic:"):
+        return _read_synthetic(source.removeprefix("synthetic:")), target or DEFAULT_TARGET
+    if target is None:
+        raise DataError(
+            f"data source {source!r} is a file, so the target column must be named; "
+            "pass --target COLUMN (or `target:` in the config)."
+        )
+    return _read_file(source), target
+
+
+def _read_sklearn(name: str) -> pd.DataFrame:
+    from sklearn import datasets
+
+    if name not in SKLEARN_DATASETS:
+        raise DataError(
+            f"unknown bundled dataset 'sklearn:{name}'; expected one of "
+            f"{['sklearn:' + n for n in SKLEARN_DATASETS]}."
+        )
+    bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+    frame: pd.DataFrame = bunch.frame.copy()
+    frame.columns = [str(c).replace(" ", "_") for c in frame.columns]
+    return frame
+
+
+def _parse_synthetic(spec: str) -> tuple[str, dict[str, Any]]:
+    kind, _, query = spec.partition("?")
+    if kind not in ("classification", "regression"):
+        raise DataError(
+            f"unknown synthetic source 'synthetic:{kind}'; expected synthetic:classification "
+            "or synthetic:regression."
+        )
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in _SYNTHETIC_OPTIONS:
+            raise DataError(
+                f"unknown option {key!r} in 'synthetic:{spec}'; expected some of "
+                f"{sorted(_SYNTHETIC_OPTIONS)}."
+            )
+        try:
+            options[key] = _SYNTHETIC_OPTIONS[key](value)
+        except ValueError as e:
+            raise DataError(
+                f"option {key!r} in 'synthetic:{spec}' must be a {_SYNTHETIC_OPTIONS[key].__name__}; "
+                f"found {value!r}."
+            ) from e
+    return kind, options
+
+
+def _read_synthetic(spec: str) -> pd.DataFrame:
+    from sklearn.datasets import make_classification, make_regression
+
+    kind, opts = _parse_synthetic(spec)
+    n_rows = opts.get("n_rows", 1000)
+    n_features = opts.get("n_features", 20)
+    seed = opts.get("seed", 0)
+    n_categorical = opts.get("n_categorical", 0)
+    missing = opts.get("missing", 0.0)
+    for key, value, low in (("n_rows", n_rows, 1), ("n_features", n_features, 1)):
+        if value < low:
+            raise DataError(f"option {key!r} must be at least {low}; found {value}.")
+    if not 0.0 <= missing < 1.0:
+        raise DataError(f"option 'missing' must be in [0, 1); found {missing}.")
+    if not 0 <= n_categorical <= n_features:
+        raise DataError(
+            f"option 'n_categorical' must be between 0 and n_features={n_features}; found {n_categorical}."
+        )
+    informative = opts.get("n_informative", max(1, n_features // 2))
+    try:
+        if kind == "classification":
+            X, y = make_classification(
+                n_samples=n_rows,
+                n_features=n_features,
+                n_informative=min(informative, n_features),
+                n_redundant=0,
+                n_classes=opts.get("n_classes", 2),
+                flip_y=opts.get("noise", 0.01),
+                class_sep=1.0,
+                random_state=seed,
+            )
+        else:
+            X, y = make_regression(
+                n_samples=n_rows,
+                n_features=n_features,
+                n_informative=min(informative, n_features),
+                noise=opts.get("noise", 10.0),
+                random_state=seed,
+            )
+    except ValueError as e:
+        raise DataError(f"cannot make 'synthetic:{spec}': {e}") from e
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(n_features)])
+    rng = np.random.default_rng(seed)
+    for i in range(n_categorical):
+        col = f"x{i}"
+        frame[col] = pd.cut(frame[col], bins=4, labels=["a", "b", "c", "d"]).astype(str)
+        frame = frame.rename(columns={col: f"c{i}"})
+    if missing > 0:
+        mask = rng.random(frame.shape) < missing
+        frame = frame.mask(mask)
+    frame[DEFAULT_TARGET] = y
+    return frame
+
+
+def _read_file(url: str) -> pd.DataFrame:
+    lowered = url.lower().split("?")[0]
+    if lowered.endswith((".parquet", ".pq")):
+        reader = "parquet"
+    elif lowered.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst")):
+        reader = "csv"
+    else:
+        raise DataError(
+            f"cannot tell the format of {url!r}; expected a name ending in .csv or .parquet."
+        )
+    try:
+        if reader == "parquet":
+            return pd.read_parquet(url)
+        return pd.read_csv(url)
+    except FileNotFoundError as e:
+        raise DataError(f"cannot read {url!r}: no such file. Check the URL.") from e
+    except PermissionError as e:
+        raise DataError(f"cannot read {url!r}: access denied. Check the credentials.") from e
+    except Exception as e:  # parsers and filesystems raise many types; all mean "unreadable"
+        raise DataError(
+            f"cannot read {url!r} as {reader}: {type(e).__name__}: {e}. Check the URL and format."
+        ) from e
+
+
+def infer_task(y: pd.Series) -> Task:
+    """Infer classification or regression from the target column."""
+    if column_kind(y) == "categorical" or pd.api.types.is_bool_dtype(y.dtype):
+        return "classification"
+    values = y.dropna().to_numpy(dtype="float64")
+    if values.size and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+        if np.unique(values).size <= MAX_CLASSES_FOR_INTEGER_TARGET:
+            return "classification"
+    return "regression"
+
+
+def fingerprint(X: pd.DataFrame, y: pd.Series) -> str:
+    """Return a sha256 fingerprint of the table's content and column names."""
+    h = hashlib.sha256()
+    h.update("\x1f".join(map(str, X.columns)).encode())
+    h.update(pd.util.hash_pandas_object(X, index=False).to_numpy().tobytes())
+    h.update(pd.util.hash_pandas_object(y, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def validate_target(y: pd.Series, task: Task, source: str) -> None:
+    """Refuse targets accord cannot learn from, naming the column and what was found."""
+    name = y.name
+    missing = y.isna()
+    if missing.any():
+        rows = list(np.flatnonzero(missing.to_numpy())[:5])
+        raise DataError(
+            f"target column {name!r} has {int(missing.sum())} missing (NaN) values "
+            f"(first rows {rows}); drop or fill those rows before training."
+        )
+    if task == "regression":
+        if column_kind(y) != "numeric":
+            raise DataError(
+                f"target column {name!r} must be numeric for regression; found dtype {y.dtype} "
+                f"(e.g. {y.iloc[0]!r}). Use --task classification or convert the column."
+            )
+        values = y.to_numpy(dtype="float64")
+        if not np.all(np.isfinite(values)):
+            bad = int((~np.isfinite(values)).sum())
+            raise DataError(
+                f"target column {name!r} has {bad} infinite values; regression needs finite numbers."
+            )
+        return
+    if column_kind(y) == "numeric":
+        values = y.to_numpy(dtype="float64")
+        if not np.all(np.isfinite(values)):
+            bad = int((~np.isfinite(values)).sum())
+            raise DataError(
+                f"target column {name!r} has {bad} infinite values; classes must be finite labels."
+            )
+    classes = y.unique()
+    if classes.size < 2:
+        raise DataError(
+            f"target column {name!r} has 1 class ({classes[0]!r}) in {source!r}; "
+            "at least 2 are needed for classification."
+        )
+
+
+def load_dataset(
+    source: str,
+    target: str | None = None,
+    task: Literal["auto", "classification", "regression"] = "auto",
+) -> Dataset:
+    """Read, validate and describe a data source.
+
+    Args:
+        source: ``sklearn:<name>``, ``synthetic:<kind>?...`` or a CSV/Parquet URL.
+        target: Target column; required for files.
+        task: ``auto`` infers the task from the target.
+
+    Returns:
+        The validated dataset with its schema and fingerprint.
+
+    Raises:
+        DataError: the source cannot be read or trained on.
+    """
+    frame, target_name = read_source(source, target)
+    if target_name not in frame.columns:
+        raise DataError(
+            f"target column {target_name!r} not found in {source!r}; columns are "
+            f"{[str(c) for c in frame.columns][:30]}. Pass --target with one of them."
+        )
+    if len(frame) == 0:
+        raise DataError(f"data source {source!r} has no rows; at least one row per fold is needed.")
+    y = frame[target_name]
+    X = frame.drop(columns=[target_name])
+    if X.shape[1] == 0:
+        raise DataError(
+            f"data source {source!r} has no feature columns besides the target {target_name!r}."
+        )
+    resolved: Task = infer_task(y) if task == "auto" else task
+    validate_target(y, resolved, source)
+    kinds = {str(c): column_kind(X[c]) for c in X.columns}
+    X = pd.DataFrame({str(c): normalise_column(X[c], kinds[str(c)]) for c in X.columns})
+    classes: tuple[Any, ...] = ()
+    if resolved == "classification":
+        if column_kind(y) == "categorical":
+            y = normalise_column(y, "categorical")
+        classes = tuple(_plain(c) for c in np.sort(y.unique()))
+    else:
+        y = y.astype("float64")
+    schema = Schema.infer(X, target_name, resolved, classes)
+    return Dataset(X, y, resolved, schema, source, fingerprint(X, y))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,160 @@
+"""The published ensemble: members, their combination rule, the schema; and `load`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from accord.errors import IntegrityError
+from accord.members import Member, member_class
+from accord.schema import Schema
+from accord.store.refs import parse_ref
+from accord.store.registry import Registry
+from accord.weights import EnsembleWeights
+
+ENSEMBLE_FILE = "ensemble.json"
+SCHEMA_FILE = "schema.json"
+METRICS_FILE = "metrics.json"
+
+
+class Ensemble:
+    """Fitted members combined as ``sum_i w_i * p_i`` (or a stacking meta-learner).
+
+    Attributes:
+        members: Member name -> fitted member, in combination order.
+        weights: Member name -> weight, or None for stacking.
+        method: How the weights were fitted.
+        classes_: Class labels (classification), in probability-column order.
+        schema: The input schema every table is checked against.
+        manifest: The published manifest (empty for an unpublished ensemble).
+    """
+
+    def __init__(
+        self,
+        members: Mapping[str, Member],
+        rule: EnsembleWeights,
+        schema: Schema,
+        manifest: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.members = dict(members)
+        self.rule = rule
+        self.schema = schema
+        self.manifest = dict(manifest or {})
+
+    @property
+    def task(self) -> str:
+        """Classification or regression."""
+        return self.schema.task
+
+    @property
+    def method(self) -> str:
+        """The weight-fitting method."""
+        return self.rule.method
+
+    @property
+    def weights(self) -> dict[str, float] | None:
+        """Member name -> weight (None for stacking, which has a meta-learner instead)."""
+        if self.rule.weights is None:
+            return None
+        return {n: float(w) for n, w in zip(self.members, self.rule.weights, strict=True)}
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Class labels in the order of `predict_proba` columns."""
+        return np.asarray(self.schema.classes)
+
+    def member_predictions(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each member's prediction on a (schema-checked) table."""
+        conformed = self.schema.conform(X)
+        return {name: m.predict(conformed) for name, m in self.members.items()}
+
+    def _combined(self, X: pd.DataFrame) -> np.ndarray:
+        preds = list(self.member_predictions(X).values())
+        return self.rule.combine(preds)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Class probabilities ``(n, K)`` (classification only)."""
+        if self.task != "classification":
+            raise TypeError("predict_proba is for classification; this ensemble does regression.")
+        return self._combined(X)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Class labels (classification) or values (regression)."""
+        out = self._combined(X)
+        if self.task == "classification":
+            return self.classes_[np.argmax(out, axis=1)]
+        return out
+
+    def __repr__(self) -> str:
+        ref = self.manifest.get("ref", "unpublished")
+        return f"Ensemble({self.task}, method={self.method}, members={list(self.members)}, ref={ref})"
+
+
+def member_files(name: str, member_info: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Lay out one member's files under ``members/<name>/`` with its ``member.json``."""
+    out = {f"members/{name}/{fname}": data for fname, data in files.items()}
+    out[f"members/{name}/member.json"] = json.dumps(member_info, sort_keys=True).encode()
+    return out
+
+
+def ensemble_document(member_names: list[str], kinds: list[str], rule: EnsembleWeights) -> dict[str, Any]:
+    """The content of ``ensemble.json``."""
+    return {
+        "members": [{"name": n, "kind": k} for n, k in zip(member_names, kinds, strict=True)],
+        "rule": rule.to_dict(),
+    }
+
+
+def _json(files: Mapping[str, bytes], path: str) -> Any:
+    try:
+        return json.loads(files[path])
+    except KeyError as e:
+        raise IntegrityError(f"published version has no {path!r}.") from e
+    except json.JSONDecodeError as e:
+        raise IntegrityError(f"{path!r} is not valid JSON: {e}") from e
+
+
+def build_ensemble(files: Mapping[str, bytes], manifest: Mapping[str, Any] | None = None) -> Ensemble:
+    """Rebuild an ensemble from verified version files."""
+    document = _json(files, ENSEMBLE_FILE)
+    schema = Schema.from_dict(_json(files, SCHEMA_FILE))
+    members: dict[str, Member] = {}
+    for entry in document["members"]:
+        name, kind = entry["name"], entry["kind"]
+        prefix = f"members/{name}/"
+        info = _json(files, prefix + "member.json")
+        if info.get("kind") != kind:
+            raise IntegrityError(f"member {name!r}: ensemble.json says {kind}, member.json says {info.get('kind')}.")
+        own = {p[len(prefix) :]: d for p, d in files.items() if p.startswith(prefix)}
+        members[name] = member_class(kind).load(own, info)
+    rule = EnsembleWeights.from_dict(document["rule"])
+    return Ensemble(members, rule, schema, manifest)
+
+
+def load(ref: str, storage_options: Mapping[str, Any] | None = None) -> Ensemble:
+    """Load a published ensemble, verifying every file before deserialising any.
+
+    Args:
+        ref: ``<store>/<name>``, ``<store>/<name>:<version>`` or ``<store>/<name>@<alias>``.
+        storage_options: fsspec options for the store (credentials normally come from the environment).
+
+    Returns:
+        The ensemble, with ``predict``, ``predict_proba``, ``classes_``, ``members``,
+        ``weights`` and ``manifest``.
+
+    Raises:
+        ModelReferenceError: the reference is malformed.
+        NotFoundError: the model, version or alias does not exist.
+        IntegrityError: a file failed verification or is not in a safe format.
+    """
+    parsed = parse_ref(ref)
+    registry = Registry(parsed.store, storage_options)
+    version = registry.resolve(parsed)
+    manifest = registry.read_manifest(parsed.name, version)
+    files = registry.read_files(parsed.name, version, manifest)  # verifies everything first
+    manifest["ref"] = str(parsed.at_version(version))
+    return build_ensemble(files, manifest)

@@ -1,0 +1,83 @@
+"""Fit the ensemble on out-of-fold predictions and score everything on the test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from accord.losses import loss
+from accord.metrics import primary_metric, score
+from accord.training import Prepared, RefitResult
+from accord.weights import EnsembleWeights, fit_weights, weighted_sum
+
+
+@dataclass(frozen=True)
+class Report:
+    """Weights, cross-validated losses and held-out metrics of one run."""
+
+    task: str
+    primary: str
+    rule: EnsembleWeights
+    members: list[str]
+    cv_loss: dict[str, float]
+    ensemble_cv_loss: float
+    test: dict[str, dict[str, float | None]]
+    ensemble: dict[str, float | None]
+    baselines: dict[str, dict[str, Any]]
+
+    @property
+    def weights(self) -> dict[str, float] | None:
+        """Member name -> weight (None for stacking)."""
+        if self.rule.weights is None:
+            return None
+        return {n: float(w) for n, w in zip(self.members, self.rule.weights, strict=True)}
+
+    def metrics(self) -> dict[str, Any]:
+        """JSON-ready metrics: ensemble, members, baselines, cross-validation."""
+        return {
+            "primary": self.primary,
+            "ensemble": self.ensemble,
+            "members": self.test,
+            "baselines": self.baselines,
+            "cv_loss": {**self.cv_loss, "ensemble": self.ensemble_cv_loss},
+        }
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """Rows sorted by the primary metric: the ensemble, baselines and members."""
+        rows: list[dict[str, Any]] = [{"model": "ensemble", "kind": self.rule.method, **self.ensemble}]
+        for name, b in self.baselines.items():
+            rows.append({"model": f"baseline:{name}", "kind": b.get("member", "vote"), **b["metrics"]})
+        for name in self.members:
+            rows.append({"model": name, "kind": "member", **self.test[name]})
+        sign = 1 if self.primary in ("log_loss", "rmse") else -1
+        return sorted(rows, key=lambda r: sign * float(r[self.primary]))
+
+
+def evaluate(
+    data: Prepared,
+    oof: dict[str, np.ndarray],
+    refits: dict[str, RefitResult],
+    method: str,
+    steps: int = 25,
+) -> Report:
+    """Fit weights on out-of-fold predictions; score members, ensemble and baselines on the test split."""
+    names = list(oof)
+    task = data.task
+    k = data.n_classes
+    oof_list = [oof[n] for n in names]
+    rule = fit_weights(oof_list, data.y_train, task, method, n_classes=k, steps=steps)
+    cv_loss = {n: loss(task, data.y_train, oof[n]) for n in names}
+    ensemble_cv = loss(task, data.y_train, rule.combine(oof_list))
+
+    test_preds = [refits[n].test_predictions for n in names]
+    test = {n: score(task, data.y_test, refits[n].test_predictions, k) for n in names}
+    ensemble = score(task, data.y_test, rule.combine(test_preds), k)
+    equal = weighted_sum(test_preds, np.full(len(names), 1.0 / len(names)))
+    best = min(names, key=lambda n: cv_loss[n])
+    baselines = {
+        "equal_vote": {"metrics": score(task, data.y_test, equal, k)},
+        "best_cv_member": {"member": best, "metrics": test[best]},
+    }
+    return Report(task, primary_metric(task), rule, names, cv_loss, ensemble_cv, test, ensemble, baselines)

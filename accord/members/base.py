@@ -1,0 +1,121 @@
+"""The member protocol: build, fit, predict, save, load.
+
+Every kind answers the same protocol, so the training tasks, the ensemble and
+the store never branch on the kind. Inputs are schema-conformed DataFrames;
+targets are class indices ``0..K-1`` (classification) or floats (regression).
+`predict` returns class probabilities of shape ``(n, K)`` for classification
+and values of shape ``(n,)`` for regression.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import pandas as pd
+
+from accord.errors import ConfigError
+from accord.schema import Schema
+
+Task = Literal["classification", "regression"]
+
+
+class Member(ABC):
+    """A base model with its own preprocessing.
+
+    Args:
+        task: Classification or regression.
+        params: Model parameters; merged over the kind's defaults.
+        n_classes: Number of classes (classification only).
+        seed: Random seed.
+        threads: Threads the model may use (BLAS, OpenMP, XGBoost, TensorFlow).
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        task: Task,
+        params: Mapping[str, Any] | None = None,
+        *,
+        n_classes: int = 0,
+        seed: int = 0,
+        threads: int = 1,
+    ) -> None:
+        self.task = task
+        self.params = {**self.default_params(task), **dict(params or {})}
+        self.n_classes = n_classes
+        self.seed = seed
+        self.threads = threads
+
+    # -- parameters -------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def default_params(cls, task: Task) -> dict[str, Any]:
+        """Defaults accord uses for this kind (may be a subset of what is allowed)."""
+
+    @classmethod
+    @abstractmethod
+    def allowed_params(cls, task: Task) -> set[str]:
+        """Every parameter name the kind accepts."""
+
+    @classmethod
+    def check_params(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
+        """Refuse unknown or invalid parameters before any training.
+
+        Raises:
+            ConfigError: naming the member, the parameter and the accepted ones.
+        """
+        allowed = cls.allowed_params(task)
+        for key in params:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"member {member!r} (kind {cls.kind}): unknown parameter {key!r} for {task}; "
+                    f"expected one of {sorted(allowed)}.{hint}"
+                )
+        cls.check_values(member, task, {**cls.default_params(task), **dict(params)})
+
+    @classmethod
+    def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
+        """Validate parameter values; kinds override this where they can check early."""
+
+    # -- learning ---------------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+        """Fit preprocessing and model on a schema-conformed table."""
+
+    @abstractmethod
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities ``(n, K)`` for classification, values ``(n,)`` for regression."""
+
+    # -- persistence ------------------------------------------------------------------------
+    @abstractmethod
+    def save(self) -> dict[str, bytes]:
+        """Serialise to files in safe formats (no pickle), keyed by file name."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, files: Mapping[str, bytes], info: Mapping[str, Any]) -> Self:
+        """Rebuild a fitted member from `save` output and `info` (already verified)."""
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready description saved beside the files."""
+        return {
+            "kind": self.kind,
+            "task": self.task,
+            "params": self.params,
+            "n_classes": self.n_classes,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, Any]) -> Self:
+        """Construct an unfitted member from `info` output."""
+        return cls(
+            info["task"], info.get("params"), n_classes=info.get("n_classes", 0), seed=info.get("seed", 0)
+        )

@@ -1,0 +1,208 @@
+"""scikit-learn members: logreg, svc, random_forest, extra_trees, hist_gb, knn.
+
+Each is a `Pipeline` of the member's preprocessing and one estimator, saved as
+one skops file.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVC, SVR
+from threadpoolctl import threadpool_limits
+
+from accord.errors import ConfigError
+from accord.members import skops_io
+from accord.members.base import Member, Task
+from accord.members.preprocess import Encoding, make_preprocessor
+from accord.schema import Schema
+
+MODEL_FILE = "model.skops"
+# Parameters accord sets itself; users set them through the config's seed and the cluster.
+MANAGED = frozenset({"random_state", "n_jobs", "verbose", "warm_start", "probability"})
+
+
+class SklearnMember(Member):
+    """A scikit-learn estimator behind the member's own preprocessing."""
+
+    estimators: ClassVar[dict[str, type[BaseEstimator]]]
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {"classification": {}, "regression": {}}
+    encoding: ClassVar[Encoding] = "ordinal"
+    scale: ClassVar[bool] = False
+    impute_numeric: ClassVar[bool] = True
+    uses_n_jobs: ClassVar[bool] = True
+
+    pipeline_: Pipeline
+
+    @classmethod
+    def default_params(cls, task: Task) -> dict[str, Any]:
+        return dict(cls.defaults[task])
+
+    @classmethod
+    def allowed_params(cls, task: Task) -> set[str]:
+        return set(cls.estimators[task]().get_params(deep=False)) - MANAGED
+
+    @classmethod
+    def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
+        estimator = cls._estimator(task, params, seed=0, threads=1)
+        inner = estimator.estimator if isinstance(estimator, CalibratedClassifierCV) else estimator
+        try:
+            inner._validate_params()  # type: ignore[attr-defined]
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"member {member!r} (kind {cls.kind}): {e}") from e
+
+    @classmethod
+    def _estimator(
+        cls, task: Task, params: Mapping[str, Any], *, seed: int, threads: int
+    ) -> BaseEstimator:
+        est_cls = cls.estimators[task]
+        accepted = inspect.signature(est_cls).parameters
+        managed: dict[str, Any] = {}
+        if "random_state" in accepted:
+            managed["random_state"] = seed
+        if "n_jobs" in accepted and cls.uses_n_jobs:
+            managed["n_jobs"] = threads
+        return est_cls(**{**dict(params), **managed})
+
+    def build(self, schema: Schema) -> Pipeline:
+        """Return the unfitted preprocessing + estimator pipeline."""
+        prep = make_preprocessor(
+            schema, encoding=self.encoding, scale=self.scale, impute_numeric=self.impute_numeric
+        )
+        model = self._estimator(self.task, self.params, seed=self.seed, threads=self.threads)
+        return Pipeline([("prep", prep), ("model", model)])
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+        with threadpool_limits(self.threads):
+            self.pipeline_ = self.build(schema).fit(X, y)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        with threadpool_limits(self.threads):
+            if self.task == "classification":
+                proba = np.asarray(self.pipeline_.predict_proba(X), dtype="float64")
+                return _full_proba(proba, self.pipeline_.classes_, self.n_classes)
+            return np.asarray(self.pipeline_.predict(X), dtype="float64")
+
+    def save(self) -> dict[str, bytes]:
+        return {MODEL_FILE: skops_io.dumps(self.pipeline_)}
+
+    @classmethod
+    def load(cls, files: Mapping[str, bytes], info: Mapping[str, Any]) -> Self:
+        member = cls.from_info(info)
+        member.pipeline_ = skops_io.loads(files[MODEL_FILE], where=f"{cls.kind} {MODEL_FILE}")
+        return member
+
+
+def _full_proba(proba: np.ndarray, seen: np.ndarray, n_classes: int) -> np.ndarray:
+    """Place columns of classes the estimator saw into a ``(n, n_classes)`` matrix."""
+    if proba.shape[1] == n_classes:
+        return proba
+    full = np.zeros((proba.shape[0], n_classes))
+    full[:, np.asarray(seen, dtype=int)] = proba
+    return full
+
+
+class LogReg(SklearnMember):
+    """Logistic regression (classification) or ridge regression (regression), scaled."""
+
+    kind = "logreg"
+    estimators = {"classification": LogisticRegression, "regression": Ridge}
+    defaults = {"classification": {"C": 1.0, "max_iter": 2000}, "regression": {"alpha": 1.0}}
+    encoding = "onehot"
+    scale = True
+    uses_n_jobs = False  # deprecated for LogisticRegression since scikit-learn 1.8
+
+
+class SupportVector(SklearnMember):
+    """RBF support vector machine; probabilities come from sigmoid calibration."""
+
+    kind = "svc"
+    estimators = {"classification": SVC, "regression": SVR}
+    defaults = {"classification": {"C": 1.0}, "regression": {"C": 1.0}}
+    encoding = "onehot"
+    scale = True
+
+    @classmethod
+    def _estimator(
+        cls, task: Task, params: Mapping[str, Any], *, seed: int, threads: int
+    ) -> BaseEstimator:
+        if task == "regression":
+            return SVR(**params)
+        return CalibratedClassifierCV(
+            SVC(**params, random_state=seed), method="sigmoid", cv=3, ensemble=False
+        )
+
+
+class RandomForest(SklearnMember):
+    """Random forest."""
+
+    kind = "random_forest"
+    estimators = {"classification": RandomForestClassifier, "regression": RandomForestRegressor}
+    defaults = {
+        "classification": {"n_estimators": 200, "min_samples_leaf": 1},
+        "regression": {"n_estimators": 200, "min_samples_leaf": 2},
+    }
+
+
+class ExtraTrees(SklearnMember):
+    """Extremely randomised trees."""
+
+    kind = "extra_trees"
+    estimators = {"classification": ExtraTreesClassifier, "regression": ExtraTreesRegressor}
+    defaults = {
+        "classification": {"n_estimators": 200, "min_samples_leaf": 1},
+        "regression": {"n_estimators": 200, "min_samples_leaf": 2},
+    }
+
+
+class HistGB(SklearnMember):
+    """Histogram gradient boosting; handles missing numbers natively."""
+
+    kind = "hist_gb"
+    estimators = {
+        "classification": HistGradientBoostingClassifier,
+        "regression": HistGradientBoostingRegressor,
+    }
+    defaults = {
+        "classification": {"max_iter": 200, "learning_rate": 0.05, "early_stopping": False},
+        "regression": {"max_iter": 200, "learning_rate": 0.05, "early_stopping": False},
+    }
+    impute_numeric = False
+
+
+class KNN(SklearnMember):
+    """k-nearest neighbours on scaled features."""
+
+    kind = "knn"
+    estimators = {"classification": KNeighborsClassifier, "regression": KNeighborsRegressor}
+    defaults = {"classification": {"n_neighbors": 15}, "regression": {"n_neighbors": 15}}
+    encoding = "onehot"
+    scale = True
+
+
+SKLEARN_KINDS: tuple[type[SklearnMember], ...] = (
+    LogReg,
+    SupportVector,
+    RandomForest,
+    ExtraTrees,
+    HistGB,
+    KNN,
+)

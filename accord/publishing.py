@@ -1,0 +1,85 @@
+"""Lay out a trained ensemble as files plus manifest fields, and publish it."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from accord import __version__
+from accord.ensemble import ENSEMBLE_FILE, METRICS_FILE, SCHEMA_FILE, ensemble_document, member_files
+from accord.evaluation import Report
+from accord.store.registry import Registry
+from accord.training import Prepared, RefitResult
+
+LIBRARIES = ("accord", "scikit-learn", "xgboost", "keras", "tensorflow", "skops", "numpy", "pandas")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a loader needs."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+def code_version() -> str:
+    """accord's version, plus the git commit when run from a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def version_payload(
+    data: Prepared,
+    refits: dict[str, RefitResult],
+    report: Report,
+    *,
+    config: dict[str, Any],
+    run_id: str | None = None,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Files of a version and the manifest fields that describe it."""
+    names = report.members
+    files: dict[str, bytes] = {}
+    for name in names:
+        files.update(member_files(name, refits[name].info, refits[name].files))
+    document = ensemble_document(names, [refits[n].kind for n in names], report.rule)
+    files[ENSEMBLE_FILE] = json.dumps(document, sort_keys=True).encode()
+    files[SCHEMA_FILE] = json.dumps(data.schema.to_dict(), sort_keys=True).encode()
+    files[METRICS_FILE] = json.dumps(report.metrics(), sort_keys=True).encode()
+    manifest = {
+        "task": data.task,
+        "method": report.rule.method,
+        "weights": report.weights,
+        "members": [{"name": n, "kind": refits[n].kind, "params": refits[n].info.get("params")} for n in names],
+        "schema": data.schema.to_dict(),
+        "metrics": report.metrics(),
+        "lineage": {
+            "parents": [],
+            "data": {"source": data.source, "fingerprint": data.fingerprint,
+                     "rows_train": len(data.y_train), "rows_test": len(data.y_test)},
+            "code_version": code_version(),
+            "flow_run_id": run_id,
+            "config": config,
+        },
+        "libraries": library_versions(),
+    }
+    return files, manifest
+
+
+def publish(registry: Registry, name: str, files: dict[str, bytes], manifest: dict[str, Any]) -> str:
+    """Publish a version and return its reference string."""
+    version = registry.publish(name, files, manifest)
+    return str(registry.ref(name, version))

@@ -1,0 +1,183 @@
+"""The input schema a model was trained on, and the check that enforces it.
+
+A schema lists each feature column with its kind (numeric or categorical), its
+pandas dtype and, for categorical columns, the categories seen in training.
+`Schema.conform` is the single gate every table passes before a member sees it:
+it normalises dtypes, accepts reordered columns and refuses anything else with
+a readable diff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from accord.errors import DataError, SchemaError
+
+ColumnKind = Literal["numeric", "categorical"]
+MAX_CATEGORIES_RECORDED = 1000
+
+
+def column_kind(series: pd.Series) -> ColumnKind:
+    """Classify a column as numeric or categorical, refusing types accord cannot train on."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return "numeric"
+    if (
+        isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+    ):
+        return "categorical"
+    raise DataError(
+        f"column {series.name!r} has dtype {dtype}, which accord cannot train on; "
+        "expected numbers or strings. Convert it (e.g. a date to a number of days) or drop it."
+    )
+
+
+def normalise_column(series: pd.Series, kind: ColumnKind) -> pd.Series:
+    """Return the column as float64 (numeric, with +-inf as NaN) or object strings (categorical)."""
+    if kind == "numeric":
+        values = series.astype("float64")
+        return values.replace([np.inf, -np.inf], np.nan)
+    as_object = series.astype("object")
+    mask = as_object.isna()
+    out = as_object.astype(str).astype("object")
+    out[mask] = np.nan
+    return out
+
+
+@dataclass(frozen=True)
+class Column:
+    """One feature column of the schema."""
+
+    name: str
+    kind: ColumnKind
+    dtype: str
+    categories: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready mapping."""
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "dtype": self.dtype}
+        if self.kind == "categorical":
+            out["categories"] = list(self.categories)
+        return out
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Feature columns, target and task of a trained model."""
+
+    columns: tuple[Column, ...]
+    target: str
+    task: Literal["classification", "regression"]
+    classes: tuple[Any, ...] = field(default=())
+
+    @property
+    def names(self) -> list[str]:
+        """Feature column names in training order."""
+        return [c.name for c in self.columns]
+
+    @property
+    def numeric(self) -> list[str]:
+        """Names of numeric columns."""
+        return [c.name for c in self.columns if c.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        """Names of categorical columns."""
+        return [c.name for c in self.columns if c.kind == "categorical"]
+
+    @classmethod
+    def infer(
+        cls,
+        frame: pd.DataFrame,
+        target: str,
+        task: Literal["classification", "regression"],
+        classes: tuple[Any, ...] = (),
+    ) -> Schema:
+        """Capture the schema of a feature table."""
+        columns = []
+        for name in frame.columns:
+            series = frame[name]
+            kind = column_kind(series)
+            cats: tuple[str, ...] = ()
+            if kind == "categorical":
+                seen = sorted(series.dropna().astype(str).unique().tolist())
+                cats = tuple(seen[:MAX_CATEGORIES_RECORDED])
+            columns.append(Column(str(name), kind, str(series.dtype), cats))
+        return cls(tuple(columns), target, task, tuple(classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready mapping."""
+        return {
+            "target": self.target,
+            "task": self.task,
+            "classes": [_jsonable(c) for c in self.classes],
+            "columns": [c.to_dict() for c in self.columns],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
+        """Rebuild a schema from `to_dict` output."""
+        columns = tuple(
+            Column(c["name"], c["kind"], c["dtype"], tuple(c.get("categories", ())))
+            for c in data["columns"]
+        )
+        return cls(columns, data["target"], data["task"], tuple(data.get("classes", ())))
+
+    def diff(self, frame: pd.DataFrame) -> list[str]:
+        """List every way `frame` differs from this schema (empty when it conforms)."""
+        problems: list[str] = []
+        expected = self.names
+        present = [str(c) for c in frame.columns]
+        missing = [c for c in expected if c not in present]
+        extra = [c for c in present if c not in expected and c != self.target]
+        if missing:
+            problems.append(f"missing columns: {missing}")
+        if extra:
+            problems.append(f"unexpected columns: {extra}")
+        for col in self.columns:
+            if col.name not in present:
+                continue
+            series = frame[col.name]
+            try:
+                kind = column_kind(series)
+            except DataError:
+                kind = None  # type: ignore[assignment]
+            if kind != col.kind:
+                problems.append(
+                    f"column {col.name!r}: expected {col.kind} ({col.dtype}), found {series.dtype}"
+                )
+        return problems
+
+    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Check `frame` against the schema and return it normalised and in training order.
+
+        Raises:
+            SchemaError: columns are missing, unexpected or of another kind.
+        """
+        if not isinstance(frame, pd.DataFrame):
+            raise SchemaError(
+                f"expected a pandas DataFrame with columns {self.names}; found {type(frame).__name__}."
+            )
+        problems = self.diff(frame)
+        if problems:
+            raise SchemaError(
+                "the table does not match the model's schema: "
+                + "; ".join(problems)
+                + ". Rename, add or convert the columns to match the schema in the manifest."
+            )
+        return pd.DataFrame(
+            {c.name: normalise_column(frame[c.name], c.kind) for c in self.columns},
+            index=frame.index,
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

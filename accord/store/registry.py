@@ -1,0 +1,287 @@
+"""A registry of versioned models on any fsspec store.
+
+Layout under the store URL::
+
+    <name>/versions/<version>/manifest.json      written last; a version without it does not exist
+    <name>/versions/<version>/<files...>         each written whole, hashed, then verified
+    <name>/aliases/<alias>.json                  {"version": ...}
+
+Versions are assigned here (UTC time to the millisecond plus 32 random bits), so
+they sort by time and two publishers never collide. Readers verify every file's
+size and sha256 against the manifest before anything is deserialised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from accord.errors import IntegrityError, NotFoundError, PublishError
+from accord.store.refs import ModelRef, check_name, check_version, normalise_store
+
+MANIFEST = "manifest.json"
+FORMAT = "accord/1"
+# File types a published version may contain; anything else is refused on read.
+SAFE_SUFFIXES = (".json", ".skops", ".ubj", ".keras")
+
+
+def new_version(now: dt.datetime | None = None) -> str:
+    """Return a fresh, time-sortable version id such as ``20261129T021500123Z-3fa2c1d4``."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(4)
+
+
+def sha256(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_relpath(path: str) -> str:
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise IntegrityError(f"file path {path!r} in a manifest is not a plain relative path.")
+    if not path.endswith(SAFE_SUFFIXES):
+        raise IntegrityError(
+            f"file {path!r} has a type accord never loads; allowed: {list(SAFE_SUFFIXES)}."
+        )
+    return path
+
+
+class Registry:
+    """Versioned models in one store.
+
+    Args:
+        store: An fsspec URL (``file://``, ``s3://``, ``memory://``) or a local path.
+        storage_options: Passed to fsspec; S3 endpoints and keys normally come from
+            the environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
+    """
+
+    def __init__(self, store: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = normalise_store(store)
+        self.fs, root = url_to_fs(self.url, **dict(storage_options or {}))
+        self.root = root.rstrip("/")
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def _version_dir(self, name: str, version: str) -> str:
+        return self._path(check_name(name), "versions", check_version(version))
+
+    def ref(self, name: str, version: str | None = None) -> ModelRef:
+        """A reference to `name` (pinned to `version` when given) in this store."""
+        return ModelRef(self.url, name, version)
+
+    # -- writing ------------------------------------------------------------------------------
+    def _put_bytes(self, data: bytes, dest: str, tmpdir: Path) -> dict[str, Any]:
+        local = tmpdir / secrets.token_hex(8)
+        local.write_bytes(data)
+        digest = sha256(local.read_bytes())
+        self.fs.put_file(str(local), dest)
+        back = self.fs.cat_file(dest)
+        if len(back) != len(data) or sha256(back) != digest:
+            raise PublishError(f"upload of {dest!r} did not verify (size or checksum differs).")
+        return {"sha256": digest, "size": len(data)}
+
+    def publish(self, name: str, files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> str:
+        """Publish a new version: every file whole and verified, then the manifest last.
+
+        Args:
+            name: Model name.
+            files: Relative path -> content. Paths must end in a safe suffix.
+            manifest: Extra manifest fields (schema, metrics, weights, lineage, ...).
+
+        Returns:
+            The new version id.
+
+        Raises:
+            PublishError: an upload failed; what was written is removed and no
+                manifest exists, so readers never see the version.
+        """
+        check_name(name)
+        for path in files:
+            _check_relpath(path)
+        version = new_version()
+        vdir = self._version_dir(name, version)
+        entries: dict[str, dict[str, Any]] = {}
+        try:
+            with tempfile.TemporaryDirectory(prefix="accord-publish-") as tmp:
+                tmpdir = Path(tmp)
+                self.fs.makedirs(vdir, exist_ok=True)
+                for path in sorted(files):
+                    entries[path] = self._put_bytes(files[path], f"{vdir}/{path}", tmpdir)
+                document = {
+                    "format": FORMAT,
+                    "name": name,
+                    "version": version,
+                    "created": dt.datetime.now(dt.UTC).isoformat(),
+                    **dict(manifest),
+                    "files": entries,
+                }
+                body = json.dumps(document, indent=2, sort_keys=True, default=_json_default).encode()
+                self._write_manifest(body, vdir, tmpdir)
+        except Exception as e:
+            self._discard(vdir)
+            if isinstance(e, PublishError):
+                raise
+            raise PublishError(f"publishing {name!r} to {self.url} failed: {type(e).__name__}: {e}") from e
+        return version
+
+    def _write_manifest(self, body: bytes, vdir: str, tmpdir: Path) -> None:
+        local = tmpdir / MANIFEST
+        local.write_bytes(body)
+        final = f"{vdir}/{MANIFEST}"
+        if self.fs.protocol in ("file", "local") or "file" in getattr(self.fs, "protocol", ()):
+            staging = f"{vdir}/.{MANIFEST}.{secrets.token_hex(4)}.tmp"
+            self.fs.put_file(str(local), staging)
+            self.fs.mv(staging, final)  # rename: atomic on one filesystem
+        else:
+            self.fs.put_file(str(local), final)  # object stores make a PUT visible whole
+
+    def _discard(self, vdir: str) -> None:
+        try:
+            if self.fs.exists(vdir):
+                self.fs.rm(vdir, recursive=True)
+        except Exception:  # best effort: without a manifest the leftovers are invisible anyway
+            pass
+
+    # -- reading ------------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        self.fs.invalidate_cache()
+
+    def names(self) -> list[str]:
+        """Model names that have at least one complete version."""
+        self._refresh()
+        found = self.fs.glob(self._path("*", "versions", "*", MANIFEST))
+        return sorted({p[len(self.root) + 1 :].split("/")[0] for p in found})
+
+    def versions(self, name: str) -> list[str]:
+        """Complete versions of `name`, oldest first."""
+        check_name(name)
+        self._refresh()
+        found = self.fs.glob(self._path(name, "versions", "*", MANIFEST))
+        out = []
+        for p in found:
+            version = p.rstrip("/").split("/")[-2]
+            try:
+                out.append(check_version(version))
+            except Exception:
+                continue
+        return sorted(out)
+
+    def resolve(self, ref: ModelRef) -> str:
+        """Return the version a reference points to (explicit, alias or newest).
+
+        Raises:
+            NotFoundError: no such model, version or alias.
+        """
+        if ref.version:
+            if not self.fs.exists(f"{self._version_dir(ref.name, ref.version)}/{MANIFEST}"):
+                raise NotFoundError(f"version {ref.version} of {ref.name!r} not found in {self.url}.")
+            return ref.version
+        if ref.alias:
+            version = self.get_alias(ref.name, ref.alias)
+            if version is None:
+                raise NotFoundError(f"alias {ref.alias!r} of {ref.name!r} is not set in {self.url}.")
+            return version
+        versions = self.versions(ref.name)
+        if not versions:
+            raise NotFoundError(
+                f"model {ref.name!r} has no published version in {self.url}; "
+                f"known models: {self.names()[:20]}."
+            )
+        return versions[-1]
+
+    def read_manifest(self, name: str, version: str) -> dict[str, Any]:
+        """Read and sanity-check a version's manifest."""
+        path = f"{self._version_dir(name, version)}/{MANIFEST}"
+        try:
+            raw = self.fs.cat_file(path)
+        except FileNotFoundError as e:
+            raise NotFoundError(f"version {version} of {name!r} not found in {self.url}.") from e
+        try:
+            manifest = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise IntegrityError(f"manifest of {name}:{version} is not valid JSON: {e}") from e
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise IntegrityError(f"manifest of {name}:{version} is not an {FORMAT} manifest.")
+        if manifest.get("name") != name or manifest.get("version") != version:
+            raise IntegrityError(
+                f"manifest at {name}:{version} describes {manifest.get('name')}:{manifest.get('version')}."
+            )
+        files = manifest.get("files")
+        if not isinstance(files, dict):
+            raise IntegrityError(f"manifest of {name}:{version} lists no files.")
+        for path in files:
+            _check_relpath(path)
+        return manifest
+
+    def read_files(self, name: str, version: str, manifest: Mapping[str, Any]) -> dict[str, bytes]:
+        """Read every file of a version and verify size and sha256 against the manifest.
+
+        Raises:
+            IntegrityError: a file is missing, of another size, or its checksum differs.
+        """
+        vdir = self._version_dir(name, version)
+        out: dict[str, bytes] = {}
+        for path, entry in sorted(manifest["files"].items()):
+            try:
+                data = self.fs.cat_file(f"{vdir}/{path}")
+            except FileNotFoundError as e:
+                raise IntegrityError(f"{name}:{version}: file {path!r} listed in the manifest is missing.") from e
+            if len(data) != entry.get("size") or sha256(data) != entry.get("sha256"):
+                raise IntegrityError(
+                    f"{name}:{version}: file {path!r} failed verification (expected sha256 "
+                    f"{str(entry.get('sha256'))[:12]}…, {entry.get('size')} bytes; found "
+                    f"{sha256(data)[:12]}…, {len(data)} bytes). Refusing to load a tampered or "
+                    "corrupted file."
+                )
+            out[path] = data
+        return out
+
+    # -- aliases ------------------------------------------------------------------------------
+    def get_alias(self, name: str, alias: str) -> str | None:
+        """The version an alias points to, or None."""
+        path = self._path(check_name(name), "aliases", f"{check_name(alias, 'alias')}.json")
+        try:
+            data = json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        return check_version(str(data["version"]))
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` at an existing `version`."""
+        self.resolve(ModelRef(self.url, name, version))
+        path = self._path(check_name(name), "aliases", f"{check_name(alias, 'alias')}.json")
+        body = json.dumps({"version": version, "updated": dt.datetime.now(dt.UTC).isoformat()})
+        with tempfile.TemporaryDirectory(prefix="accord-alias-") as tmp:
+            local = Path(tmp) / "alias.json"
+            local.write_text(body)
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.put_file(str(local), path)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def open_registry(store: str) -> Registry:
+    """Open the registry at a store URL."""
+    return Registry(store)
+
+
+__all__ = ["MANIFEST", "Registry", "new_version", "open_registry", "sha256", "fsspec"]

@@ -1,0 +1,200 @@
+"""Plain functions the training tasks wrap: prepare data, fit a member on a fold, refit it.
+
+`prepare` does every check that bad input can fail, before any training. The
+result (`Prepared`) is what travels to the cluster, once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+from accord.config import MemberSpec, TrainConfig
+from accord.data import Dataset, Task, load_dataset
+from accord.errors import DataError
+from accord.members import check_member_specs, member_class
+from accord.schema import Schema
+from accord.weights import check_method
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Validated training data with its holdout split and folds (targets encoded)."""
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+    folds: tuple[tuple[np.ndarray, np.ndarray], ...]
+    schema: Schema
+    fingerprint: str
+    source: str
+
+    @property
+    def task(self) -> Task:
+        """Classification or regression."""
+        return self.schema.task
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (0 for regression)."""
+        return len(self.schema.classes)
+
+
+def encode_target(y: pd.Series, dataset: Dataset) -> np.ndarray:
+    """Class labels -> indices into the sorted classes; regression values as floats."""
+    if dataset.task == "regression":
+        return y.to_numpy(dtype="float64")
+    lookup = {c: i for i, c in enumerate(dataset.classes)}
+    return np.asarray([lookup[v] for v in y.tolist()], dtype="int64")
+
+
+def _check_class_counts(y: np.ndarray, classes: tuple[Any, ...], folds: int, where: str, target: str) -> None:
+    counts = np.bincount(y, minlength=len(classes))
+    for idx, count in enumerate(counts):
+        if count < folds:
+            raise DataError(
+                f"class {classes[idx]!r} of target column {target!r} has {count} rows in {where}; "
+                f"{folds}-fold cross-validation needs at least {folds} per class. "
+                "Lower --folds, lower --test-size, or add rows of that class."
+            )
+
+
+def split(dataset: Dataset, folds: int, test_size: float, seed: int) -> Prepared:
+    """Hold out a test split and make K folds (stratified for classification, seeded)."""
+    y = encode_target(dataset.y, dataset)
+    n = len(y)
+    classification = dataset.task == "classification"
+    if classification:
+        counts = np.bincount(y, minlength=len(dataset.classes))
+        smallest = int(counts.min())
+        if smallest < 2:
+            label = dataset.classes[int(np.argmin(counts))]
+            raise DataError(
+                f"class {label!r} of target column {dataset.schema.target!r} has {smallest} row; "
+                "at least 2 are needed to hold out a stratified test split "
+                f"(and {folds} in training for {folds} folds). Add rows or drop the class."
+            )
+    n_test = int(np.ceil(n * test_size))
+    if n - n_test < folds or n_test < 1:
+        raise DataError(
+            f"{n} rows cannot give a test split of {test_size:.0%} and {folds} training folds; "
+            "add rows or lower --folds / --test-size."
+        )
+    index = np.arange(n)
+    try:
+        train_idx, test_idx = train_test_split(
+            index, test_size=test_size, random_state=seed, stratify=y if classification else None
+        )
+    except ValueError as e:
+        raise DataError(f"cannot hold out a test split of {test_size}: {e}") from e
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    y_train = y[train_idx]
+    if classification:
+        _check_class_counts(y_train, dataset.classes, folds, "the training split", dataset.schema.target)
+        splitter: Any = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold_idx = tuple(
+        (np.asarray(tr), np.asarray(va)) for tr, va in splitter.split(np.zeros(len(y_train)), y_train)
+    )
+    return Prepared(
+        X_train=dataset.X.iloc[train_idx].reset_index(drop=True),
+        y_train=y_train,
+        X_test=dataset.X.iloc[test_idx].reset_index(drop=True),
+        y_test=y[test_idx],
+        folds=fold_idx,
+        schema=dataset.schema,
+        fingerprint=dataset.fingerprint,
+        source=dataset.source,
+    )
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Load, validate and split the data of a run, and check its members and method.
+
+    Raises:
+        DataError: the data cannot be trained on.
+        ConfigError: a member kind, parameter or the method does not fit the task.
+    """
+    dataset = load_dataset(config.data, config.target, config.task)
+    check_method(config.method, dataset.task)
+    check_member_specs(((s.name or s.kind, s.kind, s.params) for s in config.members), dataset.task)
+    return split(dataset, config.folds, config.test_size, config.seed)
+
+
+def threads_per_task() -> int:
+    """Library threads one task may use: ``$ACCORD_THREADS_PER_TASK`` or 1 (one Dask thread = one core)."""
+    return max(1, int(os.environ.get("ACCORD_THREADS_PER_TASK", "1")))
+
+
+def _member(spec: MemberSpec, data: Prepared, seed: int) -> Any:
+    cls = member_class(spec.kind)
+    return cls(data.task, spec.params, n_classes=data.n_classes, seed=seed, threads=threads_per_task())
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """Out-of-fold predictions of one member on one fold."""
+
+    member: str
+    fold: int
+    predictions: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RefitResult:
+    """A member refitted on the whole training split: its files and test predictions."""
+
+    member: str
+    kind: str
+    info: dict[str, Any]
+    files: dict[str, bytes]
+    test_predictions: np.ndarray
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldResult:
+    """Fit a member on all folds but `fold` and predict the held-out fold."""
+    start = time.perf_counter()
+    train, valid = data.folds[fold]
+    member = _member(spec, data, seed)
+    member.fit(data.X_train.iloc[train], data.y_train[train], data.schema)
+    pred = member.predict(data.X_train.iloc[valid])
+    return FoldResult(spec.name or spec.kind, fold, pred, time.perf_counter() - start)
+
+
+def fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
+    """Refit a member on the whole training split, serialise it and predict the test split."""
+    start = time.perf_counter()
+    member = _member(spec, data, seed)
+    member.fit(data.X_train, data.y_train, data.schema)
+    files = member.save()
+    test_pred = member.predict(data.X_test)
+    return RefitResult(
+        spec.name or spec.kind, spec.kind, member.info(), files, test_pred, time.perf_counter() - start
+    )
+
+
+def out_of_fold(data: Prepared, results: list[FoldResult]) -> np.ndarray:
+    """Assemble one member's fold predictions into predictions for every training row."""
+    n = len(data.y_train)
+    first = results[0].predictions
+    oof = np.zeros((n, *first.shape[1:]), dtype="float64")
+    seen = np.zeros(n, dtype=bool)
+    for r in results:
+        valid = data.folds[r.fold][1]
+        oof[valid] = r.predictions
+        seen[valid] = True
+    if not seen.all():
+        missing = sorted({r.fold for r in results} ^ set(range(len(data.folds))))
+        raise RuntimeError(f"member {results[0].member!r}: folds {missing} have no predictions.")
+    return oof

@@ -1,0 +1,232 @@
+"""Ensemble weights fitted on out-of-fold predictions.
+
+Methods:
+    caruana: greedy forward selection with replacement (Caruana et al. 2004), keeping
+        the best prefix of the trajectory; weights are counts / prefix length.
+    optimize: weights on the simplex minimising the loss (SLSQP), started from caruana.
+    stacking: a meta-learner (multinomial logistic regression / non-negative linear
+        regression) on the members' predictions; its coefficients are saved as numbers.
+    equal: soft voting with equal weights.
+    hard: majority vote (classification only).
+
+The combined prediction is ``sum_i w_i * p_i`` for every method with weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from accord.errors import ConfigError
+from accord.losses import PROBA_FLOOR, Task, loss
+
+Method = Literal["caruana", "optimize", "stacking", "equal", "hard"]
+METHODS: tuple[str, ...] = ("caruana", "optimize", "stacking", "equal", "hard")
+
+
+@dataclass(frozen=True)
+class EnsembleWeights:
+    """Fitted combination rule: a method, member weights and (stacking) meta coefficients."""
+
+    method: str
+    task: Task
+    weights: np.ndarray | None
+    n_classes: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def combine(self, predictions: list[np.ndarray]) -> np.ndarray:
+        """Combine member predictions (same order as the weights) into the ensemble's."""
+        if self.method == "stacking":
+            return _stacking_predict(self.meta, predictions, self.task, self.n_classes)
+        assert self.weights is not None
+        if self.method == "hard":
+            return _vote(predictions, self.weights, self.n_classes)
+        return weighted_sum(predictions, self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready mapping."""
+        return {
+            "method": self.method,
+            "task": self.task,
+            "weights": None if self.weights is None else [float(w) for w in self.weights],
+            "n_classes": self.n_classes,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnsembleWeights:
+        """Rebuild from `to_dict` output."""
+        return cls(
+            data["method"],
+            data["task"],
+            None if data["weights"] is None else np.asarray(data["weights"], dtype=float),
+            int(data.get("n_classes", 0)),
+            dict(data.get("meta", {})),
+        )
+
+
+def weighted_sum(predictions: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Return ``sum_i w_i * p_i``."""
+    out = np.zeros_like(predictions[0], dtype=float)
+    for w, p in zip(weights, predictions, strict=True):
+        if w:
+            out = out + w * p
+    return out
+
+
+def _vote(predictions: list[np.ndarray], weights: np.ndarray, n_classes: int) -> np.ndarray:
+    """Vote shares per class: each member votes for its most probable class."""
+    n = predictions[0].shape[0]
+    shares = np.zeros((n, n_classes))
+    for w, p in zip(weights, predictions, strict=True):
+        shares[np.arange(n), np.argmax(p, axis=1)] += w
+    return shares
+
+
+def caruana(
+    predictions: list[np.ndarray], y: np.ndarray, task: Task, steps: int = 25
+) -> np.ndarray:
+    """Greedy forward selection with replacement; returns weights on the simplex.
+
+    Ties are broken deterministically: a member already chosen first, then the
+    lowest index. The returned weights come from the prefix of the trajectory
+    with the lowest loss, so the first pick (the best single member) bounds it.
+    """
+    m = len(predictions)
+    counts = np.zeros(m)
+    running = np.zeros_like(predictions[0], dtype=float)
+    best_loss, best_counts = np.inf, counts.copy()
+    for step in range(1, steps + 1):
+        candidates = [loss(task, y, (running + p) / step) for p in predictions]
+        lowest = min(candidates)
+        tied = [i for i, c in enumerate(candidates) if c <= lowest + 1e-12]
+        chosen = min(tied, key=lambda i: (counts[i] == 0, i))
+        counts[chosen] += 1
+        running = running + predictions[chosen]
+        if lowest < best_loss - 1e-12:
+            best_loss, best_counts = lowest, counts.copy()
+    return best_counts / best_counts.sum()
+
+
+def optimize(
+    predictions: list[np.ndarray], y: np.ndarray, task: Task, start: np.ndarray
+) -> np.ndarray:
+    """Minimise the loss over the simplex with SLSQP, starting from `start`.
+
+    The start is kept when the optimiser does not improve on it, so the result is
+    never worse than the start on the out-of-fold data.
+    """
+    from scipy.optimize import minimize
+
+    m = len(predictions)
+
+    def objective(w: np.ndarray) -> float:
+        return loss(task, y, weighted_sum(predictions, np.clip(w, 0.0, None)))
+
+    result = minimize(
+        objective,
+        start,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * m,
+        constraints=[{"type": "eq", "fun": lambda w: float(np.sum(w) - 1.0)}],
+        options={"maxiter": 200, "ftol": 1e-10},
+    )
+    w = np.clip(np.asarray(result.x, dtype=float), 0.0, None)
+    w[w < 1e-6] = 0.0
+    if w.sum() <= 0:
+        return start
+    w = w / w.sum()
+    return w if objective(w) <= objective(start) else start
+
+
+def _stacking_features(predictions: list[np.ndarray], task: Task) -> np.ndarray:
+    if task == "classification":
+        return np.hstack([np.log(np.clip(p, PROBA_FLOOR, 1.0)) for p in predictions])
+    return np.column_stack(predictions)
+
+
+def _stacking_fit(
+    predictions: list[np.ndarray], y: np.ndarray, task: Task, n_classes: int
+) -> dict[str, Any]:
+    Z = _stacking_features(predictions, task)
+    if task == "classification":
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=1.0, max_iter=2000).fit(Z, y)
+        return {"coef": lr.coef_.tolist(), "intercept": lr.intercept_.tolist(), "classes": lr.classes_.tolist()}
+    from sklearn.linear_model import LinearRegression
+
+    lin = LinearRegression(positive=True).fit(Z, y)
+    return {"coef": [lin.coef_.tolist()], "intercept": [float(lin.intercept_)]}
+
+
+def _stacking_predict(
+    meta: dict[str, Any], predictions: list[np.ndarray], task: Task, n_classes: int
+) -> np.ndarray:
+    Z = _stacking_features(predictions, task)
+    coef = np.asarray(meta["coef"], dtype=float)
+    intercept = np.asarray(meta["intercept"], dtype=float)
+    scores = Z @ coef.T + intercept
+    if task == "regression":
+        return scores.reshape(-1)
+    if coef.shape[0] == 1:  # binary: one logit for the second class
+        p1 = 1.0 / (1.0 + np.exp(-scores.reshape(-1)))
+        return np.column_stack([1.0 - p1, p1])
+    scores = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(scores)
+    proba = np.zeros((Z.shape[0], n_classes))
+    proba[:, np.asarray(meta["classes"], dtype=int)] = e / e.sum(axis=1, keepdims=True)
+    return proba
+
+
+def check_method(method: str, task: Task) -> None:
+    """Refuse a method that does not exist or does not fit the task."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown ensemble method {method!r}; expected one of {list(METHODS)}.")
+    if method == "hard" and task == "regression":
+        raise ConfigError(
+            "ensemble method 'hard' (majority vote) needs classes, but the task is regression; "
+            "use --method caruana, optimize, stacking or equal."
+        )
+
+
+def fit_weights(
+    predictions: list[np.ndarray],
+    y: np.ndarray,
+    task: Task,
+    method: str = "caruana",
+    *,
+    n_classes: int = 0,
+    steps: int = 25,
+) -> EnsembleWeights:
+    """Fit a combination rule on out-of-fold predictions (one array per member).
+
+    Args:
+        predictions: Out-of-fold predictions, (n, K) probabilities or (n,) values each.
+        y: True targets (class indices or values) of the same rows.
+        task: Classification or regression.
+        method: One of `METHODS`.
+        n_classes: Number of classes (classification).
+        steps: Greedy steps for ``caruana`` (and its start for ``optimize``).
+
+    Returns:
+        The fitted rule; deterministic for the same inputs.
+    """
+    check_method(method, task)
+    if not predictions:
+        raise ConfigError("at least one member is needed to fit ensemble weights.")
+    m = len(predictions)
+    equal = np.full(m, 1.0 / m)
+    if method == "equal":
+        return EnsembleWeights(method, task, equal, n_classes)
+    if method == "hard":
+        return EnsembleWeights(method, task, equal, n_classes)
+    if method == "stacking":
+        meta = _stacking_fit(predictions, y, task, n_classes)
+        return EnsembleWeights(method, task, None, n_classes, meta)
+    greedy = caruana(predictions, y, task, steps)
+    if method == "caruana":
+        return EnsembleWeights(method, task, greedy, n_classes)
+    return EnsembleWeights(method, task, optimize(predictions, y, task, greedy), n_classes)
