@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from accord.errors import IntegrityError, NotFoundError, PublishError
 from accord.store.refs import ModelRef, check_name, check_version, normalise_store
@@ -69,6 +69,7 @@ class Registry:
         self.url = normalise_store(store)
         self.fs, root = url_to_fs(self.url, **dict(storage_options or {}))
         self.root = root.rstrip("/")
+        self._local = isinstance(self.fs, LocalFileSystem)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -85,6 +86,8 @@ class Registry:
         local = tmpdir / secrets.token_hex(8)
         local.write_bytes(data)
         digest = sha256(local.read_bytes())
+        if self._local:
+            self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
         self.fs.put_file(str(local), dest)
         back = self.fs.cat_file(dest)
         if len(back) != len(data) or sha256(back) != digest:
@@ -139,7 +142,7 @@ class Registry:
         local = tmpdir / MANIFEST
         local.write_bytes(body)
         final = f"{vdir}/{MANIFEST}"
-        if self.fs.protocol in ("file", "local") or "file" in getattr(self.fs, "protocol", ()):
+        if self._local:
             staging = f"{vdir}/.{MANIFEST}.{secrets.token_hex(4)}.tmp"
             self.fs.put_file(str(local), staging)
             self.fs.mv(staging, final)  # rename: atomic on one filesystem
@@ -284,4 +287,4 @@ def open_registry(store: str) -> Registry:
     return Registry(store)
 
 
-__all__ = ["MANIFEST", "Registry", "new_version", "open_registry", "sha256", "fsspec"]
+__all__ = ["MANIFEST", "Registry", "new_version", "open_registry", "sha256"]

@@ -1,0 +1,36 @@
+# accord: `make run` trains and publishes the demo ensemble; `make test` runs the suite.
+# Both create .venv and install everything on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+INSTALL := $(BIN)/pip install -e '.[dev]'
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(INSTALL)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/accord train --name demo
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.quality
+	$(BIN)/python -m bench.parallel
+
+clean:
+	rm -rf $(VENV) registry .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""How flows are run: the CLI, served deployments and schedules."""

@@ -1,0 +1,52 @@
+"""The Dask task runner a run asks for: a LocalCluster of worker processes, or a scheduler address."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from prefect_dask import DaskTaskRunner
+
+from accord.config import TrainConfig
+
+# Each Dask worker thread runs one task; the libraries inside it get one core each.
+WORKER_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "ACCORD_THREADS_PER_TASK": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for local worker processes: thread limits plus the Prefect API they must share."""
+    env = dict(WORKER_THREAD_ENV)
+    for key in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_HOME"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    return env
+
+
+def task_runner_for(config: TrainConfig) -> DaskTaskRunner:
+    """A `DaskTaskRunner` for the run: the scheduler at ``config.dask_address``, else a LocalCluster.
+
+    The cluster starts lazily, on the first submitted task, so a run whose input is
+    refused never starts one.
+    """
+    address = config.dask_address or os.environ.get("ACCORD_DASK_ADDRESS")
+    if address:
+        return DaskTaskRunner(address=address)
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # keep progress readable
+    cluster_kwargs: dict[str, Any] = {
+        "n_workers": config.workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": ":0",
+        "silence_logs": logging.WARNING,
+        "env": worker_env(),
+    }
+    return DaskTaskRunner(cluster_kwargs=cluster_kwargs)

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over `accord`: names, retries, cache policy, logging, artifacts."""

@@ -1,0 +1,70 @@
+"""Tasks that fit ensemble weights, publish a version and report it as Prefect artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from accord.evaluation import Report, evaluate
+from accord.publishing import publish, version_payload
+from accord.store.registry import Registry
+from accord.training import Prepared, RefitResult
+
+
+@task(name="fit-weights", cache_policy=NO_CACHE, persist_result=False)
+def fit_ensemble(
+    data: Prepared, oof: dict[str, np.ndarray], refits: dict[str, RefitResult], method: str, steps: int
+) -> Report:
+    """Fit weights on out-of-fold predictions and score everything on the test split."""
+    return evaluate(data, oof, refits, method, steps)
+
+
+@task(name="publish-version", cache_policy=NO_CACHE, persist_result=False)
+def publish_version(
+    store: str,
+    name: str,
+    data: Prepared,
+    refits: dict[str, RefitResult],
+    report: Report,
+    config: dict[str, Any],
+    run_id: str | None,
+) -> str:
+    """Publish members, weights, metrics, schema and lineage; return the version's reference."""
+    files, manifest = version_payload(data, refits, report, config=config, run_id=run_id)
+    return publish(Registry(store), name, files, manifest)
+
+
+def _fmt(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+@task(name="report-artifacts", cache_policy=NO_CACHE, persist_result=False)
+def report_artifacts(report: Report, ref: str, name: str) -> None:
+    """Leaderboard table, weights, a link to the version and a run summary as artifacts."""
+    key = "".join(ch if ch.isalnum() else "-" for ch in name).lower()
+    rows = [{k: _fmt(v) for k, v in row.items()} for row in report.leaderboard()]
+    create_table_artifact(rows, key=f"{key}-leaderboard", description=f"Held-out leaderboard of {ref}")
+    weights = report.weights or {}
+    loss_name = "log loss" if report.task == "classification" else "squared error"
+    lines = [f"| member | weight | out-of-fold {loss_name} |", "|---|---|---|"]
+    for member in report.members:
+        lines.append(f"| {member} | {weights.get(member, float('nan')):.3f} | {report.cv_loss[member]:.4f} |")
+    create_markdown_artifact(
+        f"### Ensemble weights ({report.rule.method})\n\n" + "\n".join(lines),
+        key=f"{key}-weights",
+        description="Weights fitted on out-of-fold predictions",
+    )
+    create_link_artifact(ref, link_text=ref, key=f"{key}-version", description="Published version")
+    best = report.baselines["best_cv_member"]
+    create_markdown_artifact(
+        f"## accord run summary\n\n- version: `{ref}`\n- task: {report.task}, method: {report.rule.method}\n"
+        f"- ensemble {report.primary}: {report.ensemble[report.primary]:.4f}\n"
+        f"- best CV member ({best['member']}) {report.primary}: {best['metrics'][report.primary]:.4f}\n"
+        f"- equal-weight vote {report.primary}: {report.baselines['equal_vote']['metrics'][report.primary]:.4f}\n",
+        key=f"{key}-summary",
+        description="Run summary",
+    )
