@@ -129,7 +129,9 @@ def _read_synthetic(spec: str) -> pd.DataFrame:
         raise DataError(
             f"option 'n_categorical' must be between 0 and n_features={n_features}; found {n_categorical}."
         )
-    informative = opts.get("n_informative", max(1, n_features // 2))
+    n_classes = opts.get("n_classes", 2)
+    needed = int(np.ceil(np.log2(2 * max(n_classes, 2))))  # make_classification: 2 clusters per class
+    informative = opts.get("n_informative", min(n_features, max(n_features // 2, needed)))
     try:
         if kind == "classification":
             X, y = make_classification(
@@ -137,7 +139,7 @@ def _read_synthetic(spec: str) -> pd.DataFrame:
                 n_features=n_features,
                 n_informative=min(informative, n_features),
                 n_redundant=0,
-                n_classes=opts.get("n_classes", 2),
+                n_classes=n_classes,
                 flip_y=opts.get("noise", 0.01),
                 class_sep=1.0,
                 random_state=seed,
@@ -175,10 +177,13 @@ def _read_file(url: str) -> pd.DataFrame:
         raise DataError(
             f"cannot tell the format of {url!r}; expected a name ending in .csv or .parquet."
         )
+    import fsspec
+
     try:
-        if reader == "parquet":
-            return pd.read_parquet(url)
-        return pd.read_csv(url)
+        with fsspec.open(url, "rb", compression="infer") as f:
+            if reader == "parquet":
+                return pd.read_parquet(f)
+            return pd.read_csv(f)
     except FileNotFoundError as e:
         raise DataError(f"cannot read {url!r}: no such file. Check the URL.") from e
     except PermissionError as e:
@@ -214,7 +219,7 @@ def validate_target(y: pd.Series, task: Task, source: str) -> None:
     name = y.name
     missing = y.isna()
     if missing.any():
-        rows = list(np.flatnonzero(missing.to_numpy())[:5])
+        rows = [int(i) for i in np.flatnonzero(missing.to_numpy())[:5]]
         raise DataError(
             f"target column {name!r} has {int(missing.sum())} missing (NaN) values "
             f"(first rows {rows}); drop or fill those rows before training."

@@ -24,6 +24,7 @@ from accord.schema import Schema
 
 PREPROCESS_FILE = "preprocess.skops"
 MODEL_FILE = "model.keras"
+PREDICT_CHUNK = 65536
 
 
 def import_keras(threads: int = 1) -> Any:
@@ -33,7 +34,9 @@ def import_keras(threads: int = 1) -> Any:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     import keras
+    import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")
     return keras
 
 
@@ -173,7 +176,11 @@ class KerasMLP(Member):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         Xt = np.asarray(self.prep_.transform(X), dtype="float32")
-        out = np.asarray(self.model_.predict(Xt, batch_size=4096, verbose=0), dtype="float64")
+        chunks = [
+            np.asarray(self.model_(Xt[i : i + PREDICT_CHUNK], training=False), dtype="float64")
+            for i in range(0, max(len(Xt), 1), PREDICT_CHUNK)
+        ]
+        out = np.concatenate(chunks) if len(Xt) else np.zeros((0, self.n_classes or 1))
         if self.task == "regression":
             return out.reshape(-1) * self.y_std_ + self.y_mean_
         out = np.clip(out, 0.0, 1.0)

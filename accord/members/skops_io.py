@@ -7,11 +7,18 @@ on our list, before anything is constructed.
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from typing import Any
 
 from accord.errors import IntegrityError
 
-# Every type our members' pipelines contain, beyond what skops trusts by default.
+BASIC_TYPES: frozenset[str] = frozenset(
+    f"builtins.{t}" for t in ("dict", "list", "tuple", "str", "int", "float", "bool", "NoneType", "bytes")
+)
+# Every type our members' pipelines contain. skops would trust all of scikit-learn by
+# default; accord trusts only these, checked against the file's schema before loading.
 TRUSTED_TYPES: frozenset[str] = frozenset(
     {
         "builtins.slice",
@@ -19,7 +26,9 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "numpy.ndarray",
         "numpy.float64",
         "numpy.int64",
+        "numpy.uint64",
         "numpy.random.RandomState",
+        "numpy.random._generator.Generator",
         "numpy.random._mt19937.MT19937",
         "scipy.sparse._csr.csr_matrix",
         "sklearn._loss.link.IdentityLink",
@@ -60,6 +69,8 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.preprocessing._data.StandardScaler",
         "sklearn.preprocessing._encoders.OneHotEncoder",
         "sklearn.preprocessing._encoders.OrdinalEncoder",
+        "sklearn.preprocessing._function_transformer.FunctionTransformer",
+        "sklearn.preprocessing._label.LabelEncoder",
         "sklearn.svm._classes.SVC",
         "sklearn.svm._classes.SVR",
         "sklearn.tree._classes.DecisionTreeClassifier",
@@ -79,15 +90,29 @@ def dumps(obj: Any) -> bytes:
     return bytes(sio.dumps(obj))
 
 
-def untrusted_types(data: bytes) -> list[str]:
-    """Types in a skops file that are not on accord's list (nothing is constructed)."""
-    import skops.io as sio
-
+def types_in(data: bytes) -> set[str]:
+    """Every type a skops file would construct, read from its JSON schema (nothing is constructed)."""
     try:
-        found = sio.get_untrusted_types(data=data)
-    except Exception as e:  # a malformed archive: refuse, never construct
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise IntegrityError(f"not a valid skops file: {type(e).__name__}: {e}") from e
-    return sorted(t for t in found if t not in TRUSTED_TYPES)
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__module__" in node and "__class__" in node:
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def untrusted_types(data: bytes) -> list[str]:
+    """Types in a skops file that are not on accord's explicit list."""
+    return sorted(t for t in types_in(data) if t not in TRUSTED_TYPES and t not in BASIC_TYPES)
 
 
 def loads(data: bytes, *, where: str = "skops file") -> Any:

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from accord.data import infer_task, load_dataset
+from accord.errors import DataError, SchemaError
+from accord.schema import Schema
+
+
+@pytest.mark.parametrize(
+    ("source", "task", "n_classes"),
+    [
+        ("sklearn:iris", "classification", 3),
+        ("sklearn:wine", "classification", 3),
+        ("sklearn:breast_cancer", "classification", 2),
+        ("sklearn:digits", "classification", 10),
+        ("sklearn:diabetes", "regression", 0),
+        ("synthetic:classification?n_rows=200&n_features=5&n_classes=4&seed=3", "classification", 4),
+        ("synthetic:regression?n_rows=150&n_features=4&noise=2", "regression", 0),
+    ],
+)
+def test_sources_infer_task_and_schema(source: str, task: str, n_classes: int) -> None:
+    ds = load_dataset(source)
+    assert ds.task == task
+    assert len(ds.classes) == n_classes
+    assert ds.schema.names == list(ds.X.columns)
+    assert ds.schema.target == "target"
+    assert len(ds.fingerprint) == 64
+
+
+def test_synthetic_is_seeded_and_has_categoricals_and_missing() -> None:
+    src = "synthetic:classification?n_rows=300&n_features=6&n_categorical=2&missing=0.1&seed=7"
+    a, b = load_dataset(src), load_dataset(src)
+    assert a.fingerprint == b.fingerprint
+    assert a.schema.categorical == ["c0", "c1"]
+    assert a.X.isna().to_numpy().mean() == pytest.approx(0.1, abs=0.03)
+    other = load_dataset(src.replace("seed=7", "seed=8"))
+    assert other.fingerprint != a.fingerprint
+
+
+def _csv(tmp_path: Path, frame: pd.DataFrame, name: str = "t.csv") -> str:
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return path.as_uri()
+
+
+def test_csv_and_parquet_with_strings_and_missing(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, 120),
+            "city": rng.choice(["paris", "rome", None], 120),
+            "species": rng.choice(["adelie", "gentoo"], 120),
+        }
+    )
+    frame.loc[::7, "age"] = np.nan
+    csv = load_dataset(_csv(tmp_path, frame), target="species")
+    pq_path = tmp_path / "t.parquet"
+    frame.to_parquet(pq_path)
+    pq = load_dataset(pq_path.as_uri(), target="species")
+    for ds in (csv, pq):
+        assert ds.task == "classification"
+        assert ds.classes == ("adelie", "gentoo")
+        assert ds.schema.categorical == ["city"]
+        assert ds.schema.numeric == ["age"]
+        assert ds.X["age"].isna().sum() == frame["age"].isna().sum()
+
+
+def test_task_inference() -> None:
+    assert infer_task(pd.Series([0, 1, 2, 1])) == "classification"
+    assert infer_task(pd.Series(["a", "b"])) == "classification"
+    assert infer_task(pd.Series([0.5, 1.25, 3.0])) == "regression"
+    assert infer_task(pd.Series(np.arange(100))) == "regression"
+
+
+@pytest.mark.parametrize(
+    ("frame", "target", "match"),
+    [
+        (pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}), "label", r"target column 'label' not found.*\['x', 'y'\]"),
+        (pd.DataFrame({"x": [], "y": []}), "y", "has no rows"),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "a", "a"]}), "y", r"1 class \('a'\).*at least 2"),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.5, np.nan, 1.5]}), "y", r"1 missing \(NaN\) values.*rows \[1\]"),
+        (pd.DataFrame({"y": [1.0, 2.0]}), "y", "no feature columns"),
+    ],
+)
+def test_bad_tables_are_refused(tmp_path: Path, frame: pd.DataFrame, target: str, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        load_dataset(_csv(tmp_path, frame), target=target)
+
+
+def test_infinite_regression_target(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.5, np.inf, 1.5]})
+    with pytest.raises(DataError, match="target column 'y' has 1 infinite values"):
+        load_dataset(_csv(tmp_path, frame), target="y")
+
+
+def test_text_target_for_regression(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "b", "c"]})
+    with pytest.raises(DataError, match=r"target column 'y' must be numeric for regression; found dtype"):
+        load_dataset(_csv(tmp_path, frame), target="y", task="regression")
+
+
+def test_unreadable_sources(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset((tmp_path / "missing.csv").as_uri(), target="y")
+    with pytest.raises(DataError, match=r"cannot tell the format.*\.csv or \.parquet"):
+        load_dataset((tmp_path / "data.xlsx").as_uri(), target="y")
+    with pytest.raises(DataError, match="target column must be named"):
+        load_dataset((tmp_path / "data.csv").as_uri())
+    with pytest.raises(DataError, match="unknown bundled dataset 'sklearn:mnist'"):
+        load_dataset("sklearn:mnist")
+    with pytest.raises(DataError, match="unknown option 'rows'"):
+        load_dataset("synthetic:classification?rows=5")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="cannot read .* as parquet"):
+        load_dataset(bad.as_uri(), target="y")
+
+
+def test_schema_conform_reorders_and_refuses_with_a_diff() -> None:
+    ds = load_dataset("synthetic:classification?n_rows=50&n_features=3&n_categorical=1")
+    schema = Schema.from_dict(ds.schema.to_dict())
+    X = ds.X
+    reordered = X[list(reversed(X.columns))]
+    assert list(schema.conform(reordered).columns) == list(X.columns)
+    with pytest.raises(SchemaError, match=r"missing columns: \['x1'\]"):
+        schema.conform(X.drop(columns=["x1"]))
+    with pytest.raises(SchemaError, match=r"unexpected columns: \['extra'\]"):
+        schema.conform(X.assign(extra=1.0))
+    with pytest.raises(SchemaError, match=r"column 'x1': expected numeric \(float64\), found"):
+        schema.conform(X.assign(x1="text"))
+    with pytest.raises(SchemaError, match=r"column 'c0': expected categorical"):
+        schema.conform(X.assign(c0=1.0))

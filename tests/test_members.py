@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accord.config import make_config
+from accord.errors import ConfigError, IntegrityError
+from accord.members import KINDS, member_class
+from accord.members import skops_io
+from accord.training import prepare
+
+FAST = {"keras_mlp": {"epochs": 40, "learning_rate": 0.01}, "random_forest": {"n_estimators": 20},
+        "extra_trees": {"n_estimators": 20}, "hist_gb": {"max_iter": 20}, "xgboost": {"n_estimators": 20}}
+
+
+@pytest.fixture(scope="module")
+def classification():
+    cfg = make_config({"data": "synthetic:classification?n_rows=160&n_features=5&n_categorical=1&missing=0.05&n_classes=3",
+                       "folds": 3, "store": "memory://unused"})
+    return prepare(cfg)
+
+
+@pytest.fixture(scope="module")
+def regression():
+    cfg = make_config({"data": "synthetic:regression?n_rows=160&n_features=5&n_categorical=1&missing=0.05",
+                       "folds": 3, "store": "memory://unused"})
+    return prepare(cfg)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_every_kind_fits_predicts_and_round_trips(kind, task, classification, regression):
+    data = classification if task == "classification" else regression
+    cls = member_class(kind)
+    member = cls(data.task, FAST.get(kind, {}), n_classes=data.n_classes, seed=0)
+    member.fit(data.X_train, data.y_train, data.schema)
+    pred = member.predict(data.X_test)
+    if task == "classification":
+        assert pred.shape == (len(data.X_test), data.n_classes)
+        np.testing.assert_allclose(pred.sum(axis=1), 1.0, atol=1e-6)
+        assert (np.argmax(pred, axis=1) == data.y_test).mean() > 1 / data.n_classes
+    else:
+        assert pred.shape == (len(data.X_test),)
+        assert np.corrcoef(pred, data.y_test)[0, 1] > 0.3
+    files = member.save()
+    assert not any(name.endswith((".pkl", ".pickle", ".joblib", ".h5")) for name in files)
+    loaded = cls.load(files, member.info())
+    np.testing.assert_allclose(loaded.predict(data.X_test), pred, rtol=1e-6, atol=1e-8)
+
+
+def test_unknown_parameter_is_refused_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"member 'rf' \(kind random_forest\): unknown parameter 'n_estimatorz'.*Did you mean 'n_estimators'"):
+        member_class("random_forest").check_params("rf", "classification", {"n_estimatorz": 3})
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "match"),
+    [
+        ("random_forest", {"n_estimators": -1}, "n_estimators"),
+        ("logreg", {"C": "big"}, "'C' parameter"),
+        ("xgboost", {"max_depth": 0}, "'max_depth' must be a positive integer; found 0"),
+        ("keras_mlp", {"hidden_units": []}, "'hidden_units' must be a non-empty list"),
+        ("keras_mlp", {"dropout": 2}, r"'dropout' must be a number in \[0.0, 0.95\]"),
+    ],
+)
+def test_bad_parameter_values_are_refused_before_training(kind, params, match):
+    with pytest.raises(ConfigError, match=match):
+        member_class(kind).check_params(kind, "classification", params)
+
+
+def test_unknown_kind_is_refused_by_the_config():
+    with pytest.raises(ConfigError, match=r"members\.0\.kind.*'logreg'"):
+        make_config({"members": [{"kind": "gpt"}]})
+
+
+def test_skops_refuses_untrusted_types():
+    from sklearn.dummy import DummyClassifier
+
+    data = skops_io.dumps(DummyClassifier().fit([[0], [1]], [0, 1]))
+    with pytest.raises(IntegrityError, match=r"types accord does not trust: \['sklearn.dummy.DummyClassifier'\]"):
+        skops_io.loads(data)
+    with pytest.raises(IntegrityError, match="not a valid skops file"):
+        skops_io.loads(b"\x80\x04K\x01.")  # a pickle is not a skops file

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accord.errors import ConfigError
+from accord.losses import loss
+from accord.weights import EnsembleWeights, caruana, fit_weights
+
+
+def _members(seed: int, n: int = 300, k: int = 3, m: int = 5):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    preds = []
+    for i in range(m):
+        logits = rng.normal(0, 1, (n, k))
+        logits[np.arange(n), y] += 0.5 + 0.4 * i * rng.random()
+        e = np.exp(logits)
+        preds.append(e / e.sum(axis=1, keepdims=True))
+    return preds, y
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("method", ["caruana", "optimize", "equal", "hard"])
+def test_weights_are_on_the_simplex(seed, method):
+    preds, y = _members(seed)
+    rule = fit_weights(preds, y, "classification", method, n_classes=3)
+    assert rule.weights is not None
+    assert (rule.weights >= 0).all()
+    assert rule.weights.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("method", ["caruana", "optimize"])
+def test_oof_loss_never_worse_than_best_member(seed, method):
+    preds, y = _members(seed)
+    rule = fit_weights(preds, y, "classification", method, n_classes=3)
+    best = min(loss("classification", y, p) for p in preds)
+    assert loss("classification", y, rule.combine(preds)) <= best + 1e-12
+
+
+def test_optimize_is_at_least_as_good_as_caruana():
+    preds, y = _members(11)
+    c = fit_weights(preds, y, "classification", "caruana", n_classes=3)
+    o = fit_weights(preds, y, "classification", "optimize", n_classes=3)
+    assert loss("classification", y, o.combine(preds)) <= loss("classification", y, c.combine(preds)) + 1e-12
+
+
+def test_regression_weights_and_loss():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=200)
+    preds = [y + rng.normal(0, s, 200) for s in (0.3, 0.5, 2.0)]
+    for method in ("caruana", "optimize"):
+        rule = fit_weights(preds, y, "regression", method)
+        assert loss("regression", y, rule.combine(preds)) < min(loss("regression", y, p) for p in preds)
+        assert rule.weights[2] < 0.2
+
+
+def test_deterministic_for_same_inputs():
+    preds, y = _members(3)
+    a = fit_weights(preds, y, "classification", "optimize", n_classes=3)
+    b = fit_weights(preds, y, "classification", "optimize", n_classes=3)
+    np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_caruana_first_pick_is_best_member_and_ties_prefer_lowest_index():
+    preds, y = _members(1)
+    best = int(np.argmin([loss("classification", y, p) for p in preds]))
+    w = caruana(preds, y, "classification", steps=1)
+    assert w[best] == 1.0
+    same = [preds[0], preds[0].copy()]
+    assert caruana(same, y, "classification", steps=3).tolist() == [1.0, 0.0]
+
+
+def test_stacking_and_hard_vote_and_round_trip():
+    preds, y = _members(2)
+    stack = fit_weights(preds, y, "classification", "stacking", n_classes=3)
+    assert stack.weights is None
+    proba = stack.combine(preds)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    restored = EnsembleWeights.from_dict(stack.to_dict())
+    np.testing.assert_allclose(restored.combine(preds), proba)
+    hard = fit_weights(preds, y, "classification", "hard", n_classes=3)
+    votes = hard.combine(preds)
+    assert set(np.unique(votes * 5).round(6)) <= {0, 1, 2, 3, 4, 5}
+
+
+def test_hard_vote_is_refused_for_regression():
+    with pytest.raises(ConfigError, match="'hard' .* needs classes, but the task is regression"):
+        fit_weights([np.zeros(3)], np.zeros(3), "regression", "hard")
