@@ -15,7 +15,7 @@ from accord.store.registry import Registry
 from accord.training import Prepared, RefitResult
 
 
-@task(name="fit-weights", cache_policy=NO_CACHE, persist_result=False)
+@task(name="ensemble-weights", cache_policy=NO_CACHE, persist_result=False)
 def fit_ensemble(
     data: Prepared, oof: dict[str, np.ndarray], refits: dict[str, RefitResult], method: str, steps: int
 ) -> Report:

@@ -50,6 +50,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if "prefect" in sys.modules:  # send buffered run logs before the server goes away
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()
     moto = _state.pop("moto", None)
     if moto is not None:
         moto.stop()  # type: ignore[attr-defined]

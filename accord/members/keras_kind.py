@@ -37,6 +37,12 @@ def import_keras(threads: int = 1) -> Any:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
+    try:  # only possible before TensorFlow's runtime starts; the first member sets it per process
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    tf.config.experimental.enable_op_determinism()  # same seed, same weights, on any worker
     return keras
 
 
@@ -118,14 +124,21 @@ class KerasMLP(Member):
         inputs = keras.Input(shape=(n_inputs,), name="features")
         x = inputs
         for i, units in enumerate(p["hidden_units"]):
-            x = keras.layers.Dense(units, activation="relu", kernel_regularizer=reg, name=f"body_dense_{i}")(x)
+            x = keras.layers.Dense(
+                units,
+                activation="relu",
+                kernel_regularizer=reg,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed + i),
+                name=f"body_dense_{i}",
+            )(x)
             if p["dropout"]:
-                x = keras.layers.Dropout(p["dropout"], name=f"body_dropout_{i}")(x)
+                x = keras.layers.Dropout(p["dropout"], seed=self.seed + 100 + i, name=f"body_dropout_{i}")(x)
+        head_init = keras.initializers.GlorotUniform(seed=self.seed + 99)
         if self.task == "classification":
-            outputs = keras.layers.Dense(self.n_classes, activation="softmax", name="head")(x)
+            outputs = keras.layers.Dense(self.n_classes, activation="softmax", kernel_initializer=head_init, name="head")(x)
             loss = "sparse_categorical_crossentropy"
         else:
-            outputs = keras.layers.Dense(1, name="head")(x)
+            outputs = keras.layers.Dense(1, kernel_initializer=head_init, name="head")(x)
             loss = "mean_squared_error"
         model = keras.Model(inputs, outputs, name="accord_mlp")
         model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]), loss=loss)

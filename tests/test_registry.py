@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+import accord
+from accord.config import make_config
+from accord.errors import IntegrityError, ModelReferenceError, NotFoundError, SchemaError
+from accord.evaluation import evaluate
+from accord.publishing import publish, version_payload
+from accord.store.refs import parse_ref
+from accord.store.registry import Registry
+from accord.training import fit_fold, fit_full, out_of_fold, prepare
+
+MEMBERS = [{"kind": "logreg"}, {"kind": "hist_gb", "params": {"max_iter": 30}}, {"kind": "xgboost", "params": {"n_estimators": 30}}]
+
+
+def _train(store: str, data: str = "sklearn:wine"):
+    cfg = make_config({"data": data, "members": MEMBERS, "folds": 3, "store": store, "name": "wine"})
+    p = prepare(cfg)
+    oof, refits = {}, {}
+    for spec in cfg.members:
+        oof[spec.name] = out_of_fold(p, [fit_fold(spec, p, k, 0) for k in range(3)])
+        refits[spec.name] = fit_full(spec, p, 0)
+    report = evaluate(p, oof, refits, "caruana")
+    files, manifest = version_payload(p, refits, report, config=cfg.model_dump(mode="json"))
+    ref = publish(Registry(store), "wine", files, manifest)
+    expected = report.rule.combine([refits[n].test_predictions for n in report.members])
+    return p, ref, expected
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    store = (tmp_path_factory.mktemp("reg") / "registry").as_uri()
+    return (store, *_train(store))
+
+
+def test_load_matches_in_memory_predictions(published):
+    store, p, ref, expected = published
+    model = accord.load(ref)
+    np.testing.assert_allclose(model.predict_proba(p.X_test), expected, rtol=1e-9)
+    assert list(model.classes_) == [0, 1, 2]
+    assert set(model.members) == {"logreg", "hist_gb", "xgboost"}
+    assert sum(model.weights.values()) == pytest.approx(1.0)
+    assert model.manifest["lineage"]["data"]["fingerprint"] == p.fingerprint
+    assert model.manifest["libraries"]["scikit-learn"].startswith("1.9")
+    assert accord.load(f"{store}/wine").manifest["version"] == model.manifest["version"]  # newest
+
+
+def test_manifest_lists_every_file_with_checksums_and_no_pickle(published):
+    store, _, ref, _ = published
+    r = parse_ref(ref)
+    reg = Registry(store)
+    manifest = reg.read_manifest(r.name, r.version)
+    on_disk = {p.split(f"{r.version}/", 1)[1] for p in reg.fs.find(f"{reg.root}/wine/versions/{r.version}")}
+    assert on_disk - {"manifest.json"} == set(manifest["files"])
+    assert all(len(e["sha256"]) == 64 and e["size"] > 0 for e in manifest["files"].values())
+    assert {p.rsplit(".", 1)[1] for p in on_disk} <= {"json", "skops", "ubj"}
+    for key in ("schema", "metrics", "weights", "lineage", "libraries"):
+        assert key in manifest
+
+
+def test_schema_is_enforced_on_predict(published):
+    _, p, ref, _ = published
+    model = accord.load(ref)
+    with pytest.raises(SchemaError, match=r"missing columns: \['alcohol'\]"):
+        model.predict(p.X_test.drop(columns=["alcohol"]))
+    shuffled = p.X_test[list(reversed(p.X_test.columns))]
+    np.testing.assert_array_equal(model.predict(shuffled), model.predict(p.X_test))
+
+
+@pytest.mark.parametrize("target", ["members/xgboost/model.ubj", "ensemble.json", "members/logreg/model.skops"])
+def test_flipped_byte_is_refused_before_deserialising(tmp_path, target):
+    store = (tmp_path / "registry").as_uri()
+    _, ref, _ = _train(store)
+    r = parse_ref(ref)
+    reg = Registry(store)
+    path = f"{reg.root}/wine/versions/{r.version}/{target}"
+    data = bytearray(reg.fs.cat_file(path))
+    data[len(data) // 2] ^= 0x01
+    reg.fs.pipe_file(path, bytes(data))
+    # ensemble.json with a flipped byte may still parse; the checksum, not the parser, must refuse it
+    with pytest.raises(IntegrityError, match=f"file '{target}' failed verification"):
+        accord.load(ref)
+
+
+def test_version_without_manifest_is_invisible(tmp_path):
+    store = (tmp_path / "registry").as_uri()
+    _, ref, _ = _train(store)
+    reg = Registry(store)
+    reg.fs.makedirs(f"{reg.root}/wine/versions/29990101T000000000Z-deadbeef", exist_ok=True)
+    reg.fs.pipe_file(f"{reg.root}/wine/versions/29990101T000000000Z-deadbeef/ensemble.json", b"{}")
+    assert reg.versions("wine") == [parse_ref(ref).version]
+    assert accord.load(f"{store}/wine").manifest["ref"] == ref
+
+
+def test_failed_publish_leaves_nothing(tmp_path):
+    store = (tmp_path / "registry").as_uri()
+    reg = Registry(store)
+    with pytest.raises(IntegrityError, match="has a type accord never loads"):
+        reg.publish("m", {"members/a/model.pkl": b"x"}, {})
+    with pytest.raises(Exception, match="not JSON serialisable"):
+        reg.publish("m", {"ensemble.json": b"{}"}, {"bad": object()})
+    assert reg.versions("m") == []
+    assert not reg.fs.exists(f"{reg.root}/m/versions") or reg.fs.ls(f"{reg.root}/m/versions") == []
+
+
+def test_concurrent_publishers_get_distinct_versions(memory_store):
+    reg = Registry(memory_store)
+    versions: list[str] = []
+
+    def work():
+        versions.append(reg.publish("same", {"ensemble.json": b"{}"}, {}))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(versions)) == 8
+    assert reg.versions("same") == sorted(versions)
+
+
+def test_aliases_resolve(tmp_path):
+    store = (tmp_path / "registry").as_uri()
+    reg = Registry(store)
+    v = reg.publish("m", {"ensemble.json": json.dumps({}).encode()}, {})
+    reg.set_alias("m", "production", v)
+    assert reg.resolve(parse_ref(f"{store}/m@production")) == v
+    with pytest.raises(NotFoundError, match="alias 'staging' of 'm' is not set"):
+        reg.resolve(parse_ref(f"{store}/m@staging"))
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["file:///srv/registry/../etc", "file:///srv/registry/Bad", "file:///srv/registry/a..b",
+     "file:///srv/registry/m:latest", "file:///srv/r/%2e%2e", "nostore", "", "s3://b/" + "x" * 70],
+)
+def test_bad_references_are_refused_before_io(ref):
+    with pytest.raises(ModelReferenceError):
+        parse_ref(ref)
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(NotFoundError, match="model 'ghost' has no published version"):
+        accord.load(f"{(tmp_path / 'r').as_uri()}/ghost")
+
+
+def test_importing_accord_and_loading_does_not_import_prefect(published):
+    import subprocess
+    import sys
+
+    _, _, ref, _ = published
+    code = (
+        "import sys, accord; m = accord.load(%r); "
+        "assert 'prefect' not in sys.modules and 'distributed' not in sys.modules, sorted(sys.modules); print('ok')"
+    ) % ref
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
