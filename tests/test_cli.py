@@ -1,0 +1,104 @@
+"""The `accord` console script as scripts and schedulers use it: exit codes, stderr, --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import accord
+from accord.store.registry import Registry
+
+ACCORD = str(Path(sys.executable).parent / "accord")
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ACCORD, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("tables")
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"x": rng.normal(size=60), "city": rng.choice(["a", "b"], 60), "y": rng.choice(["p", "q"], 60)})
+    out = {}
+
+    def save(name: str, frame: pd.DataFrame) -> None:
+        path = d / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        out[name] = path.as_uri()
+
+    save("good", base)
+    save("empty", base.iloc[:0])
+    save("one_class", base.assign(y="p"))
+    save("nan_target", base.assign(y=base["y"].where(np.arange(60) != 3)))
+    save("inf_target", base.assign(y=np.where(np.arange(60) == 5, np.inf, rng.normal(size=60))))
+    save("text_target", base.assign(y=rng.choice(["low", "high"], 60)))
+    save("rare_class", base.assign(y=np.where(np.arange(60) < 4, "rare", "common")))
+    bad_params = d / "bad_params.yaml"
+    bad_params.write_text(f"data: {out['good']}\ntarget: y\nmembers:\n  - kind: random_forest\n    params: {{n_trees: 5}}\n")
+    out["bad_params"] = str(bad_params)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "{good}", "--target", "label"], "target column 'label' not found in .*; columns are \\['x', 'city', 'y'\\]"),
+        (["--data", "{empty}", "--target", "y"], "has no rows"),
+        (["--data", "{one_class}", "--target", "y"], "target column 'y' has 1 class \\('p'\\)"),
+        (["--data", "{nan_target}", "--target", "y"], "target column 'y' has 1 missing \\(NaN\\) values \\(first rows \\[3\\]\\)"),
+        (["--data", "{inf_target}", "--target", "y", "--task", "regression"], "target column 'y' has 1 infinite values"),
+        (["--data", "{text_target}", "--target", "y", "--task", "regression"], "target column 'y' must be numeric for regression"),
+        (["--data", "{rare_class}", "--target", "y", "--folds", "5"], "class 'rare' of target column 'y' has \\d rows in the training split; 5-fold"),
+        (["--data", "{good}", "--target", "y", "--members", "logreg,gpt"], "members.1.kind: Input should be 'logreg', 'svc'"),
+        (["--config", "{bad_params}"], "member 'random_forest' \\(kind random_forest\\): unknown parameter 'n_trees'"),
+        (["--data", "file:///nonexistent/data.csv", "--target", "y"], "cannot read 'file:///nonexistent/data.csv': no such file"),
+        (["--data", "s3://no-such-bucket-accord/data.parquet", "--target", "y"], "cannot read 's3://no-such-bucket-accord/data.parquet'"),
+        (["--data", "{good}", "--target", "y", "--method", "best"], "method: Input should be 'caruana'"),
+        (["--data", "{good}", "--target", "y", "--name", "../escape"], "name: String should match pattern"),
+        (["--data", "{good}", "--target", "y", "--folds", "1"], "folds: Input should be greater than or equal to 2"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message_and_publishes_nothing(tmp_path, tables, args, message):
+    import re
+
+    store = (tmp_path / "registry").as_uri()
+    filled = [a.format(**tables) for a in args]
+    name = [] if "--name" in args else ["--name", "bad"]
+    out = run_cli("train", *filled, "--store", store, *name, "--json", timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert re.search(message, out.stderr), out.stderr[-2000:]
+    assert out.stdout == ""
+    assert Registry(store).names() == []
+
+
+def test_unknown_flag_is_a_usage_error():
+    out = run_cli("train", "--no-such-flag")
+    assert out.returncode == 2
+    assert "No such option" in out.stderr
+
+
+def test_train_json_to_s3_and_load_back(s3_store, tables):
+    out = run_cli(
+        "train", "--data", tables["good"], "--target", "y", "--members", "logreg,knn,xgboost",
+        "--folds", "3", "--test-size", "0.25", "--method", "optimize", "--store", s3_store, "--name", "cities",
+        "--seed", "3", "--workers", "2", "--json",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)  # stdout holds exactly one JSON object
+    assert set(result) == {"ref", "version", "weights", "metrics"}
+    assert result["ref"] == f"{s3_store}/cities:{result['version']}"
+    assert sum(result["weights"].values()) == pytest.approx(1.0)
+    assert "fit-knn-fold-2" in out.stderr  # progress goes to stderr
+    model = accord.load(f"{s3_store}/cities")
+    assert model.manifest["version"] == result["version"]
+    frame = pd.read_csv(tables["good"])
+    assert set(model.predict(frame.drop(columns=["y"]))) <= {"p", "q"}
+    assert model.manifest["method"] == "optimize"
