@@ -5,13 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-INSTALL := $(BIN)/pip install -e '.[dev]'
+INSTALL := $(BIN)/pip install --quiet -e '.[dev]'
 
 .PHONY: install run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip
 	$(INSTALL)
 	touch $(STAMP)
 

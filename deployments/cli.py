@@ -43,20 +43,27 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
             return train_ensemble(config)
 
 
+SUMMARY_METRICS = {
+    "classification": ("log_loss", "accuracy", "balanced_accuracy", "f1_macro", "roc_auc"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
 def print_summary(result: dict[str, Any]) -> None:
     """Leaderboard, reference and a two-line loading example, for people."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 100))
     metrics = result["metrics"]
-    primary = "log_loss" if "log_loss" in metrics["ensemble"] else "rmse"
+    task = "classification" if "log_loss" in metrics["ensemble"] else "regression"
+    names = SUMMARY_METRICS[task]
+    primary = names[0]
     rows = [("ensemble", metrics["ensemble"])]
     rows += [(f"baseline:{k}", v["metrics"]) for k, v in metrics["baselines"].items()]
     rows += list(metrics["members"].items())
     rows.sort(key=lambda r: r[1][primary])
-    names = list(metrics["ensemble"])
-    table = Table(title=f"held-out leaderboard (sorted by {primary})")
+    table = Table(title=f"held-out leaderboard (sorted by {primary}, lower is better)")
     table.add_column("model")
     table.add_column("weight", justify="right")
     for n in names:
@@ -64,11 +71,13 @@ def print_summary(result: dict[str, Any]) -> None:
     weights = result.get("weights") or {}
     for model, values in rows:
         w = f"{weights[model]:.3f}" if model in weights else ""
-        table.add_row(model, w, *("" if values.get(n) is None else f"{values[n]:.4f}" for n in names))
+        style = "bold" if model == "ensemble" else None
+        table.add_row(model, w, *("" if values.get(n) is None else f"{values[n]:.4f}" for n in names), style=style)
     console.print(table)
-    console.print(f"published: [bold]{result['ref']}[/bold]")
-    console.print("load it:")
-    console.print(f'  import accord\n  model = accord.load("{result["ref"]}"); model.predict(table)', markup=False)
+    print(f"published: {result['ref']}")
+    print("load it:")
+    print("  import accord")
+    print(f'  model = accord.load("{result["ref"]}"); model.predict(table)')
 
 
 @app.callback()
