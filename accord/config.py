@@ -102,13 +102,9 @@ class TrainConfig(BaseModel):
         default_factory=default_store,
         description="Where to publish: an fsspec URL (file://, s3://, memory://).",
     )
-    name: str = Field(
-        default="demo", pattern=NAME_PATTERN, description="Model name in the store."
-    )
+    name: str = Field(default="demo", pattern=NAME_PATTERN, description="Model name in the store.")
     seed: int = Field(default=0, ge=0, description="Seed for splits, folds and every member.")
-    workers: int = Field(
-        default=2, ge=1, le=256, description="Worker processes of the local Dask cluster."
-    )
+    workers: int = Field(default=2, ge=1, le=256, description="Worker processes of the local Dask cluster.")
     dask_address: str | None = Field(
         default=None,
         description="Address of an existing Dask scheduler (tcp://host:8786); empty starts a LocalCluster.",
@@ -131,7 +127,7 @@ class TrainConfig(BaseModel):
             seen[base] = count + 1
             name = base if count == 0 else f"{base}-{count + 1}"
             named.append(spec.model_copy(update={"name": name}))
-        names = [s.name for s in named]
+        names = [s.name or s.kind for s in named]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"member names must be unique; repeated: {duplicates}")

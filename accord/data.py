@@ -174,9 +174,7 @@ def _read_file(url: str) -> pd.DataFrame:
     elif lowered.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst")):
         reader = "csv"
     else:
-        raise DataError(
-            f"cannot tell the format of {url!r}; expected a name ending in .csv or .parquet."
-        )
+        raise DataError(f"cannot tell the format of {url!r}; expected a name ending in .csv or .parquet.")
     import fsspec
 
     try:
@@ -199,9 +197,11 @@ def infer_task(y: pd.Series) -> Task:
     if column_kind(y) == "categorical" or pd.api.types.is_bool_dtype(y.dtype):
         return "classification"
     values = y.dropna().to_numpy(dtype="float64")
-    if values.size and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
-        if np.unique(values).size <= MAX_CLASSES_FOR_INTEGER_TARGET:
-            return "classification"
+    integral = (
+        values.size > 0 and bool(np.all(np.isfinite(values))) and bool(np.all(values == np.round(values)))
+    )
+    if integral and np.unique(values).size <= MAX_CLASSES_FOR_INTEGER_TARGET:
+        return "classification"
     return "regression"
 
 
@@ -281,9 +281,7 @@ def load_dataset(
     y = frame[target_name]
     X = frame.drop(columns=[target_name])
     if X.shape[1] == 0:
-        raise DataError(
-            f"data source {source!r} has no feature columns besides the target {target_name!r}."
-        )
+        raise DataError(f"data source {source!r} has no feature columns besides the target {target_name!r}.")
     resolved: Task = infer_task(y) if task == "auto" else task
     validate_target(y, resolved, source)
     kinds = {str(c): column_kind(X[c]) for c in X.columns}

@@ -128,7 +128,9 @@ def build_ensemble(files: Mapping[str, bytes], manifest: Mapping[str, Any] | Non
         prefix = f"members/{name}/"
         info = _json(files, prefix + "member.json")
         if info.get("kind") != kind:
-            raise IntegrityError(f"member {name!r}: ensemble.json says {kind}, member.json says {info.get('kind')}.")
+            raise IntegrityError(
+                f"member {name!r}: ensemble.json says {kind}, member.json says {info.get('kind')}."
+            )
         own = {p[len(prefix) :]: d for p, d in files.items() if p.startswith(prefix)}
         members[name] = member_class(kind).load(own, info)
     rule = EnsembleWeights.from_dict(document["rule"])

@@ -76,7 +76,7 @@ def evaluate(
     ensemble = score(task, data.y_test, rule.combine(test_preds), k)
     equal = weighted_sum(test_preds, np.full(len(names), 1.0 / len(names)))
     best = min(names, key=lambda n: cv_loss[n])
-    baselines = {
+    baselines: dict[str, dict[str, Any]] = {
         "equal_vote": {"metrics": score(task, data.y_test, equal, k)},
         "best_cv_member": {"member": best, "metrics": test[best]},
     }

@@ -51,7 +51,9 @@ def score(task: Task, y: np.ndarray, pred: np.ndarray, n_classes: int = 0) -> di
         if n_classes == 2:
             out["roc_auc"] = float(skm.roc_auc_score(y, pred[:, 1]))
         elif present.size == n_classes:
-            out["roc_auc"] = float(skm.roc_auc_score(y, pred, multi_class="ovr", labels=list(range(n_classes))))
+            out["roc_auc"] = float(
+                skm.roc_auc_score(y, pred, multi_class="ovr", labels=list(range(n_classes)))
+            )
     return out
 
 

@@ -30,12 +30,15 @@ def library_versions() -> dict[str, str | None]:
 
 
 def code_version() -> str:
-    """accord's version, plus the git commit when run from a checkout."""
+    """Accord's version, plus the git commit when run from a checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return __version__
@@ -59,17 +62,23 @@ def version_payload(
     files[ENSEMBLE_FILE] = json.dumps(document, sort_keys=True).encode()
     files[SCHEMA_FILE] = json.dumps(data.schema.to_dict(), sort_keys=True).encode()
     files[METRICS_FILE] = json.dumps(report.metrics(), sort_keys=True).encode()
-    manifest = {
+    manifest: dict[str, Any] = {
         "task": data.task,
         "method": report.rule.method,
         "weights": report.weights,
-        "members": [{"name": n, "kind": refits[n].kind, "params": refits[n].info.get("params")} for n in names],
+        "members": [
+            {"name": n, "kind": refits[n].kind, "params": refits[n].info.get("params")} for n in names
+        ],
         "schema": data.schema.to_dict(),
         "metrics": report.metrics(),
         "lineage": {
             "parents": [],
-            "data": {"source": data.source, "fingerprint": data.fingerprint,
-                     "rows_train": len(data.y_train), "rows_test": len(data.y_test)},
+            "data": {
+                "source": data.source,
+                "fingerprint": data.fingerprint,
+                "rows_train": len(data.y_train),
+                "rows_test": len(data.y_test),
+            },
             "code_version": code_version(),
             "flow_run_id": run_id,
             "config": config,

@@ -124,8 +124,7 @@ class Schema:
     def from_dict(cls, data: dict[str, Any]) -> Schema:
         """Rebuild a schema from `to_dict` output."""
         columns = tuple(
-            Column(c["name"], c["kind"], c["dtype"], tuple(c.get("categories", ())))
-            for c in data["columns"]
+            Column(c["name"], c["kind"], c["dtype"], tuple(c.get("categories", ()))) for c in data["columns"]
         )
         return cls(columns, data["target"], data["task"], tuple(data.get("classes", ())))
 
@@ -144,10 +143,11 @@ class Schema:
             if col.name not in present:
                 continue
             series = frame[col.name]
+            kind: str | None
             try:
                 kind = column_kind(series)
             except DataError:
-                kind = None  # type: ignore[assignment]
+                kind = None
             if kind != col.kind:
                 problems.append(
                     f"column {col.name!r}: expected {col.kind} ({col.dtype}), found {series.dtype}"

@@ -85,9 +85,7 @@ def _vote(predictions: list[np.ndarray], weights: np.ndarray, n_classes: int) ->
     return shares
 
 
-def caruana(
-    predictions: list[np.ndarray], y: np.ndarray, task: Task, steps: int = 25
-) -> np.ndarray:
+def caruana(predictions: list[np.ndarray], y: np.ndarray, task: Task, steps: int = 25) -> np.ndarray:
     """Greedy forward selection with replacement; returns weights on the simplex.
 
     Ties are broken deterministically: a member already chosen first, then the
@@ -110,9 +108,7 @@ def caruana(
     return best_counts / best_counts.sum()
 
 
-def optimize(
-    predictions: list[np.ndarray], y: np.ndarray, task: Task, start: np.ndarray
-) -> np.ndarray:
+def optimize(predictions: list[np.ndarray], y: np.ndarray, task: Task, start: np.ndarray) -> np.ndarray:
     """Minimise the loss over the simplex with SLSQP, starting from `start`.
 
     The start is kept when the optimiser does not improve on it, so the result is
@@ -147,15 +143,17 @@ def _stacking_features(predictions: list[np.ndarray], task: Task) -> np.ndarray:
     return np.column_stack(predictions)
 
 
-def _stacking_fit(
-    predictions: list[np.ndarray], y: np.ndarray, task: Task, n_classes: int
-) -> dict[str, Any]:
+def _stacking_fit(predictions: list[np.ndarray], y: np.ndarray, task: Task, n_classes: int) -> dict[str, Any]:
     Z = _stacking_features(predictions, task)
     if task == "classification":
         from sklearn.linear_model import LogisticRegression
 
         lr = LogisticRegression(C=1.0, max_iter=2000).fit(Z, y)
-        return {"coef": lr.coef_.tolist(), "intercept": lr.intercept_.tolist(), "classes": lr.classes_.tolist()}
+        return {
+            "coef": lr.coef_.tolist(),
+            "intercept": lr.intercept_.tolist(),
+            "classes": lr.classes_.tolist(),
+        }
     from sklearn.linear_model import LinearRegression
 
     lin = LinearRegression(positive=True).fit(Z, y)

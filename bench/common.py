@@ -16,8 +16,12 @@ from flows.runtime import worker_env
 def local_cluster(workers: int = 2) -> LocalCluster:
     """A LocalCluster configured as accord's flow configures it."""
     return LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-        env=worker_env(), silence_logs=40,
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        env=worker_env(),
+        silence_logs=40,
     )
 
 
@@ -27,7 +31,8 @@ def run_on_client(client: Client, config: TrainConfig, data: Prepared) -> tuple[
     staged = client.scatter(data, broadcast=False)
     folds = {
         (s.name, k): client.submit(fit_fold, s, staged, k, config.seed, pure=False)
-        for s in config.members for k in range(len(data.folds))
+        for s in config.members
+        for k in range(len(data.folds))
     }
     refits = {s.name: client.submit(fit_full, s, staged, config.seed, pure=False) for s in config.members}
     fold_results: dict[Any, Any] = {key: f.result() for key, f in folds.items()}

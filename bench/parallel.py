@@ -37,21 +37,23 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
-    config = make_config({
-        "data": f"synthetic:classification?n_rows={args.rows}&n_features=30&n_classes=3&seed=0",
-        "folds": args.folds,
-        "store": "memory://bench-parallel",
-        "name": "parallel",
-        "workers": 2,
-        "members": [
-            {"kind": "random_forest", "params": {"n_estimators": 300}},
-            {"kind": "extra_trees", "params": {"n_estimators": 300}},
-            {"kind": "hist_gb", "params": {"max_iter": 300}},
-            {"kind": "xgboost", "params": {"n_estimators": 400}},
-            {"kind": "logreg"},
-            {"kind": "knn"},
-        ],
-    })
+    config = make_config(
+        {
+            "data": f"synthetic:classification?n_rows={args.rows}&n_features=30&n_classes=3&seed=0",
+            "folds": args.folds,
+            "store": "memory://bench-parallel",
+            "name": "parallel",
+            "workers": 2,
+            "members": [
+                {"kind": "random_forest", "params": {"n_estimators": 300}},
+                {"kind": "extra_trees", "params": {"n_estimators": 300}},
+                {"kind": "hist_gb", "params": {"max_iter": 300}},
+                {"kind": "xgboost", "params": {"n_estimators": 400}},
+                {"kind": "logreg"},
+                {"kind": "knn"},
+            ],
+        }
+    )
     data = prepare(config)
     n_tasks = len(config.members) * (args.folds + 1)
 
@@ -79,7 +81,9 @@ def main() -> None:
     print(f"speedup plain dask / sequential: {t_seq / t_dask:.2f}x")
     print(f"speedup accord / sequential:     {t_seq / t_accord:.2f}x   (target >= 1.8x)")
     print(f"accord / plain dask:             {t_accord / t_dask:.3f}   (target <= 1.10)")
-    print(f"Prefect overhead per task:       {1000 * (t_accord - t_dask) / n_tasks:.0f} ms over {n_tasks} tasks")
+    print(
+        f"Prefect overhead per task:       {1000 * (t_accord - t_dask) / n_tasks:.0f} ms over {n_tasks} tasks"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from accord.config import make_config
-from accord.metrics import score
 from accord.members import member_class
+from accord.metrics import score
 from accord.schema import Schema
 from accord.training import Prepared, prepare
 from bench.common import local_cluster, run_on_client
@@ -45,12 +45,28 @@ DATASETS = [
 class MemberEstimator(BaseEstimator):
     """scikit-learn adapter around an accord member, so StackingX can fit the same models."""
 
-    def __init__(self, kind: str = "logreg", params: dict[str, Any] | None = None, schema: Schema | None = None,
-                 task: str = "classification", n_classes: int = 0, seed: int = 0) -> None:
-        self.kind, self.params, self.schema, self.task, self.n_classes, self.seed = kind, params, schema, task, n_classes, seed
+    def __init__(
+        self,
+        kind: str = "logreg",
+        params: dict[str, Any] | None = None,
+        schema: Schema | None = None,
+        task: str = "classification",
+        n_classes: int = 0,
+        seed: int = 0,
+    ) -> None:
+        self.kind, self.params, self.schema, self.task, self.n_classes, self.seed = (
+            kind,
+            params,
+            schema,
+            task,
+            n_classes,
+            seed,
+        )
 
     def fit(self, X: Any, y: Any) -> MemberEstimator:
-        self.member_ = member_class(self.kind)(self.task, self.params or {}, n_classes=self.n_classes, seed=self.seed)  # type: ignore[arg-type]
+        self.member_ = member_class(self.kind)(
+            self.task, self.params or {}, n_classes=self.n_classes, seed=self.seed
+        )  # type: ignore[arg-type]
         self.member_.fit(X, np.asarray(y), self.schema)  # type: ignore[arg-type]
         self.classes_ = np.arange(self.n_classes)
         return self
@@ -74,12 +90,14 @@ class MemberRegressor(RegressorMixin, MemberEstimator):
 def run_stacking(config: Any, data: Prepared) -> tuple[np.ndarray, float]:
     cls = MemberClassifier if data.task == "classification" else MemberRegressor
     estimators = [
-        (s.name, cls(s.kind, s.params, data.schema, data.task, data.n_classes, config.seed)) for s in config.members
+        (s.name, cls(s.kind, s.params, data.schema, data.task, data.n_classes, config.seed))
+        for s in config.members
     ]
     if data.task == "classification":
         cv: Any = StratifiedKFold(config.folds, shuffle=True, random_state=config.seed)
-        model: Any = StackingClassifier(estimators, LogisticRegression(max_iter=2000), cv=cv,
-                                        stack_method="predict_proba", n_jobs=2)
+        model: Any = StackingClassifier(
+            estimators, LogisticRegression(max_iter=2000), cv=cv, stack_method="predict_proba", n_jobs=2
+        )
     else:
         cv = KFold(config.folds, shuffle=True, random_state=config.seed)
         model = StackingRegressor(estimators, RidgeCV(), cv=cv, n_jobs=2)
@@ -112,11 +130,15 @@ def main() -> None:
                     primary = report.primary
                     stack = score(data.task, data.y_test, pred, data.n_classes)[primary]
                     row = {
-                        "data": source.split("?")[0], "seed": seed, "metric": primary,
+                        "data": source.split("?")[0],
+                        "seed": seed,
+                        "metric": primary,
                         "accord": report.ensemble[primary],
                         "best_cv": report.baselines["best_cv_member"]["metrics"][primary],
                         "equal": report.baselines["equal_vote"]["metrics"][primary],
-                        "stacking": stack, "t_accord": t_accord, "t_stack": t_stack,
+                        "stacking": stack,
+                        "t_accord": t_accord,
+                        "t_stack": t_stack,
                     }
                     rows.append(row)
                     print(

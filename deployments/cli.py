@@ -14,7 +14,9 @@ import typer
 from accord.config import TrainConfig, make_config, read_config_file
 from accord.errors import InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="accord: parallel ensembles, published safely.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="accord: parallel ensembles, published safely."
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -72,7 +74,9 @@ def print_summary(result: dict[str, Any]) -> None:
     for model, values in rows:
         w = f"{weights[model]:.3f}" if model in weights else ""
         style = "bold" if model == "ensemble" else None
-        table.add_row(model, w, *("" if values.get(n) is None else f"{values[n]:.4f}" for n in names), style=style)
+        table.add_row(
+            model, w, *("" if values.get(n) is None else f"{values[n]:.4f}" for n in names), style=style
+        )
     console.print(table)
     print(f"published: {result['ref']}")
     print("load it:")
@@ -87,10 +91,14 @@ def _root() -> None:
 
 @app.command()
 def train(
-    data: Annotated[str | None, typer.Option(help="Data source (sklearn:NAME, synthetic:KIND?..., or a CSV/Parquet URL).")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Data source (sklearn:NAME, synthetic:KIND?..., or a CSV/Parquet URL).")
+    ] = None,
     target: Annotated[str | None, typer.Option(help="Target column.")] = None,
     task: Annotated[str | None, typer.Option(help="auto|classification|regression.")] = None,
-    members: Annotated[str | None, typer.Option(help="Comma-separated member kinds, e.g. logreg,xgboost,keras_mlp.")] = None,
+    members: Annotated[
+        str | None, typer.Option(help="Comma-separated member kinds, e.g. logreg,xgboost,keras_mlp.")
+    ] = None,
     folds: Annotated[int | None, typer.Option(help="Cross-validation folds.")] = None,
     test_size: Annotated[float | None, typer.Option("--test-size", help="Held-out fraction.")] = None,
     method: Annotated[str | None, typer.Option(help="caruana|optimize|stacking|equal|hard.")] = None,
@@ -98,14 +106,26 @@ def train(
     name: Annotated[str | None, typer.Option(help="Model name in the store.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     workers: Annotated[int | None, typer.Option(help="Local Dask worker processes.")] = None,
-    dask_address: Annotated[str | None, typer.Option("--dask-address", help="Existing Dask scheduler address.")] = None,
-    config: Annotated[str | None, typer.Option("--config", help="YAML or JSON file of TrainConfig; flags override it.")] = None,
+    dask_address: Annotated[
+        str | None, typer.Option("--dask-address", help="Existing Dask scheduler address.")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", help="YAML or JSON file of TrainConfig; flags override it.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Train an ensemble on Dask, fit its weights, publish it."""
     overrides: dict[str, Any] = {
-        "data": data, "target": target, "task": task, "folds": folds, "test_size": test_size,
-        "method": method, "store": store, "name": name, "seed": seed, "workers": workers,
+        "data": data,
+        "target": target,
+        "task": task,
+        "folds": folds,
+        "test_size": test_size,
+        "method": method,
+        "store": store,
+        "name": name,
+        "seed": seed,
+        "workers": workers,
         "dask_address": dask_address,
     }
     if members is not None:

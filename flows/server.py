@@ -63,7 +63,9 @@ class LocalPrefectServer:
         log_path: Where the server's output goes (a file beside ``PREFECT_HOME`` by default).
     """
 
-    def __init__(self, port: int | None = None, env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, env: dict[str, str] | None = None, log_path: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.env.pop("PREFECT_API_URL", None)
@@ -84,7 +86,10 @@ class LocalPrefectServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [*_prefect_executable(), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

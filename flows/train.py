@@ -30,7 +30,11 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     data = prepare_data(config)  # in this process: bad input fails here, before any cluster starts
     logger.info(
         "data %s: %d training rows, %d test rows, %d folds, task %s",
-        data.source, len(data.y_train), len(data.y_test), len(data.folds), data.task,
+        data.source,
+        len(data.y_train),
+        len(data.y_test),
+        len(data.folds),
+        data.task,
     )
     with task_runner_for(config) as runner:
         staged = runner.submit(stage_data, {"data": data})

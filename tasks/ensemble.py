@@ -60,11 +60,12 @@ def report_artifacts(report: Report, ref: str, name: str) -> None:
     )
     create_link_artifact(ref, link_text=ref, key=f"{key}-version", description="Published version")
     best = report.baselines["best_cv_member"]
+    equal = report.baselines["equal_vote"]["metrics"][report.primary]
     create_markdown_artifact(
         f"## accord run summary\n\n- version: `{ref}`\n- task: {report.task}, method: {report.rule.method}\n"
         f"- ensemble {report.primary}: {report.ensemble[report.primary]:.4f}\n"
         f"- best CV member ({best['member']}) {report.primary}: {best['metrics'][report.primary]:.4f}\n"
-        f"- equal-weight vote {report.primary}: {report.baselines['equal_vote']['metrics'][report.primary]:.4f}\n",
+        f"- equal-weight vote {report.primary}: {equal:.4f}\n",
         key=f"{key}-summary",
         description="Run summary",
     )

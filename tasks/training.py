@@ -50,7 +50,9 @@ def fit_member_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> F
     try:
         return fit_fold(spec, data, fold, seed)
     except Exception as e:
-        raise MemberFailed(f"member {spec.name!r} ({spec.kind}) failed on fold {fold}: {type(e).__name__}: {e}") from e
+        raise MemberFailed(
+            f"member {spec.name!r} ({spec.kind}) failed on fold {fold}: {type(e).__name__}: {e}"
+        ) from e
 
 
 @task(name="refit-member", task_run_name="refit-{spec.name}", cache_policy=NO_CACHE, persist_result=False)
@@ -60,4 +62,6 @@ def refit_member(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
     try:
         return fit_full(spec, data, seed)
     except Exception as e:
-        raise MemberFailed(f"member {spec.name!r} ({spec.kind}) failed on refit: {type(e).__name__}: {e}") from e
+        raise MemberFailed(
+            f"member {spec.name!r} ({spec.kind}) failed on refit: {type(e).__name__}: {e}"
+        ) from e

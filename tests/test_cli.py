@@ -19,14 +19,18 @@ ACCORD = str(Path(sys.executable).parent / "accord")
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ACCORD, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+    return subprocess.run(
+        [ACCORD, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+    )
 
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("tables")
     rng = np.random.default_rng(0)
-    base = pd.DataFrame({"x": rng.normal(size=60), "city": rng.choice(["a", "b"], 60), "y": rng.choice(["p", "q"], 60)})
+    base = pd.DataFrame(
+        {"x": rng.normal(size=60), "city": rng.choice(["a", "b"], 60), "y": rng.choice(["p", "q"], 60)}
+    )
     out = {}
 
     def save(name: str, frame: pd.DataFrame) -> None:
@@ -42,7 +46,9 @@ def tables(tmp_path_factory) -> dict[str, str]:
     save("text_target", base.assign(y=rng.choice(["low", "high"], 60)))
     save("rare_class", base.assign(y=np.where(np.arange(60) < 4, "rare", "common")))
     bad_params = d / "bad_params.yaml"
-    bad_params.write_text(f"data: {out['good']}\ntarget: y\nmembers:\n  - kind: random_forest\n    params: {{n_trees: 5}}\n")
+    bad_params.write_text(
+        f"data: {out['good']}\ntarget: y\nmembers:\n  - kind: random_forest\n    params: {{n_trees: 5}}\n"
+    )
     out["bad_params"] = str(bad_params)
     return out
 
@@ -50,20 +56,50 @@ def tables(tmp_path_factory) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--data", "{good}", "--target", "label"], "target column 'label' not found in .*; columns are \\['x', 'city', 'y'\\]"),
+        (
+            ["--data", "{good}", "--target", "label"],
+            "target column 'label' not found in .*; columns are \\['x', 'city', 'y'\\]",
+        ),
         (["--data", "{empty}", "--target", "y"], "has no rows"),
         (["--data", "{one_class}", "--target", "y"], "target column 'y' has 1 class \\('p'\\)"),
-        (["--data", "{nan_target}", "--target", "y"], "target column 'y' has 1 missing \\(NaN\\) values \\(first rows \\[3\\]\\)"),
-        (["--data", "{inf_target}", "--target", "y", "--task", "regression"], "target column 'y' has 1 infinite values"),
-        (["--data", "{text_target}", "--target", "y", "--task", "regression"], "target column 'y' must be numeric for regression"),
-        (["--data", "{rare_class}", "--target", "y", "--folds", "5"], "class 'rare' of target column 'y' has \\d rows in the training split; 5-fold"),
-        (["--data", "{good}", "--target", "y", "--members", "logreg,gpt"], "members.1.kind: Input should be 'logreg', 'svc'"),
-        (["--config", "{bad_params}"], "member 'random_forest' \\(kind random_forest\\): unknown parameter 'n_trees'"),
-        (["--data", "file:///nonexistent/data.csv", "--target", "y"], "cannot read 'file:///nonexistent/data.csv': no such file"),
-        (["--data", "s3://no-such-bucket-accord/data.parquet", "--target", "y"], "cannot read 's3://no-such-bucket-accord/data.parquet'"),
+        (
+            ["--data", "{nan_target}", "--target", "y"],
+            "target column 'y' has 1 missing \\(NaN\\) values \\(first rows \\[3\\]\\)",
+        ),
+        (
+            ["--data", "{inf_target}", "--target", "y", "--task", "regression"],
+            "target column 'y' has 1 infinite values",
+        ),
+        (
+            ["--data", "{text_target}", "--target", "y", "--task", "regression"],
+            "target column 'y' must be numeric for regression",
+        ),
+        (
+            ["--data", "{rare_class}", "--target", "y", "--folds", "5"],
+            "class 'rare' of target column 'y' has \\d rows in the training split; 5-fold",
+        ),
+        (
+            ["--data", "{good}", "--target", "y", "--members", "logreg,gpt"],
+            "members.1.kind: Input should be 'logreg', 'svc'",
+        ),
+        (
+            ["--config", "{bad_params}"],
+            "member 'random_forest' \\(kind random_forest\\): unknown parameter 'n_trees'",
+        ),
+        (
+            ["--data", "file:///nonexistent/data.csv", "--target", "y"],
+            "cannot read 'file:///nonexistent/data.csv': no such file",
+        ),
+        (
+            ["--data", "s3://no-such-bucket-accord/data.parquet", "--target", "y"],
+            "cannot read 's3://no-such-bucket-accord/data.parquet'",
+        ),
         (["--data", "{good}", "--target", "y", "--method", "best"], "method: Input should be 'caruana'"),
         (["--data", "{good}", "--target", "y", "--name", "../escape"], "name: String should match pattern"),
-        (["--data", "{good}", "--target", "y", "--folds", "1"], "folds: Input should be greater than or equal to 2"),
+        (
+            ["--data", "{good}", "--target", "y", "--folds", "1"],
+            "folds: Input should be greater than or equal to 2",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message_and_publishes_nothing(tmp_path, tables, args, message):
@@ -87,9 +123,28 @@ def test_unknown_flag_is_a_usage_error():
 
 def test_train_json_to_s3_and_load_back(s3_store, tables):
     out = run_cli(
-        "train", "--data", tables["good"], "--target", "y", "--members", "logreg,knn,xgboost",
-        "--folds", "3", "--test-size", "0.25", "--method", "optimize", "--store", s3_store, "--name", "cities",
-        "--seed", "3", "--workers", "2", "--json",
+        "train",
+        "--data",
+        tables["good"],
+        "--target",
+        "y",
+        "--members",
+        "logreg,knn,xgboost",
+        "--folds",
+        "3",
+        "--test-size",
+        "0.25",
+        "--method",
+        "optimize",
+        "--store",
+        s3_store,
+        "--name",
+        "cities",
+        "--seed",
+        "3",
+        "--workers",
+        "2",
+        "--json",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout)  # stdout holds exactly one JSON object

@@ -80,10 +80,18 @@ def test_task_inference() -> None:
 @pytest.mark.parametrize(
     ("frame", "target", "match"),
     [
-        (pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}), "label", r"target column 'label' not found.*\['x', 'y'\]"),
+        (
+            pd.DataFrame({"x": [1.0, 2.0], "y": [0, 1]}),
+            "label",
+            r"target column 'label' not found.*\['x', 'y'\]",
+        ),
         (pd.DataFrame({"x": [], "y": []}), "y", "has no rows"),
         (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "a", "a"]}), "y", r"1 class \('a'\).*at least 2"),
-        (pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.5, np.nan, 1.5]}), "y", r"1 missing \(NaN\) values.*rows \[1\]"),
+        (
+            pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.5, np.nan, 1.5]}),
+            "y",
+            r"1 missing \(NaN\) values.*rows \[1\]",
+        ),
         (pd.DataFrame({"y": [1.0, 2.0]}), "y", "no feature columns"),
     ],
 )
@@ -117,7 +125,7 @@ def test_unreadable_sources(tmp_path: Path) -> None:
         load_dataset("synthetic:classification?rows=5")
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet at all")
-    with pytest.raises(DataError, match="cannot read .* as parquet"):
+    with pytest.raises(DataError, match=r"cannot read .* as parquet"):
         load_dataset(bad.as_uri(), target="y")
 
 

@@ -32,7 +32,9 @@ DATA = "synthetic:classification?n_rows=400&n_features=8&n_categorical=2&missing
 @pytest.fixture(scope="module")
 def flow_run(tmp_path_factory):
     store = (tmp_path_factory.mktemp("flow") / "registry").as_uri()
-    config = make_config({"data": DATA, "members": MEMBERS, "folds": 3, "store": store, "name": "flowtest", "workers": 2})
+    config = make_config(
+        {"data": DATA, "members": MEMBERS, "folds": 3, "store": store, "name": "flowtest", "workers": 2}
+    )
     result = train_ensemble(config)
     return config, result
 
@@ -49,7 +51,9 @@ def test_flow_publishes_a_loadable_version(flow_run):
     data = prepare(config)
     proba = model.predict_proba(data.X_test)
     # the published ensemble scores exactly what the flow measured in memory
-    assert score("classification", data.y_test, proba, 3) == pytest.approx(result["metrics"]["ensemble"], rel=1e-9)
+    assert score("classification", data.y_test, proba, 3) == pytest.approx(
+        result["metrics"]["ensemble"], rel=1e-9
+    )
 
 
 def test_flow_weights_equal_a_sequential_run_with_the_same_seed(flow_run):
@@ -57,14 +61,16 @@ def test_flow_weights_equal_a_sequential_run_with_the_same_seed(flow_run):
     data = prepare(config)
     oof, refits = {}, {}
     for spec in config.members:
-        oof[spec.name] = out_of_fold(data, [fit_fold(spec, data, k, config.seed) for k in range(config.folds)])
+        oof[spec.name] = out_of_fold(
+            data, [fit_fold(spec, data, k, config.seed) for k in range(config.folds)]
+        )
         refits[spec.name] = fit_full(spec, data, config.seed)
     report = evaluate(data, oof, refits, config.method, config.ensemble_size)
     assert report.weights == pytest.approx(result["weights"], abs=1e-12)
 
 
 def test_every_member_fold_ran_on_a_dask_worker_and_logged_to_one_server(flow_run):
-    config, result = flow_run
+    _, result = flow_run
     run_id = uuid.UUID(accord.load(result["ref"]).manifest["lineage"]["flow_run_id"])
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
@@ -72,7 +78,10 @@ def test_every_member_fold_ran_on_a_dask_worker_and_logged_to_one_server(flow_ru
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
         logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200)
     names = sorted(t.name for t in task_runs if t.name.startswith(("fit-", "refit-")))
-    expected = sorted([f"fit-{m}-fold-{k}" for m in weights_names(result) for k in range(3)] + [f"refit-{m}" for m in weights_names(result)])
+    expected = sorted(
+        [f"fit-{m}-fold-{k}" for m in weights_names(result) for k in range(3)]
+        + [f"refit-{m}" for m in weights_names(result)]
+    )
     assert names == expected
     assert all(t.state.is_completed() for t in task_runs)
     placements = [re.search(r"on worker (tcp://\S+) \(pid (\d+)\)", log.message) for log in logs]
@@ -88,16 +97,28 @@ def weights_names(result):
 
 def test_bad_input_fails_the_flow_before_training_and_publishes_nothing(tmp_path):
     store = (tmp_path / "registry").as_uri()
-    config = make_config({"data": "synthetic:classification?n_rows=40", "folds": 20, "store": store, "name": "bad"})
-    with pytest.raises(DataError, match=r"class 0 of target column 'target' has 16 rows in the training split; 20-fold"):
+    config = make_config(
+        {"data": "synthetic:classification?n_rows=40", "folds": 20, "store": store, "name": "bad"}
+    )
+    with pytest.raises(
+        DataError, match=r"class 0 of target column 'target' has 16 rows in the training split; 20-fold"
+    ):
         train_ensemble(config)
     assert Registry(store).versions("bad") == []
 
 
 def test_memory_store_is_refused_by_nothing_but_works_in_process(memory_store):
     # memory:// lives in one process; the flow publishes from the flow process, so it works.
-    config = make_config({"data": "sklearn:iris", "members": [{"kind": "logreg"}, {"kind": "knn"}], "folds": 3,
-                          "store": memory_store, "name": "mem", "workers": 1})
+    config = make_config(
+        {
+            "data": "sklearn:iris",
+            "members": [{"kind": "logreg"}, {"kind": "knn"}],
+            "folds": 3,
+            "store": memory_store,
+            "name": "mem",
+            "workers": 1,
+        }
+    )
     result = train_ensemble(config)
     assert np.isfinite(result["metrics"]["ensemble"]["log_loss"])
     assert accord.load(result["ref"]).manifest["name"] == "mem"

@@ -5,25 +5,40 @@ import pytest
 
 from accord.config import make_config
 from accord.errors import ConfigError, IntegrityError
-from accord.members import KINDS, member_class
-from accord.members import skops_io
+from accord.members import KINDS, member_class, skops_io
 from accord.training import prepare
 
-FAST = {"keras_mlp": {"epochs": 40, "learning_rate": 0.01}, "random_forest": {"n_estimators": 20},
-        "extra_trees": {"n_estimators": 20}, "hist_gb": {"max_iter": 20}, "xgboost": {"n_estimators": 20}}
+FAST = {
+    "keras_mlp": {"epochs": 40, "learning_rate": 0.01},
+    "random_forest": {"n_estimators": 20},
+    "extra_trees": {"n_estimators": 20},
+    "hist_gb": {"max_iter": 20},
+    "xgboost": {"n_estimators": 20},
+}
 
 
 @pytest.fixture(scope="module")
 def classification():
-    cfg = make_config({"data": "synthetic:classification?n_rows=160&n_features=5&n_categorical=1&missing=0.05&n_classes=3",
-                       "folds": 3, "store": "memory://unused"})
+    cfg = make_config(
+        {
+            "data": "synthetic:classification?n_rows=160&n_features=5&n_categorical=1&missing=0.05"
+            "&n_classes=3",
+            "folds": 3,
+            "store": "memory://unused",
+        }
+    )
     return prepare(cfg)
 
 
 @pytest.fixture(scope="module")
 def regression():
-    cfg = make_config({"data": "synthetic:regression?n_rows=160&n_features=5&n_categorical=1&missing=0.05",
-                       "folds": 3, "store": "memory://unused"})
+    cfg = make_config(
+        {
+            "data": "synthetic:regression?n_rows=160&n_features=5&n_categorical=1&missing=0.05",
+            "folds": 3,
+            "store": "memory://unused",
+        }
+    )
     return prepare(cfg)
 
 
@@ -49,7 +64,11 @@ def test_every_kind_fits_predicts_and_round_trips(kind, task, classification, re
 
 
 def test_unknown_parameter_is_refused_with_a_suggestion():
-    with pytest.raises(ConfigError, match=r"member 'rf' \(kind random_forest\): unknown parameter 'n_estimatorz'.*Did you mean 'n_estimators'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"member 'rf' \(kind random_forest\): unknown parameter 'n_estimatorz'.*"
+        r"Did you mean 'n_estimators'",
+    ):
         member_class("random_forest").check_params("rf", "classification", {"n_estimatorz": 3})
 
 
@@ -77,7 +96,9 @@ def test_skops_refuses_untrusted_types():
     from sklearn.dummy import DummyClassifier
 
     data = skops_io.dumps(DummyClassifier().fit([[0], [1]], [0, 1]))
-    with pytest.raises(IntegrityError, match=r"types accord does not trust: \['sklearn.dummy.DummyClassifier'\]"):
+    with pytest.raises(
+        IntegrityError, match=r"types accord does not trust: \['sklearn.dummy.DummyClassifier'\]"
+    ):
         skops_io.loads(data)
     with pytest.raises(IntegrityError, match="not a valid skops file"):
         skops_io.loads(b"\x80\x04K\x01.")  # a pickle is not a skops file

@@ -86,5 +86,5 @@ def test_stacking_and_hard_vote_and_round_trip():
 
 
 def test_hard_vote_is_refused_for_regression():
-    with pytest.raises(ConfigError, match="'hard' .* needs classes, but the task is regression"):
+    with pytest.raises(ConfigError, match=r"'hard' .* needs classes, but the task is regression"):
         fit_weights([np.zeros(3)], np.zeros(3), "regression", "hard")

@@ -26,9 +26,7 @@ def member_class(kind: str) -> type[Member]:
     try:
         return KINDS[kind]
     except KeyError:
-        raise ConfigError(
-            f"unknown member kind {kind!r}; expected one of {sorted(KINDS)}."
-        ) from None
+        raise ConfigError(f"unknown member kind {kind!r}; expected one of {sorted(KINDS)}.") from None
 
 
 def check_member_specs(specs: Iterable[tuple[str, str, dict[str, object]]], task: Task) -> None:

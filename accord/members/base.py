@@ -82,7 +82,8 @@ class Member(ABC):
 
     @classmethod
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
-        """Validate parameter values; kinds override this where they can check early."""
+        """Validate parameter values; kinds override this where they can check early (optional hook)."""
+        return None
 
     # -- learning ---------------------------------------------------------------------------
     @abstractmethod

@@ -103,9 +103,7 @@ class KerasMLP(Member):
             )
 
         units = params["hidden_units"]
-        if not isinstance(units, list) or not units or not all(
-            isinstance(u, int) and u > 0 for u in units
-        ):
+        if not isinstance(units, list) or not units or not all(isinstance(u, int) and u > 0 for u in units):
             fail("hidden_units", "a non-empty list of positive integers, e.g. [64, 32]")
         for key in ("epochs", "batch_size", "patience"):
             if not isinstance(params[key], int) or params[key] < 1:
@@ -135,7 +133,9 @@ class KerasMLP(Member):
                 x = keras.layers.Dropout(p["dropout"], seed=self.seed + 100 + i, name=f"body_dropout_{i}")(x)
         head_init = keras.initializers.GlorotUniform(seed=self.seed + 99)
         if self.task == "classification":
-            outputs = keras.layers.Dense(self.n_classes, activation="softmax", kernel_initializer=head_init, name="head")(x)
+            outputs = keras.layers.Dense(
+                self.n_classes, activation="softmax", kernel_initializer=head_init, name="head"
+            )(x)
             loss = "sparse_categorical_crossentropy"
         else:
             outputs = keras.layers.Dense(1, kernel_initializer=head_init, name="head")(x)
@@ -172,9 +172,7 @@ class KerasMLP(Member):
         if n_valid > 0:
             validation = tf.data.Dataset.from_tensor_slices((Xt[valid], target[valid])).batch(4096).cache()
             callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    patience=self.params["patience"], restore_best_weights=True
-                )
+                keras.callbacks.EarlyStopping(patience=self.params["patience"], restore_best_weights=True)
             )
         self.model_ = self._build(Xt.shape[1])
         self.model_.fit(

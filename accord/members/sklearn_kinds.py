@@ -64,14 +64,12 @@ class SklearnMember(Member):
         estimator = cls._estimator(task, params, seed=0, threads=1)
         inner = estimator.estimator if isinstance(estimator, CalibratedClassifierCV) else estimator
         try:
-            inner._validate_params()  # type: ignore[attr-defined]
+            inner._validate_params()
         except (ValueError, TypeError) as e:
             raise ConfigError(f"member {member!r} (kind {cls.kind}): {e}") from e
 
     @classmethod
-    def _estimator(
-        cls, task: Task, params: Mapping[str, Any], *, seed: int, threads: int
-    ) -> BaseEstimator:
+    def _estimator(cls, task: Task, params: Mapping[str, Any], *, seed: int, threads: int) -> BaseEstimator:
         est_cls = cls.estimators[task]
         accepted = inspect.signature(est_cls).parameters
         managed: dict[str, Any] = {}
@@ -124,8 +122,14 @@ class LogReg(SklearnMember):
     """Logistic regression (classification) or ridge regression (regression), scaled."""
 
     kind = "logreg"
-    estimators = {"classification": LogisticRegression, "regression": Ridge}
-    defaults = {"classification": {"C": 1.0, "max_iter": 2000}, "regression": {"alpha": 1.0}}
+    estimators: ClassVar[dict[str, type[BaseEstimator]]] = {
+        "classification": LogisticRegression,
+        "regression": Ridge,
+    }
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "classification": {"C": 1.0, "max_iter": 2000},
+        "regression": {"alpha": 1.0},
+    }
     encoding = "onehot"
     scale = True
     uses_n_jobs = False  # deprecated for LogisticRegression since scikit-learn 1.8
@@ -135,15 +139,13 @@ class SupportVector(SklearnMember):
     """RBF support vector machine; probabilities come from sigmoid calibration."""
 
     kind = "svc"
-    estimators = {"classification": SVC, "regression": SVR}
-    defaults = {"classification": {"C": 1.0}, "regression": {"C": 1.0}}
+    estimators: ClassVar[dict[str, type[BaseEstimator]]] = {"classification": SVC, "regression": SVR}
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {"classification": {"C": 1.0}, "regression": {"C": 1.0}}
     encoding = "onehot"
     scale = True
 
     @classmethod
-    def _estimator(
-        cls, task: Task, params: Mapping[str, Any], *, seed: int, threads: int
-    ) -> BaseEstimator:
+    def _estimator(cls, task: Task, params: Mapping[str, Any], *, seed: int, threads: int) -> BaseEstimator:
         if task == "regression":
             return SVR(**params)
         return CalibratedClassifierCV(
@@ -155,8 +157,11 @@ class RandomForest(SklearnMember):
     """Random forest."""
 
     kind = "random_forest"
-    estimators = {"classification": RandomForestClassifier, "regression": RandomForestRegressor}
-    defaults = {
+    estimators: ClassVar[dict[str, type[BaseEstimator]]] = {
+        "classification": RandomForestClassifier,
+        "regression": RandomForestRegressor,
+    }
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "classification": {"n_estimators": 200, "min_samples_leaf": 1},
         "regression": {"n_estimators": 200, "min_samples_leaf": 2},
     }
@@ -166,8 +171,11 @@ class ExtraTrees(SklearnMember):
     """Extremely randomised trees."""
 
     kind = "extra_trees"
-    estimators = {"classification": ExtraTreesClassifier, "regression": ExtraTreesRegressor}
-    defaults = {
+    estimators: ClassVar[dict[str, type[BaseEstimator]]] = {
+        "classification": ExtraTreesClassifier,
+        "regression": ExtraTreesRegressor,
+    }
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "classification": {"n_estimators": 200, "min_samples_leaf": 1},
         "regression": {"n_estimators": 200, "min_samples_leaf": 2},
     }
@@ -177,11 +185,11 @@ class HistGB(SklearnMember):
     """Histogram gradient boosting; handles missing numbers natively."""
 
     kind = "hist_gb"
-    estimators = {
+    estimators: ClassVar[dict[str, type[BaseEstimator]]] = {
         "classification": HistGradientBoostingClassifier,
         "regression": HistGradientBoostingRegressor,
     }
-    defaults = {
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "classification": {"max_iter": 200, "learning_rate": 0.05, "early_stopping": False},
         "regression": {"max_iter": 200, "learning_rate": 0.05, "early_stopping": False},
     }
@@ -192,8 +200,14 @@ class KNN(SklearnMember):
     """k-nearest neighbours on scaled features."""
 
     kind = "knn"
-    estimators = {"classification": KNeighborsClassifier, "regression": KNeighborsRegressor}
-    defaults = {"classification": {"n_neighbors": 15}, "regression": {"n_neighbors": 15}}
+    estimators: ClassVar[dict[str, type[BaseEstimator]]] = {
+        "classification": KNeighborsClassifier,
+        "regression": KNeighborsRegressor,
+    }
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "classification": {"n_neighbors": 15},
+        "regression": {"n_neighbors": 15},
+    }
     encoding = "onehot"
     scale = True
 

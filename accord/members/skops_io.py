@@ -125,8 +125,6 @@ def loads(data: bytes, *, where: str = "skops file") -> Any:
 
     bad = untrusted_types(data)
     if bad:
-        raise IntegrityError(
-            f"{where} contains types accord does not trust: {bad}; refusing to load it."
-        )
+        raise IntegrityError(f"{where} contains types accord does not trust: {bad}; refusing to load it.")
     found = sio.get_untrusted_types(data=data)
     return sio.loads(data, trusted=found)

@@ -41,7 +41,9 @@ def normalise_store(store: str) -> str:
     """Return the store as a URL: plain paths become absolute ``file://`` URLs."""
     store = store.rstrip("/")
     if not store:
-        raise ModelReferenceError("empty store URL; expected e.g. file:///srv/registry or s3://bucket/registry.")
+        raise ModelReferenceError(
+            "empty store URL; expected e.g. file:///srv/registry or s3://bucket/registry."
+        )
     if "://" not in store:
         return Path(store).expanduser().resolve().as_uri()
     protocol, _, rest = store.partition("://")
@@ -86,7 +88,9 @@ def parse_ref(ref: str) -> ModelRef:
     if len(ref) > 2048:
         raise ModelReferenceError("model reference longer than 2048 characters.")
     if "%" in ref.rpartition("/")[2] or any(ord(ch) < 32 for ch in ref):
-        raise ModelReferenceError(f"invalid model reference {ref!r}: escaped or control characters in the name.")
+        raise ModelReferenceError(
+            f"invalid model reference {ref!r}: escaped or control characters in the name."
+        )
     store, sep, tail = ref.rstrip("/").rpartition("/")
     if not sep or not store or store.endswith(":/") or store.endswith(":"):
         raise ModelReferenceError(

@@ -50,9 +50,7 @@ def _check_relpath(path: str) -> str:
     if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise IntegrityError(f"file path {path!r} in a manifest is not a plain relative path.")
     if not path.endswith(SAFE_SUFFIXES):
-        raise IntegrityError(
-            f"file {path!r} has a type accord never loads; allowed: {list(SAFE_SUFFIXES)}."
-        )
+        raise IntegrityError(f"file {path!r} has a type accord never loads; allowed: {list(SAFE_SUFFIXES)}.")
     return path
 
 
@@ -239,7 +237,9 @@ class Registry:
             try:
                 data = self.fs.cat_file(f"{vdir}/{path}")
             except FileNotFoundError as e:
-                raise IntegrityError(f"{name}:{version}: file {path!r} listed in the manifest is missing.") from e
+                raise IntegrityError(
+                    f"{name}:{version}: file {path!r} listed in the manifest is missing."
+                ) from e
             if len(data) != entry.get("size") or sha256(data) != entry.get("sha256"):
                 raise IntegrityError(
                     f"{name}:{version}: file {path!r} failed verification (expected sha256 "
