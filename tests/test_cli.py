@@ -18,9 +18,11 @@ from accord.store.registry import Registry
 ACCORD = str(Path(sys.executable).parent / "accord")
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [ACCORD, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+        [ACCORD, *args], capture_output=True, text=True, timeout=timeout, env=env or os.environ.copy()
     )
 
 
@@ -121,7 +123,10 @@ def test_unknown_flag_is_a_usage_error():
     assert "No such option" in out.stderr
 
 
-def test_train_json_to_s3_and_load_back(s3_store, tables):
+def test_train_json_to_s3_and_load_back_with_its_own_prefect_server(s3_store, tables, tmp_path):
+    # No PREFECT_API_URL: the CLI starts one local server and hands it to the flow and every worker.
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     out = run_cli(
         "train",
         "--data",
@@ -145,8 +150,12 @@ def test_train_json_to_s3_and_load_back(s3_store, tables):
         "--workers",
         "2",
         "--json",
+        env=env,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "starting a local Prefect server on http://127.0.0.1:" in out.stderr
+    assert "database is locked" not in out.stderr
+    assert "temporary server" not in out.stderr.lower()
     result = json.loads(out.stdout)  # stdout holds exactly one JSON object
     assert set(result) == {"ref", "version", "weights", "metrics"}
     assert result["ref"] == f"{s3_store}/cities:{result['version']}"
@@ -157,3 +166,27 @@ def test_train_json_to_s3_and_load_back(s3_store, tables):
     frame = pd.read_csv(tables["good"])
     assert set(model.predict(frame.drop(columns=["y"]))) <= {"p", "q"}
     assert model.manifest["method"] == "optimize"
+
+
+def test_python_m_flows_train_takes_the_same_options(tmp_path, tables):
+    store = (tmp_path / "registry").as_uri()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.train",
+            "--data",
+            tables["one_class"],
+            "--target",
+            "y",
+            "--store",
+            store,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "target column 'y' has 1 class ('p')" in out.stderr
+    assert Registry(store).names() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -89,6 +90,20 @@ def test_every_member_fold_ran_on_a_dask_worker_and_logged_to_one_server(flow_ru
     assert len(found) == len(expected)  # every member task logged, from its worker, to this server
     assert {pid for _, pid in found}.isdisjoint({os.getpid()})
     assert len({addr for addr, _ in found}) == 2  # both workers took work
+
+
+def test_run_reports_leaderboard_weights_and_link_as_artifacts(flow_run):
+    _, result = flow_run
+    run_id = uuid.UUID(accord.load(result["ref"]).manifest["lineage"]["flow_run_id"])
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    by_key = {a.key: a for a in artifacts}
+    assert {"flowtest-leaderboard", "flowtest-weights", "flowtest-version", "flowtest-summary"} <= set(by_key)
+    table = by_key["flowtest-leaderboard"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert {r["model"] for r in rows} >= {"ensemble", "logreg", "keras_mlp", "baseline:equal_vote"}
+    assert result["ref"] in by_key["flowtest-version"].data
+    assert "keras_mlp" in by_key["flowtest-weights"].data
 
 
 def weights_names(result):
