@@ -51,9 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "prefect" in sys.modules:  # send buffered run logs before the server goes away
-        from prefect.logging.handlers import APILogHandler
+        from prefect.logging.handlers import APILogWorker
 
-        APILogHandler.flush()
+        APILogWorker.drain_all(timeout=5)
     moto = _state.pop("moto", None)
     if moto is not None:
         moto.stop()  # type: ignore[attr-defined]
