@@ -20,7 +20,18 @@ from accord.errors import ConfigError
 TaskKind = Literal["auto", "classification", "regression"]
 Method = Literal["caruana", "optimize", "stacking", "equal", "hard"]
 MemberKind = Literal[
-    "logreg", "svc", "random_forest", "extra_trees", "hist_gb", "knn", "xgboost", "keras_mlp"
+    "logreg",
+    "svc",
+    "random_forest",
+    "extra_trees",
+    "hist_gb",
+    "knn",
+    "xgboost",
+    "keras_mlp",
+    "keras_cnn",
+    "keras_transfer",
+    "xgboost_continue",
+    "published",
 ]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -104,6 +115,14 @@ class TrainConfig(BaseModel):
     )
     name: str = Field(default="demo", pattern=NAME_PATTERN, description="Model name in the store.")
     seed: int = Field(default=0, ge=0, description="Seed for splits, folds and every member.")
+    promote: Literal["always", "if_better", "never"] = Field(
+        default="if_better",
+        description="When to move the alias to the new version: always, only if it beats the incumbent "
+        "on this run's held-out data, or never.",
+    )
+    alias: str = Field(
+        default="production", pattern=NAME_PATTERN, description="The alias the promotion gate moves."
+    )
     workers: int = Field(default=2, ge=1, le=256, description="Worker processes of the local Dask cluster.")
     dask_address: str | None = Field(
         default=None,

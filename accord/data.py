@@ -62,7 +62,8 @@ def read_source(source: str, target: str | None = None) -> tuple[pd.DataFrame, s
         DataError: the source is unknown, unreadable or malformed.
     """
     if source.startswith("sklearn:"):
-        return _read_sklearn(source.removeprefix("sklearn:")), target or DEFAULT_TARGET
+        name, _, query = source.removeprefix("sklearn:").partition("?")
+        return _select(_read_sklearn(name), query, source), target or DEFAULT_TARGET
     if source.startswith("synthetic:"):
         return _read_synthetic(source.removeprefix("synthetic:")), target or DEFAULT_TARGET
     if target is None:
@@ -85,6 +86,58 @@ def _read_sklearn(name: str) -> pd.DataFrame:
     frame: pd.DataFrame = bunch.frame.copy()
     frame.columns = [str(c).replace(" ", "_") for c in frame.columns]
     return frame
+
+
+_SELECT_OPTIONS = ("classes", "relabel", "per_class", "n_rows", "part", "seed")
+
+
+def _select(frame: pd.DataFrame, query: str, source: str) -> pd.DataFrame:
+    """Row selections on bundled datasets, for transfer experiments.
+
+    Options: ``classes=0,1,2`` keeps those labels; ``part=a|b`` keeps one of two
+    disjoint seeded halves (a source task and a target task never share rows);
+    ``per_class=N`` or ``n_rows=N`` subsamples, seeded; ``relabel=parity`` maps an
+    integer label to ``label % 2``.
+    """
+    if not query:
+        return frame
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_SELECT_OPTIONS))
+    if unknown:
+        raise DataError(
+            f"unknown option(s) {unknown} in {source!r}; expected some of {list(_SELECT_OPTIONS)}."
+        )
+    try:
+        seed = int(options.get("seed", 0))
+        rng = np.random.default_rng(seed)
+        y = frame[DEFAULT_TARGET]
+        if "part" in options:
+            if options["part"] not in ("a", "b"):
+                raise DataError(f"option 'part' in {source!r} must be 'a' or 'b'; found {options['part']!r}.")
+            order = np.random.default_rng(12345).permutation(len(frame))
+            half = order[: len(frame) // 2] if options["part"] == "a" else order[len(frame) // 2 :]
+            frame = frame.iloc[np.sort(half)]
+        if "classes" in options:
+            keep = [int(c) for c in options["classes"].split(",") if c != ""]
+            frame = frame[frame[DEFAULT_TARGET].isin(keep)]
+        if "per_class" in options:
+            n = int(options["per_class"])
+            picks = [
+                rng.permutation(np.flatnonzero(frame[DEFAULT_TARGET].to_numpy() == c))[:n]
+                for c in np.unique(frame[DEFAULT_TARGET])
+            ]
+            frame = frame.iloc[np.sort(np.concatenate(picks))]
+        if "n_rows" in options:
+            n = int(options["n_rows"])
+            frame = frame.iloc[np.sort(rng.permutation(len(frame))[:n])]
+        if options.get("relabel") == "parity":
+            frame = frame.assign(**{DEFAULT_TARGET: frame[DEFAULT_TARGET].astype(int) % 2})
+        elif "relabel" in options:
+            raise DataError(f"option 'relabel' in {source!r} must be 'parity'; found {options['relabel']!r}.")
+        del y
+    except ValueError as e:
+        raise DataError(f"bad option value in {source!r}: {e}") from e
+    return frame.reset_index(drop=True)
 
 
 def _parse_synthetic(spec: str) -> tuple[str, dict[str, Any]]:

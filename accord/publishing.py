@@ -67,12 +67,21 @@ def version_payload(
         "method": report.rule.method,
         "weights": report.weights,
         "members": [
-            {"name": n, "kind": refits[n].kind, "params": refits[n].info.get("params")} for n in names
+            {
+                "name": n,
+                "kind": refits[n].kind,
+                "params": refits[n].info.get("params"),
+                "parent": refits[n].info.get("parent"),
+                "transfer": refits[n].info.get("transfer"),
+            }
+            for n in names
         ],
         "schema": data.schema.to_dict(),
         "metrics": report.metrics(),
         "lineage": {
-            "parents": [],
+            "parents": [
+                {"member": n, **refits[n].info["parent"]} for n in names if refits[n].info.get("parent")
+            ],
             "data": {
                 "source": data.source,
                 "fingerprint": data.fingerprint,

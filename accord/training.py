@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ class Prepared:
     schema: Schema
     fingerprint: str
     source: str
+    members: tuple[MemberSpec, ...] = ()
 
     @property
     def task(self) -> Task:
@@ -126,7 +127,18 @@ def prepare(config: TrainConfig) -> Prepared:
     dataset = load_dataset(config.data, config.target, config.task)
     check_method(config.method, dataset.task)
     check_member_specs(((s.name or s.kind, s.kind, s.params) for s in config.members), dataset.task)
-    return split(dataset, config.folds, config.test_size, config.seed)
+    resolved = tuple(
+        spec.model_copy(
+            update={
+                "params": member_class(spec.kind).resolve_params(
+                    spec.name or spec.kind, spec.params, dataset.schema
+                )
+            }
+        )
+        for spec in config.members
+    )
+    prepared = split(dataset, config.folds, config.test_size, config.seed)
+    return replace(prepared, members=resolved)
 
 
 def threads_per_task() -> int:

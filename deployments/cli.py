@@ -32,17 +32,38 @@ def build_config(config_file: str | None, overrides: dict[str, Any]) -> TrainCon
     return make_config(values)
 
 
-def run_training(config: TrainConfig) -> dict[str, Any]:
-    """Run the training flow against a Prefect API (a local server is started when none is set)."""
+def run_flow(flow_name: str, config: Any) -> dict[str, Any]:
+    """Run a flow against a Prefect API (a local server is started when none is set)."""
     from flows.server import prefect_api
 
     with prefect_api() as url:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: url}):
+            if flow_name == "pretrain":
+                from flows.pretrain import pretrain
+
+                return pretrain(config)
             from flows.train import train_ensemble
 
             return train_ensemble(config)
+
+
+def run_training(config: TrainConfig) -> dict[str, Any]:
+    """Run the training flow; see `run_flow`."""
+    return run_flow("train", config)
+
+
+def _report(result: dict[str, Any], as_json: bool) -> None:
+    promotion = result.get("promotion") or {}
+    if promotion:
+        state = "moved" if promotion["promoted"] else "kept"
+        _err(f"accord: alias {promotion['alias']!r} {state}: {promotion['reason']}")
+    if as_json:
+        keys = ("ref", "version", "weights", "metrics")
+        print(json.dumps({k: result[k] for k in keys}, default=float))
+    else:
+        print_summary(result)
 
 
 SUMMARY_METRICS = {
@@ -134,11 +155,108 @@ def train(
     from accord.training import prepare
 
     prepare(cfg)  # refuse bad input in seconds, before a server or cluster starts
-    result = run_training(cfg)
+    _report(run_training(cfg), as_json)
+
+
+@app.command()
+def pretrain(
+    data: Annotated[str | None, typer.Option(help="Source-task data source.")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
+    task: Annotated[str | None, typer.Option(help="auto|classification|regression.")] = None,
+    kinds: Annotated[str | None, typer.Option(help="Comma-separated: keras_mlp, keras_cnn, xgboost.")] = None,
+    store: Annotated[str | None, typer.Option(help="Store URL.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name in the store.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Alias to set on the new version.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local Dask worker processes.")] = None,
+    dask_address: Annotated[str | None, typer.Option("--dask-address", help="Existing scheduler.")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="YAML/JSON of PretrainConfig.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Pretrain a source model (Keras network and/or XGBoost booster) and publish it."""
+    from pydantic import ValidationError
+
+    from accord.config import format_validation_error
+    from accord.errors import ConfigError
+    from flows.pretrain import PretrainConfig
+
+    values: dict[str, Any] = read_config_file(config) if config else {}
+    overrides = {
+        "data": data,
+        "target": target,
+        "task": task,
+        "store": store,
+        "name": name,
+        "alias": alias,
+        "seed": seed,
+        "workers": workers,
+        "dask_address": dask_address,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if kinds is not None:
+        values["kinds"] = [k.strip() for k in kinds.split(",") if k.strip()]
+    try:
+        cfg = PretrainConfig.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, "PretrainConfig")) from e
+    from accord.training import prepare
+
+    prepare(cfg.to_train_config())
+    _report(run_flow("pretrain", cfg), as_json)
+
+
+models = typer.Typer(no_args_is_help=True, help="Inspect the registry and move aliases.")
+app.add_typer(models, name="models")
+
+
+@models.command("list")
+def models_list(
+    store: Annotated[str, typer.Argument(help="Store URL.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List models, their versions and aliases."""
+    from accord.lineage import list_models
+
+    listing = list_models(store)
     if as_json:
-        print(json.dumps(result, default=float))
-    else:
-        print_summary(result)
+        print(json.dumps(listing))
+        return
+    for entry in listing:
+        aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(entry["aliases"].items())) or "no aliases"
+        print(f"{entry['name']}  ({len(entry['versions'])} versions; {aliases})")
+        for version in reversed(entry["versions"]):
+            print(f"  {version}")
+
+
+@models.command("show")
+def models_show(
+    ref: Annotated[str, typer.Argument(help="Model reference: <store>/<name>[:version|@alias].")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show a version's manifest, metrics and lineage (files verified)."""
+    from accord.lineage import lineage_tree, show
+
+    manifest = show(ref)
+    if as_json:
+        print(json.dumps(manifest, indent=2))
+        return
+    print("\n".join(lineage_tree(manifest)))
+
+
+@models.command("promote")
+def models_promote(
+    ref: Annotated[str, typer.Argument(help="Reference of the version to promote.")],
+    alias: Annotated[str, typer.Argument(help="Alias to point at it, e.g. production.")],
+) -> None:
+    """Point an alias at a version (by hand; no gate)."""
+    from accord.store.refs import parse_ref
+    from accord.store.registry import Registry
+
+    parsed = parse_ref(ref)
+    registry = Registry(parsed.store)
+    version = registry.resolve(parsed)
+    registry.set_alias(parsed.name, alias, version)
+    print(f"{parsed.name}@{alias} -> {version}")
 
 
 def main(argv: list[str] | None = None) -> int:

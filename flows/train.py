@@ -15,7 +15,7 @@ from accord.config import TrainConfig
 from accord.store.refs import parse_ref
 from accord.training import FoldResult, RefitResult, out_of_fold
 from flows.runtime import task_runner_for
-from tasks.ensemble import fit_ensemble, publish_version, report_artifacts
+from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts
 from tasks.training import fit_member_fold, prepare_data, refit_member, stage_data
 
 
@@ -24,7 +24,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     """Train, weight, evaluate and publish an ensemble described by `config`.
 
     Returns:
-        ``{"ref", "version", "weights", "metrics": {"ensemble", "members", "baselines"}}``.
+        ``{"ref", "version", "weights", "metrics": {"ensemble", "members", "baselines"}, "promotion"}``.
     """
     logger = get_run_logger()
     data = prepare_data(config)  # in this process: bad input fails here, before any cluster starts
@@ -42,16 +42,16 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
             (spec.name, k): runner.submit(
                 fit_member_fold, {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
             )
-            for spec in config.members
+            for spec in data.members
             for k in range(len(data.folds))
         }
         refit_futures = {
             spec.name: runner.submit(refit_member, {"spec": spec, "data": staged, "seed": config.seed})
-            for spec in config.members
+            for spec in data.members
         }
         fold_results: dict[tuple[str | None, int], FoldResult] = {key: f.result() for key, f in folds.items()}
         refits: dict[str, RefitResult] = {name: f.result() for name, f in refit_futures.items() if name}
-    names = [spec.name for spec in config.members if spec.name]
+    names = [spec.name for spec in data.members if spec.name]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
     report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size)
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
@@ -59,12 +59,14 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         config.store, config.name, data, refits, report, config.model_dump(mode="json"), run_id
     )
     report_artifacts(report, ref, config.name)
+    decision = promote_version(config.store, ref, data, report, config.alias, config.promote)
     logger.info("published %s (ensemble %s %.4f)", ref, report.primary, report.ensemble[report.primary])
     return {
         "ref": ref,
         "version": parse_ref(ref).version,
         "weights": report.weights,
         "metrics": {"ensemble": report.ensemble, "members": report.test, "baselines": report.baselines},
+        "promotion": decision.to_dict(),
     }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from accord.evaluation import Report, evaluate
+from accord.promotion import Decision, promote
 from accord.publishing import publish, version_payload
 from accord.store.registry import Registry
 from accord.training import Prepared, RefitResult
@@ -36,6 +37,40 @@ def publish_version(
     """Publish members, weights, metrics, schema and lineage; return the version's reference."""
     files, manifest = version_payload(data, refits, report, config=config, run_id=run_id)
     return publish(Registry(store), name, files, manifest)
+
+
+@task(name="promote-version", cache_policy=NO_CACHE, persist_result=False)
+def promote_version(
+    store: str, ref: str, data: Prepared, report: Report, alias: str, policy: str
+) -> Decision:
+    """Move `alias` to the new version if the policy allows; record the decision as an artifact."""
+    from accord.store.refs import parse_ref
+
+    parsed = parse_ref(ref)
+    assert parsed.version is not None
+    score = report.ensemble[report.primary]
+    decision = promote(
+        Registry(store),
+        parsed.name,
+        parsed.version,
+        data,
+        float(score or 0.0),
+        report.primary,
+        alias=alias,
+        policy=policy,  # type: ignore[arg-type]
+    )
+    verb = "moved to" if decision.promoted else "not moved to"
+    get_run_logger().info("alias %r %s %s: %s", alias, verb, parsed.version, decision.reason)
+    key = "".join(ch if ch.isalnum() else "-" for ch in parsed.name).lower()
+    create_markdown_artifact(
+        f"### Promotion of `{parsed.name}@{alias}`\n\n- policy: {policy}\n"
+        f"- promoted: **{decision.promoted}**\n"
+        f"- challenger: `{parsed.version}` ({report.primary} {score:.4f})\n"
+        f"- incumbent: `{decision.incumbent}`\n- why: {decision.reason}\n",
+        key=f"{key}-promotion",
+        description="Promotion gate decision",
+    )
+    return decision
 
 
 def _fmt(value: Any) -> Any:

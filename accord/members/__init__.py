@@ -6,14 +6,19 @@ from collections.abc import Iterable
 
 from accord.errors import ConfigError
 from accord.members.base import Member, Task
-from accord.members.keras_kind import KerasMLP
+from accord.members.keras_kind import KerasCNN, KerasMLP
 from accord.members.sklearn_kinds import SKLEARN_KINDS
+from accord.members.transfer import KerasTransfer, PublishedMember, XGBoostContinue
 from accord.members.xgboost_kind import XGBoostMember
 
 KINDS: dict[str, type[Member]] = {
     **{cls.kind: cls for cls in SKLEARN_KINDS},
     XGBoostMember.kind: XGBoostMember,
     KerasMLP.kind: KerasMLP,
+    KerasCNN.kind: KerasCNN,
+    XGBoostContinue.kind: XGBoostContinue,
+    KerasTransfer.kind: KerasTransfer,
+    PublishedMember.kind: PublishedMember,
 }
 
 

@@ -81,6 +81,11 @@ class Member(ABC):
         cls.check_values(member, task, {**cls.default_params(task), **dict(params)})
 
     @classmethod
+    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+        """Resolve references in parameters before training (transfer kinds pin their parent here)."""
+        return dict(params)
+
+    @classmethod
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
         """Validate parameter values; kinds override this where they can check early (optional hook)."""
         return None

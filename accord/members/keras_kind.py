@@ -214,3 +214,74 @@ class KerasMLP(Member):
         member.y_mean_ = float(info.get("y_mean", 0.0))
         member.y_std_ = float(info.get("y_std", 1.0))
         return member
+
+
+class KerasCNN(KerasMLP):
+    """A small convolutional network for square images given as pixel columns (e.g. sklearn:digits)."""
+
+    kind: ClassVar[str] = "keras_cnn"
+
+    @classmethod
+    def default_params(cls, task: Task) -> dict[str, Any]:
+        return {**super().default_params(task), "filters": [16, 32], "hidden_units": [64], "dropout": 0.2}
+
+    @classmethod
+    def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
+        super().check_values(member, task, params)
+        filters = params["filters"]
+        if (
+            not isinstance(filters, list)
+            or not filters
+            or not all(isinstance(f, int) and f > 0 for f in filters)
+        ):
+            raise ConfigError(
+                f"member {member!r} (kind keras_cnn): parameter 'filters' must be a non-empty list of "
+                f"positive integers, e.g. [16, 32]; found {filters!r}."
+            )
+
+    @classmethod
+    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+        n = len(schema.columns)
+        side = round(n**0.5)
+        if side * side != n or schema.categorical:
+            raise ConfigError(
+                f"member {member!r} (kind keras_cnn) needs square images as numeric pixel columns; "
+                f"found {n} columns ({len(schema.categorical)} categorical). Use keras_mlp for tables."
+            )
+        return dict(params)
+
+    def _build(self, n_inputs: int) -> Any:
+        keras = import_keras(self.threads)
+        p = self.params
+        side = round(n_inputs**0.5)
+        inputs = keras.Input(shape=(n_inputs,), name="features")
+        x = keras.layers.Reshape((side, side, 1), name="body_image")(inputs)
+        for i, f in enumerate(p["filters"]):
+            init = keras.initializers.GlorotUniform(seed=self.seed + i)
+            x = keras.layers.Conv2D(f, 3, padding="same", kernel_initializer=init, name=f"body_conv_{i}")(x)
+            x = keras.layers.BatchNormalization(name=f"body_bn_{i}")(x)
+            x = keras.layers.Activation("relu", name=f"body_relu_{i}")(x)
+        x = (
+            keras.layers.GlobalAveragePooling2D(name="body_pool")(x)
+            if side < 4
+            else keras.layers.Flatten(name="body_flat")(x)
+        )
+        for i, units in enumerate(p["hidden_units"]):
+            init = keras.initializers.GlorotUniform(seed=self.seed + 10 + i)
+            x = keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"body_dense_{i}")(
+                x
+            )
+            if p["dropout"]:
+                x = keras.layers.Dropout(p["dropout"], seed=self.seed + 100 + i, name=f"body_dropout_{i}")(x)
+        head_init = keras.initializers.GlorotUniform(seed=self.seed + 99)
+        if self.task == "classification":
+            outputs = keras.layers.Dense(
+                self.n_classes, activation="softmax", kernel_initializer=head_init, name="head"
+            )(x)
+            loss = "sparse_categorical_crossentropy"
+        else:
+            outputs = keras.layers.Dense(1, kernel_initializer=head_init, name="head")(x)
+            loss = "mean_squared_error"
+        model = keras.Model(inputs, outputs, name="accord_cnn")
+        model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]), loss=loss)
+        return model

@@ -13,12 +13,16 @@ size and sha256 against the manifest before anything is deserialised.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
 import tempfile
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +264,71 @@ class Registry:
             return None
         return check_version(str(data["version"]))
 
+    def aliases(self, name: str) -> dict[str, str]:
+        """Alias -> version for every alias of `name`."""
+        self._refresh()
+        out: dict[str, str] = {}
+        for path in self.fs.glob(self._path(check_name(name), "aliases", "[!.]*.json")):
+            alias = path.rsplit("/", 1)[1].removesuffix(".json")
+            version = self.get_alias(name, alias)
+            if version:
+                out[alias] = version
+        return out
+
+    @contextlib.contextmanager
+    def alias_lock(
+        self, name: str, alias: str, timeout: float = 120.0, stale: float = 300.0
+    ) -> Iterator[None]:
+        """Hold an exclusive lock on one alias, across processes, for a read-compare-write.
+
+        The lock is an object created only if absent: ``O_EXCL`` on a local disk, a
+        conditional PUT (``If-None-Match: *``) on S3, a process lock elsewhere. A lock
+        older than `stale` seconds (its holder died) is broken.
+        """
+        path = self._path(check_name(name), "aliases", f".{check_name(alias, 'alias')}.lock")
+        token = json.dumps({"owner": secrets.token_hex(8), "since": time.time()}).encode()
+        deadline = time.monotonic() + timeout
+        while not self._try_lock(path, token):
+            self._break_if_stale(path, stale)
+            if time.monotonic() > deadline:
+                raise PublishError(
+                    f"could not lock alias {alias!r} of {name!r} within {timeout:.0f}s ({path})."
+                )
+            time.sleep(0.05 + secrets.randbelow(100) / 1000)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                self.fs.rm(path)
+
+    def _try_lock(self, path: str, token: bytes) -> bool:
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if self._local:
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(token)
+            return True
+        if "s3" in _protocols(self.fs):
+            try:
+                self.fs.pipe_file(path, token, IfNoneMatch="*")
+            except FileExistsError:
+                return False
+            return True
+        with _PROCESS_LOCK:
+            if self.fs.exists(path):
+                return False
+            self.fs.pipe_file(path, token)
+            return True
+
+    def _break_if_stale(self, path: str, stale: float) -> None:
+        with contextlib.suppress(Exception):
+            since = float(json.loads(self.fs.cat_file(path))["since"])
+            if time.time() - since > stale:
+                self.fs.rm(path)
+
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point `alias` at an existing `version`."""
         self.resolve(ModelRef(self.url, name, version))
@@ -270,6 +339,14 @@ class Registry:
             local.write_text(body)
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             self.fs.put_file(str(local), path)
+
+
+_PROCESS_LOCK = threading.Lock()
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,90 @@
+"""Parents of transfer and published members: resolve, pin, load and check compatibility.
+
+A parent is a published accord version. At prepare time its reference is pinned to
+a version (aliases move; a run must not), its files are verified, and its schema,
+task and classes are checked against ours, so an incompatible parent fails before
+any training with a message naming the mismatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from accord.errors import ConfigError
+from accord.schema import Schema
+
+
+def pin(ref: Any, member: str) -> str:
+    """Resolve a parent reference to a pinned ``<store>/<name>:<version>`` string."""
+    from accord.store.refs import parse_ref
+    from accord.store.registry import Registry
+
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(
+            f"member {member!r}: parameter 'parent' must be a model reference such as "
+            "file:///srv/registry/source@production; found {ref!r}."
+        )
+    parsed = parse_ref(ref)
+    version = Registry(parsed.store).resolve(parsed)
+    return str(parsed.at_version(version))
+
+
+def load_parent(ref: str) -> Any:
+    """Load a pinned parent ensemble (checksums verified, safe formats)."""
+    from accord.ensemble import load
+
+    return load(ref)
+
+
+def pick_member(parent: Any, kinds: Iterable[str], wanted: str | None, member: str) -> tuple[str, Any]:
+    """The parent's member to start from: `wanted` by name, else the first of an accepted kind."""
+    kinds = tuple(kinds)
+    if wanted is not None:
+        if wanted not in parent.members:
+            raise ConfigError(
+                f"member {member!r}: parent {parent.manifest.get('ref')} has no member {wanted!r}; "
+                f"it has {list(parent.members)}."
+            )
+        chosen = parent.members[wanted]
+        if chosen.kind not in kinds:
+            raise ConfigError(
+                f"member {member!r}: parent member {wanted!r} is a {chosen.kind}; "
+                f"expected one of {list(kinds)}."
+            )
+        return wanted, chosen
+    for name, candidate in parent.members.items():
+        if candidate.kind in kinds:
+            return name, candidate
+    raise ConfigError(
+        f"member {member!r}: parent {parent.manifest.get('ref')} has no member of kind {list(kinds)}; "
+        f"its members are {[(n, m.kind) for n, m in parent.members.items()]}."
+    )
+
+
+def check_compatible(parent_schema: Schema, ours: Schema, member: str, *, same_classes: bool) -> None:
+    """Refuse a parent whose input columns, task or classes do not fit our data."""
+    ref = "the parent"
+    problems: list[str] = []
+    if parent_schema.task != ours.task:
+        problems.append(f"{ref} does {parent_schema.task}, this run does {ours.task}")
+    mine = {c.name: c for c in ours.columns}
+    missing = [c.name for c in parent_schema.columns if c.name not in mine]
+    if missing:
+        shown = missing[:10] + (["…"] if len(missing) > 10 else [])
+        problems.append(
+            f"columns the parent needs are missing here: {shown} "
+            f"(parent has {len(parent_schema.columns)} feature columns, this data {len(ours.columns)})"
+        )
+    kinds = [
+        f"{c.name!r} is {c.kind} in the parent but {mine[c.name].kind} here"
+        for c in parent_schema.columns
+        if c.name in mine and mine[c.name].kind != c.kind
+    ]
+    problems.extend(kinds[:5])
+    if same_classes and ours.task == "classification" and list(parent_schema.classes) != list(ours.classes):
+        problems.append(
+            f"classes differ: parent {list(parent_schema.classes)}, this data {list(ours.classes)}"
+        )
+    if problems:
+        raise ConfigError(f"member {member!r}: incompatible parent: " + "; ".join(problems) + ".")

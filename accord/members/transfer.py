@@ -1,0 +1,311 @@
+"""Members that start from a published model: xgboost_continue, keras_transfer, published.
+
+* ``xgboost_continue`` keeps the parent's preprocessing and continues boosting its
+  booster on our data (θ_new = θ_old + new trees). Labels must mean the same thing.
+* ``keras_transfer`` keeps the parent network's body and preprocessing, puts a new
+  head for our task, trains the head with the body frozen, then (``fine_tune``)
+  unfreezes the top of the body and trains everything at a low learning rate. The
+  body is always called with ``training=False``, so BatchNormalization stays in
+  inference mode. It records ‖Δθ‖/‖θ_old‖ per body layer.
+* ``published`` takes someone else's published ensemble as a frozen member: it is
+  never refit, and because it never saw our data its predictions on our training
+  rows serve directly as out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from accord.errors import ConfigError, IntegrityError
+from accord.members.base import Member, Task
+from accord.members.keras_kind import KerasMLP, import_keras
+from accord.members.parents import check_compatible, load_parent, pick_member, pin
+from accord.members.xgboost_kind import XGBoostMember
+from accord.schema import Schema
+
+KERAS_PARENT_KINDS = ("keras_mlp", "keras_cnn", "keras_transfer")
+XGB_PARENT_KINDS = ("xgboost", "xgboost_continue")
+
+
+class XGBoostContinue(XGBoostMember):
+    """Continue boosting a published XGBoost booster on new data."""
+
+    kind: ClassVar[str] = "xgboost_continue"
+    trees_parent_: int = 0
+
+    @classmethod
+    def default_params(cls, task: Task) -> dict[str, Any]:
+        return {
+            "parent": None,
+            "parent_member": None,
+            "n_estimators": 100,
+            "learning_rate": 0.05,
+            "max_depth": 4,
+            "tree_method": "hist",
+        }
+
+    @classmethod
+    def allowed_params(cls, task: Task) -> set[str]:
+        return super().allowed_params(task) | {"parent", "parent_member"}
+
+    @classmethod
+    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+        pinned = pin(params.get("parent"), member)
+        parent = load_parent(pinned)
+        pick_member(parent, XGB_PARENT_KINDS, params.get("parent_member"), member)
+        check_compatible(parent.schema, schema, member, same_classes=True)
+        return {**dict(params), "parent": pinned}
+
+    def _model(self) -> Any:
+        import xgboost as xgb
+
+        own = {k: v for k, v in self.params.items() if k not in ("parent", "parent_member")}
+        common = {**own, "n_jobs": self.threads, "random_state": self.seed}
+        return xgb.XGBClassifier(**common) if self.task == "classification" else xgb.XGBRegressor(**common)
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+        parent = load_parent(self.params["parent"])
+        _, source = pick_member(parent, XGB_PARENT_KINDS, self.params.get("parent_member"), self.kind)
+        self.prep_ = source.prep_  # the parent's encoding, so its trees see the same features
+        self.trees_parent_ = int(source.booster_.num_boosted_rounds())
+        Xt = self.prep_.transform(X)
+        model = self._model().fit(Xt, y, xgb_model=source.booster_)
+        self.booster_ = model.get_booster()
+        return self
+
+    def info(self) -> dict[str, Any]:
+        added = (
+            int(self.booster_.num_boosted_rounds()) - self.trees_parent_ if hasattr(self, "booster_") else 0
+        )
+        return {
+            **super().info(),
+            "parent": {"ref": self.params["parent"], "relation": "continued boosting"},
+            "transfer": {"strategy": "continue", "rounds_parent": self.trees_parent_, "rounds_added": added},
+        }
+
+
+class KerasTransfer(KerasMLP):
+    """Transfer a published Keras network's body to this task with a new head."""
+
+    kind: ClassVar[str] = "keras_transfer"
+    delta_: dict[str, float]
+
+    @classmethod
+    def default_params(cls, task: Task) -> dict[str, Any]:
+        return {
+            "parent": None,
+            "parent_member": None,
+            "strategy": "fine_tune",
+            "unfreeze": -1,
+            "head_learning_rate": 1e-3,
+            "fine_tune_learning_rate": 1e-5,
+            "head_epochs": 100,
+            "fine_tune_epochs": 50,
+            "patience": 10,
+            "batch_size": 32,
+            "validation_fraction": 0.15,
+        }
+
+    @classmethod
+    def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
+        if params["strategy"] not in ("feature_extraction", "fine_tune"):
+            raise ConfigError(
+                f"member {member!r} (kind keras_transfer): parameter 'strategy' must be "
+                f"'feature_extraction' or 'fine_tune'; found {params['strategy']!r}."
+            )
+        for key in ("head_epochs", "fine_tune_epochs", "patience", "batch_size"):
+            if not isinstance(params[key], int) or params[key] < 1:
+                raise ConfigError(
+                    f"member {member!r} (kind keras_transfer): parameter {key!r} must be a positive "
+                    f"integer; found {params[key]!r}."
+                )
+        if not isinstance(params["unfreeze"], int):
+            raise ConfigError(
+                f"member {member!r} (kind keras_transfer): parameter 'unfreeze' must be an integer "
+                f"(-1 unfreezes the whole body); found {params['unfreeze']!r}."
+            )
+
+    @classmethod
+    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+        pinned = pin(params.get("parent"), member)
+        parent = load_parent(pinned)
+        pick_member(parent, KERAS_PARENT_KINDS, params.get("parent_member"), member)
+        check_compatible(parent.schema, schema, member, same_classes=False)
+        return {**dict(params), "parent": pinned}
+
+    def _body_layers(self, body: Any) -> list[Any]:
+        return [layer for layer in body.layers if layer.weights]
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+        keras = import_keras(self.threads)
+        keras.utils.set_random_seed(self.seed)
+        parent = load_parent(self.params["parent"])
+        _, source = pick_member(parent, KERAS_PARENT_KINDS, self.params.get("parent_member"), self.kind)
+        self.prep_ = source.prep_
+        net = source.model_
+        body = keras.Model(net.inputs, net.layers[-2].output, name="parent_body")  # everything but the head
+        before = {w.path: np.array(w.numpy()) for w in body.weights}
+
+        Xt = np.asarray(self.prep_.transform(X), dtype="float32")
+        target = self._encode_target(y)
+        inputs = keras.Input(shape=net.inputs[0].shape[1:], name="features")
+        features = body(inputs, training=False)  # BatchNormalization stays in inference mode
+        if self.task == "classification":
+            head = keras.layers.Dense(
+                self.n_classes,
+                activation="softmax",
+                name="head",
+                kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed),
+            )
+        else:
+            head = keras.layers.Dense(
+                1, name="head", kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed)
+            )
+        model = keras.Model(inputs, head(features), name="accord_transfer")
+        loss = "sparse_categorical_crossentropy" if self.task == "classification" else "mean_squared_error"
+
+        body.trainable = False
+        model.compile(optimizer=keras.optimizers.Adam(self.params["head_learning_rate"]), loss=loss)
+        self._train(model, Xt, target, self.params["head_epochs"])
+        if self.params["strategy"] == "fine_tune":
+            body.trainable = True
+            layers = self._body_layers(body)
+            keep_frozen = (
+                layers
+                if self.params["unfreeze"] == 0
+                else (
+                    []
+                    if self.params["unfreeze"] < 0
+                    else layers[: max(0, len(layers) - self.params["unfreeze"])]
+                )
+            )
+            for layer in keep_frozen:
+                layer.trainable = False
+            for layer in body.layers:  # BatchNormalization keeps its learned statistics
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+            # recompile after changing `trainable`, at a low learning rate
+            model.compile(optimizer=keras.optimizers.Adam(self.params["fine_tune_learning_rate"]), loss=loss)
+            self._train(model, Xt, target, self.params["fine_tune_epochs"])
+        self.model_ = model
+        self.delta_ = {}
+        for w in body.weights:
+            old = before[w.path]
+            norm = float(np.linalg.norm(old)) or 1.0
+            self.delta_[w.path] = float(np.linalg.norm(np.array(w.numpy()) - old) / norm)
+        return self
+
+    def _encode_target(self, y: np.ndarray) -> np.ndarray:
+        if self.task == "regression":
+            self.y_mean_ = float(np.mean(y))
+            self.y_std_ = float(np.std(y)) or 1.0
+            return ((y - self.y_mean_) / self.y_std_).astype("float32")
+        return np.asarray(y, dtype="int64")
+
+    def _train(self, model: Any, Xt: np.ndarray, target: np.ndarray, epochs: int) -> None:
+        import tensorflow as tf
+
+        keras = import_keras(self.threads)
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(Xt))
+        n_valid = int(len(Xt) * self.params["validation_fraction"])
+        valid, train = order[:n_valid], order[n_valid:]
+        train_ds = (
+            tf.data.Dataset.from_tensor_slices((Xt[train], target[train]))
+            .shuffle(len(train), seed=self.seed, reshuffle_each_iteration=True)
+            .batch(self.params["batch_size"])
+        )
+        validation = None
+        callbacks = []
+        if n_valid > 0:
+            validation = tf.data.Dataset.from_tensor_slices((Xt[valid], target[valid])).batch(4096).cache()
+            callbacks.append(
+                keras.callbacks.EarlyStopping(patience=self.params["patience"], restore_best_weights=True)
+            )
+        model.fit(
+            train_ds, validation_data=validation, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
+        )
+
+    def info(self) -> dict[str, Any]:
+        delta = getattr(self, "delta_", {})
+        return {
+            **super().info(),
+            "parent": {"ref": self.params["parent"], "relation": "transfer"},
+            "transfer": {
+                "strategy": self.params["strategy"],
+                "relative_change_per_layer": delta,
+                "relative_change_max": max(delta.values(), default=0.0),
+            },
+        }
+
+
+class PublishedMember(Member):
+    """A frozen member: someone else's published ensemble, never refit on our data."""
+
+    kind: ClassVar[str] = "published"
+    parent_: Any
+    files_: dict[str, bytes]
+
+    @classmethod
+    def default_params(cls, task: Task) -> dict[str, Any]:
+        return {"ref": None}
+
+    @classmethod
+    def allowed_params(cls, task: Task) -> set[str]:
+        return {"ref"}
+
+    @classmethod
+    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+        pinned = pin(params.get("ref"), member)
+        parent = load_parent(pinned)
+        check_compatible(parent.schema, schema, member, same_classes=True)
+        return {**dict(params), "ref": pinned}
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+        from accord.store.refs import parse_ref
+        from accord.store.registry import Registry
+
+        ref = parse_ref(self.params["ref"])
+        registry = Registry(ref.store)
+        assert ref.version is not None
+        manifest = registry.read_manifest(ref.name, ref.version)
+        self.files_ = registry.read_files(ref.name, ref.version, manifest)  # verified
+        self._build()
+        return self
+
+    def _build(self) -> None:
+        from accord.ensemble import build_ensemble
+
+        self.parent_ = build_ensemble(self.files_)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        table = X[self.parent_.schema.names]
+        if self.task == "classification":
+            return np.asarray(self.parent_.predict_proba(table), dtype="float64")
+        return np.asarray(self.parent_.predict(table), dtype="float64")
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "parent": {"ref": self.params["ref"], "relation": "published (frozen)"}}
+
+    def save(self) -> dict[str, bytes]:
+        index = json.dumps(sorted(self.files_)).encode()
+        return {"parent-index.json": index, **{f"parent/{p}": d for p, d in self.files_.items()}}
+
+    @classmethod
+    def load(cls, files: Mapping[str, bytes], info: Mapping[str, Any]) -> Self:
+        member = cls.from_info(info)
+        try:
+            index = json.loads(files["parent-index.json"])
+        except (KeyError, json.JSONDecodeError) as e:
+            raise IntegrityError("published member has no valid parent-index.json") from e
+        member.files_ = {p: files[f"parent/{p}"] for p in index}
+        member._build()
+        return member
+
+
+__all__ = ["KerasTransfer", "PublishedMember", "XGBoostContinue"]

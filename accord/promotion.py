@@ -1,0 +1,103 @@
+"""The promotion gate: move an alias to a new version only when the policy allows it.
+
+With ``if_better`` the incumbent (the version the alias points to) is scored on
+the *same* held-out rows as the challenger, so the comparison is fair; an
+incumbent that cannot score them (another schema) is never silently replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from accord.errors import AccordError
+from accord.metrics import better, score
+from accord.store.registry import Registry
+from accord.training import Prepared
+
+Policy = Literal["always", "if_better", "never"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate did and why."""
+
+    alias: str
+    policy: str
+    promoted: bool
+    reason: str
+    metric: str
+    challenger: str
+    challenger_score: float
+    incumbent: str | None = None
+    incumbent_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return asdict(self)
+
+
+def incumbent_score(registry: Registry, name: str, version: str, data: Prepared, metric: str) -> float:
+    """Score the version `version` of `name` on the run's held-out rows."""
+    from accord.ensemble import load
+
+    model = load(str(registry.ref(name, version)))
+    if model.task != data.task:
+        raise AccordError(f"incumbent {name}:{version} does {model.task}, the challenger {data.task}")
+    if data.task == "classification":
+        if list(model.schema.classes) != list(data.schema.classes):
+            raise AccordError(
+                f"incumbent classes {list(model.schema.classes)} differ from {list(data.schema.classes)}"
+            )
+        pred = model.predict_proba(data.X_test)
+    else:
+        pred = model.predict(data.X_test)
+    value = score(data.task, data.y_test, pred, data.n_classes)[metric]
+    if value is None:
+        raise AccordError(f"metric {metric} is undefined on the held-out rows")
+    return float(value)
+
+
+def promote(
+    registry: Registry,
+    name: str,
+    version: str,
+    data: Prepared,
+    challenger_score: float,
+    metric: str,
+    *,
+    alias: str = "production",
+    policy: Policy = "if_better",
+) -> Decision:
+    """Apply the promotion policy for a freshly published version and return the decision.
+
+    The read of the incumbent, the comparison and the write of the alias happen
+    under the alias lock, so two runs promoting at once never lose an update.
+    """
+
+    def decision(
+        promoted: bool, reason: str, incumbent: str | None = None, old: float | None = None
+    ) -> Decision:
+        return Decision(alias, policy, promoted, reason, metric, version, challenger_score, incumbent, old)
+
+    if policy == "never":
+        return decision(False, "policy is 'never'")
+    with registry.alias_lock(name, alias):
+        current = registry.get_alias(name, alias)
+        if policy == "always" or current is None:
+            registry.set_alias(name, alias, version)
+            return decision(
+                True, "policy is 'always'" if policy == "always" else f"alias {alias!r} was unset", current
+            )
+        try:
+            old = incumbent_score(registry, name, current, data, metric)
+        except Exception as e:  # the incumbent cannot be compared: keep it, say why
+            return decision(
+                False, f"kept {current}: it cannot be scored on this run's held-out data ({e})", current
+            )
+        if better(metric, challenger_score, old):
+            registry.set_alias(name, alias, version)
+            why = f"{metric} {challenger_score:.4f} beats the incumbent's {old:.4f} on the same held-out rows"
+            return decision(True, why, current, old)
+        why = f"{metric} {challenger_score:.4f} does not beat the incumbent's {old:.4f}; kept {current}"
+        return decision(False, why, current, old)
