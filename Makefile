@@ -31,6 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.parallel
+	$(BIN)/python -m bench.transfer
 
 clean:
 	rm -rf $(VENV) registry .pytest_cache .mypy_cache .ruff_cache
