@@ -141,6 +141,32 @@ def prepare(config: TrainConfig) -> Prepared:
     return replace(prepared, members=resolved)
 
 
+# Typical relative cost of one fit, used only to order submissions (longest first).
+_COST_RANK = {
+    "keras_cnn": 0,
+    "keras_transfer": 1,
+    "keras_mlp": 2,
+    "hist_gb": 3,
+    "random_forest": 4,
+    "xgboost": 5,
+    "xgboost_continue": 6,
+    "extra_trees": 7,
+    "svc": 8,
+}
+
+
+def work_order(
+    members: tuple[MemberSpec, ...] | list[MemberSpec], folds: int
+) -> list[tuple[MemberSpec, int | None]]:
+    """Member x fold work, longest first: refits (fold None, the most rows) then folds, costly kinds first.
+
+    Submitting the longest tasks first keeps two workers busy until the end instead of
+    leaving one big refit alone in the tail.
+    """
+    ranked = sorted(members, key=lambda s: _COST_RANK.get(s.kind, 9))
+    return [(s, None) for s in ranked] + [(s, k) for k in range(folds) for s in ranked]
+
+
 def threads_per_task() -> int:
     """Library threads one task may use: ``$ACCORD_THREADS_PER_TASK`` or 1 (one Dask thread = one core)."""
     return max(1, int(os.environ.get("ACCORD_THREADS_PER_TASK", "1")))

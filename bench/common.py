@@ -9,7 +9,7 @@ from distributed import Client, LocalCluster
 
 from accord.config import TrainConfig
 from accord.evaluation import Report, evaluate
-from accord.training import Prepared, fit_fold, fit_full, out_of_fold
+from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_order
 from flows.runtime import worker_env
 
 
@@ -29,17 +29,19 @@ def run_on_client(client: Client, config: TrainConfig, data: Prepared) -> tuple[
     """accord's training graph (member x fold, refits, weights) via plain `client.submit`."""
     start = time.perf_counter()
     staged = client.scatter(data, broadcast=False)
-    folds = {
-        (s.name, k): client.submit(fit_fold, s, staged, k, config.seed, pure=False)
-        for s in config.members
-        for k in range(len(data.folds))
-    }
-    refits = {s.name: client.submit(fit_full, s, staged, config.seed, pure=False) for s in config.members}
-    fold_results: dict[Any, Any] = {key: f.result() for key, f in folds.items()}
+    members = data.members or tuple(config.members)
+    folds: dict[Any, Any] = {}
+    refits: dict[Any, Any] = {}
+    for s, k in work_order(members, len(data.folds)):  # the same order as the flow
+        if k is None:
+            refits[s.name] = client.submit(fit_full, s, staged, config.seed, pure=False)
+        else:
+            folds[(s.name, k)] = client.submit(fit_fold, s, staged, k, config.seed, pure=False)
+    fold_results = {key: f.result() for key, f in folds.items()}
     refit_results = {name: f.result() for name, f in refits.items()}
-    names = [s.name for s in config.members]
+    names = [s.name for s in members]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
-    report = evaluate(data, oof, refit_results, config.method, config.ensemble_size)  # type: ignore[arg-type]
+    report = evaluate(data, oof, refit_results, config.method, config.ensemble_size)
     return report, time.perf_counter() - start
 
 
@@ -47,7 +49,7 @@ def run_sequential(config: TrainConfig, data: Prepared) -> tuple[Report, float]:
     """The same fits one after another in this process."""
     start = time.perf_counter()
     oof, refits = {}, {}
-    for s in config.members:
+    for s in data.members or config.members:
         oof[s.name] = out_of_fold(data, [fit_fold(s, data, k, config.seed) for k in range(len(data.folds))])
         refits[s.name] = fit_full(s, data, config.seed)
     report = evaluate(data, oof, refits, config.method, config.ensemble_size)  # type: ignore[arg-type]

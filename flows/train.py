@@ -13,7 +13,7 @@ from prefect.context import get_run_context
 
 from accord.config import TrainConfig
 from accord.store.refs import parse_ref
-from accord.training import FoldResult, RefitResult, out_of_fold
+from accord.training import FoldResult, RefitResult, out_of_fold, work_order
 from flows.runtime import task_runner_for
 from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts
 from tasks.training import fit_member_fold, prepare_data, refit_member, stage_data
@@ -38,17 +38,16 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     )
     with task_runner_for(config) as runner:
         staged = runner.submit(stage_data, {"data": data})
-        folds = {
-            (spec.name, k): runner.submit(
-                fit_member_fold, {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
-            )
-            for spec in data.members
-            for k in range(len(data.folds))
-        }
-        refit_futures = {
-            spec.name: runner.submit(refit_member, {"spec": spec, "data": staged, "seed": config.seed})
-            for spec in data.members
-        }
+        folds, refit_futures = {}, {}
+        for spec, k in work_order(data.members, len(data.folds)):  # longest first
+            if k is None:
+                refit_futures[spec.name] = runner.submit(
+                    refit_member, {"spec": spec, "data": staged, "seed": config.seed}
+                )
+            else:
+                folds[(spec.name, k)] = runner.submit(
+                    fit_member_fold, {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
+                )
         fold_results: dict[tuple[str | None, int], FoldResult] = {key: f.result() for key, f in folds.items()}
         refits: dict[str, RefitResult] = {name: f.result() for name, f in refit_futures.items() if name}
     names = [spec.name for spec in data.members if spec.name]
