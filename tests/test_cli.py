@@ -190,3 +190,14 @@ def test_python_m_flows_train_takes_the_same_options(tmp_path, tables):
     assert out.returncode == 2, out.stderr[-2000:]
     assert "target column 'y' has 1 class ('p')" in out.stderr
     assert Registry(store).names() == []
+
+
+def test_pretrain_refuses_bad_input_with_exit_2(tmp_path):
+    store = (tmp_path / "registry").as_uri()
+    out = run_cli("pretrain", "--data", "sklearn:wine", "--kinds", "keras_cnn", "--store", store, "--json")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "(kind keras_cnn) needs square images as numeric pixel columns; found 13 columns" in out.stderr
+    out = run_cli("pretrain", "--kinds", "random_forest", "--store", store)
+    assert out.returncode == 2
+    assert "kinds.0: Input should be 'keras_mlp', 'keras_cnn' or 'xgboost'" in out.stderr
+    assert Registry(store).names() == []

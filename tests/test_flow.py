@@ -42,7 +42,8 @@ def flow_run(tmp_path_factory):
 
 def test_flow_publishes_a_loadable_version(flow_run):
     config, result = flow_run
-    assert set(result) == {"ref", "version", "weights", "metrics"}
+    assert set(result) == {"ref", "version", "weights", "metrics", "promotion"}
+    assert result["promotion"]["promoted"] is True  # the alias was unset
     assert set(result["metrics"]) == {"ensemble", "members", "baselines"}
     assert set(result["metrics"]["baselines"]) == {"equal_vote", "best_cv_member"}
     weights = result["weights"]

@@ -42,7 +42,11 @@ def regression():
     return prepare(cfg)
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+# Kinds that need a parent are tested in test_transfer.py; keras_cnn needs images.
+STANDALONE = sorted(set(KINDS) - {"keras_transfer", "xgboost_continue", "published", "keras_cnn"})
+
+
+@pytest.mark.parametrize("kind", STANDALONE)
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_every_kind_fits_predicts_and_round_trips(kind, task, classification, regression):
     data = classification if task == "classification" else regression
@@ -102,3 +106,17 @@ def test_skops_refuses_untrusted_types():
         skops_io.loads(data)
     with pytest.raises(IntegrityError, match="not a valid skops file"):
         skops_io.loads(b"\x80\x04K\x01.")  # a pickle is not a skops file
+
+
+def test_keras_cnn_on_images_round_trips():
+    data = prepare(make_config({"data": "sklearn:digits?n_rows=400", "folds": 3, "store": "memory://unused"}))
+    assert data.members[0].kind != "keras_cnn"  # default members; the CNN is built directly below
+    cls = member_class("keras_cnn")
+    assert cls.resolve_params("cnn", {}, data.schema) == {}
+    member = cls(data.task, {"epochs": 15, "filters": [8]}, n_classes=10, seed=0)
+    member.fit(data.X_train, data.y_train, data.schema)
+    pred = member.predict(data.X_test)
+    assert pred.shape == (len(data.X_test), 10)
+    assert (pred.argmax(axis=1) == data.y_test).mean() > 0.5
+    loaded = cls.load(member.save(), member.info())
+    np.testing.assert_allclose(loaded.predict(data.X_test), pred, rtol=1e-6, atol=1e-7)
