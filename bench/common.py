@@ -28,6 +28,13 @@ def local_cluster(workers: int = 2) -> LocalCluster:
 def run_on_client(client: Client, config: TrainConfig, data: Prepared) -> tuple[Report, float]:
     """accord's training graph (member x fold, refits, weights) via plain `client.submit`."""
     start = time.perf_counter()
+    oof, refit_results = fit_members(client, config, data)
+    report = evaluate(data, oof, refit_results, config.method, config.ensemble_size)
+    return report, time.perf_counter() - start
+
+
+def fit_members(client: Client, config: TrainConfig, data: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Out-of-fold predictions and refits of every member, computed on the cluster."""
     staged = client.scatter(data, broadcast=False)
     members = data.members or tuple(config.members)
     folds: dict[Any, Any] = {}
@@ -41,8 +48,7 @@ def run_on_client(client: Client, config: TrainConfig, data: Prepared) -> tuple[
     refit_results = {name: f.result() for name, f in refits.items()}
     names = [s.name for s in members]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
-    report = evaluate(data, oof, refit_results, config.method, config.ensemble_size)
-    return report, time.perf_counter() - start
+    return oof, refit_results
 
 
 def run_sequential(config: TrainConfig, data: Prepared) -> tuple[Report, float]:

@@ -32,10 +32,11 @@ from sklearn.model_selection import StratifiedKFold
 
 from accord.config import make_config
 from accord.data import load_dataset
+from accord.evaluation import evaluate
 from accord.publishing import version_payload
 from accord.store.registry import Registry
 from accord.training import Prepared, encode_target, prepare
-from bench.common import local_cluster, run_on_client
+from bench.common import fit_members, local_cluster, run_on_client
 
 
 def pretrain(client: Client, store: str) -> str:
@@ -121,12 +122,19 @@ def main() -> None:
                 a_all = few_labels(
                     "sklearn:digits?part=b&relabel=parity", per_class, seed, [*base, scratch, transfer]
                 )
-                out = run(client, a_all)
-                rep = out["report"]
-                a_without = few_labels(
-                    "sklearn:digits?part=b&relabel=parity", per_class, seed, [*base, scratch]
+                config = make_config(
+                    {
+                        "data": a_all.source,
+                        "members": [m.model_dump() for m in a_all.members],
+                        "store": "memory://unused",
+                    }
                 )
-                rep_without = run(client, a_without)["report"]
+                oof, refits = fit_members(client, config, a_all)
+                rep = evaluate(a_all, oof, refits, "caruana")
+                without = [
+                    n for n in oof if n != "keras_transfer"
+                ]  # the same fits, minus the transfer member
+                rep_without = evaluate(a_all, {n: oof[n] for n in without}, refits, "caruana")
                 # scenario B: same ten-digit task on new rows
                 b = few_labels(
                     "sklearn:digits?part=b",

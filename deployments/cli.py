@@ -40,13 +40,28 @@ def run_flow(flow_name: str, config: Any) -> dict[str, Any]:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: url}):
-            if flow_name == "pretrain":
-                from flows.pretrain import pretrain
+            try:
+                if flow_name == "pretrain":
+                    from flows.pretrain import pretrain
 
-                return pretrain(config)
-            from flows.train import train_ensemble
+                    return pretrain(config)
+                from flows.train import train_ensemble
 
-            return train_ensemble(config)
+                return train_ensemble(config)
+            finally:
+                _drain_prefect_clients()
+
+
+def _drain_prefect_clients() -> None:
+    """Send buffered logs and events while the server is still up (it may be ours, about to stop)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=10)
+        except Exception as e:  # draining is best effort; the run itself is already decided
+            _err(f"accord: could not flush Prefect {service.__name__}: {e}")
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
