@@ -166,6 +166,27 @@ def test_train_json_to_s3_and_load_back_with_its_own_prefect_server(s3_store, ta
     frame = pd.read_csv(tables["good"])
     assert set(model.predict(frame.drop(columns=["y"]))) <= {"p", "q"}
     assert model.manifest["method"] == "optimize"
+    # the version loaded back from S3 scores exactly what the flow measured in memory
+    from accord.config import make_config
+    from accord.metrics import score
+    from accord.training import prepare
+
+    data = prepare(
+        make_config(
+            {
+                "data": tables["good"],
+                "target": "y",
+                "folds": 3,
+                "test_size": 0.25,
+                "seed": 3,
+                "members": [{"kind": k} for k in ("logreg", "knn", "xgboost")],
+            }
+        )
+    )
+    proba = model.predict_proba(data.X_test)
+    assert score("classification", data.y_test, proba, 2) == pytest.approx(
+        result["metrics"]["ensemble"], rel=1e-9
+    )
 
 
 def test_python_m_flows_train_takes_the_same_options(tmp_path, tables):
