@@ -131,36 +131,39 @@ class KerasMLP(Member):
             )(x)
             if p["dropout"]:
                 x = keras.layers.Dropout(p["dropout"], seed=self.seed + 100 + i, name=f"body_dropout_{i}")(x)
-        head_init = keras.initializers.GlorotUniform(seed=self.seed + 99)
-        if self.task == "classification":
-            outputs = keras.layers.Dense(
-                self.n_classes, activation="softmax", kernel_initializer=head_init, name="head"
-            )(x)
-            loss = "sparse_categorical_crossentropy"
-        else:
-            outputs = keras.layers.Dense(1, kernel_initializer=head_init, name="head")(x)
-            loss = "mean_squared_error"
-        model = keras.Model(inputs, outputs, name="accord_mlp")
-        model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]), loss=loss)
+        model = keras.Model(inputs, self._head(x), name="accord_mlp")
+        model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]), loss=self._loss())
         return model
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+    def _head(self, features: Any, seed_offset: int = 99) -> Any:
+        """The task's output layer (softmax over classes, or one linear unit) applied to `features`."""
         keras = import_keras(self.threads)
-        keras.utils.set_random_seed(self.seed)
-        self.prep_ = make_preprocessor(schema, encoding="onehot", scale=True)
-        Xt = np.asarray(self.prep_.fit_transform(X), dtype="float32")
+        init = keras.initializers.GlorotUniform(seed=self.seed + seed_offset)
+        if self.task == "classification":
+            return keras.layers.Dense(
+                self.n_classes, activation="softmax", kernel_initializer=init, name="head"
+            )(features)
+        return keras.layers.Dense(1, kernel_initializer=init, name="head")(features)
+
+    def _loss(self) -> str:
+        return "sparse_categorical_crossentropy" if self.task == "classification" else "mean_squared_error"
+
+    def _encode_target(self, y: np.ndarray) -> np.ndarray:
+        """Class indices, or the standardised regression target (its mean and scale are saved)."""
         if self.task == "regression":
             self.y_mean_ = float(np.mean(y))
             self.y_std_ = float(np.std(y)) or 1.0
-            target = ((y - self.y_mean_) / self.y_std_).astype("float32")
-        else:
-            target = np.asarray(y, dtype="int64")
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(len(Xt))
-        n_valid = int(len(Xt) * self.params["validation_fraction"])
-        valid, train = order[:n_valid], order[n_valid:]
+            return ((y - self.y_mean_) / self.y_std_).astype("float32")
+        return np.asarray(y, dtype="int64")
+
+    def _train(self, model: Any, Xt: np.ndarray, target: np.ndarray, epochs: int) -> None:
+        """Fit on a seeded shuffle with early stopping on a validation slice."""
         import tensorflow as tf
 
+        keras = import_keras(self.threads)
+        order = np.random.default_rng(self.seed).permutation(len(Xt))
+        n_valid = int(len(Xt) * self.params["validation_fraction"])
+        valid, train = order[:n_valid], order[n_valid:]
         # tf.data pipelines: Keras' NumPy adapter costs ~5x more per epoch on small tables.
         train_ds = (
             tf.data.Dataset.from_tensor_slices((Xt[train], target[train]))
@@ -174,15 +177,23 @@ class KerasMLP(Member):
             callbacks.append(
                 keras.callbacks.EarlyStopping(patience=self.params["patience"], restore_best_weights=True)
             )
-        self.model_ = self._build(Xt.shape[1])
-        self.model_.fit(
+        model.fit(
             train_ds,
             validation_data=validation,
-            epochs=self.params["epochs"],
+            epochs=epochs,
             callbacks=callbacks,
             shuffle=False,  # the dataset reshuffles itself each epoch, seeded
             verbose=0,
         )
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+        keras = import_keras(self.threads)
+        keras.utils.set_random_seed(self.seed)
+        self.prep_ = make_preprocessor(schema, encoding="onehot", scale=True)
+        Xt = np.asarray(self.prep_.fit_transform(X), dtype="float32")
+        target = self._encode_target(y)
+        self.model_ = self._build(Xt.shape[1])
+        self._train(self.model_, Xt, target, self.params["epochs"])
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -273,15 +284,6 @@ class KerasCNN(KerasMLP):
             )
             if p["dropout"]:
                 x = keras.layers.Dropout(p["dropout"], seed=self.seed + 100 + i, name=f"body_dropout_{i}")(x)
-        head_init = keras.initializers.GlorotUniform(seed=self.seed + 99)
-        if self.task == "classification":
-            outputs = keras.layers.Dense(
-                self.n_classes, activation="softmax", kernel_initializer=head_init, name="head"
-            )(x)
-            loss = "sparse_categorical_crossentropy"
-        else:
-            outputs = keras.layers.Dense(1, kernel_initializer=head_init, name="head")(x)
-            loss = "mean_squared_error"
-        model = keras.Model(inputs, outputs, name="accord_cnn")
-        model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]), loss=loss)
+        model = keras.Model(inputs, self._head(x), name="accord_cnn")
+        model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]), loss=self._loss())
         return model

@@ -8,7 +8,7 @@ any training with a message naming the mismatch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from accord.errors import ConfigError
@@ -88,3 +88,21 @@ def check_compatible(parent_schema: Schema, ours: Schema, member: str, *, same_c
         )
     if problems:
         raise ConfigError(f"member {member!r}: incompatible parent: " + "; ".join(problems) + ".")
+
+
+def resolve_parent(
+    member: str,
+    params: Mapping[str, Any],
+    schema: Schema,
+    key: str,
+    kinds: Iterable[str] | None,
+    *,
+    same_classes: bool,
+) -> dict[str, Any]:
+    """Pin ``params[key]`` to a version, check the parent (and its member of `kinds`) fits `schema`."""
+    pinned = pin(params.get(key), member)
+    parent = load_parent(pinned)
+    if kinds is not None:
+        pick_member(parent, kinds, params.get("parent_member"), member)
+    check_compatible(parent.schema, schema, member, same_classes=same_classes)
+    return {**dict(params), key: pinned}

@@ -24,7 +24,7 @@ import pandas as pd
 from accord.errors import ConfigError, IntegrityError
 from accord.members.base import Member, Task
 from accord.members.keras_kind import KerasMLP, import_keras
-from accord.members.parents import check_compatible, load_parent, pick_member, pin
+from accord.members.parents import load_parent, pick_member, resolve_parent
 from accord.members.xgboost_kind import XGBoostMember
 from accord.schema import Schema
 
@@ -55,11 +55,7 @@ class XGBoostContinue(XGBoostMember):
 
     @classmethod
     def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
-        pinned = pin(params.get("parent"), member)
-        parent = load_parent(pinned)
-        pick_member(parent, XGB_PARENT_KINDS, params.get("parent_member"), member)
-        check_compatible(parent.schema, schema, member, same_classes=True)
-        return {**dict(params), "parent": pinned}
+        return resolve_parent(member, params, schema, "parent", XGB_PARENT_KINDS, same_classes=True)
 
     def _model(self) -> Any:
         import xgboost as xgb
@@ -132,11 +128,7 @@ class KerasTransfer(KerasMLP):
 
     @classmethod
     def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
-        pinned = pin(params.get("parent"), member)
-        parent = load_parent(pinned)
-        pick_member(parent, KERAS_PARENT_KINDS, params.get("parent_member"), member)
-        check_compatible(parent.schema, schema, member, same_classes=False)
-        return {**dict(params), "parent": pinned}
+        return resolve_parent(member, params, schema, "parent", KERAS_PARENT_KINDS, same_classes=False)
 
     def _body_layers(self, body: Any) -> list[Any]:
         return [layer for layer in body.layers if layer.weights]
@@ -155,19 +147,8 @@ class KerasTransfer(KerasMLP):
         target = self._encode_target(y)
         inputs = keras.Input(shape=net.inputs[0].shape[1:], name="features")
         features = body(inputs, training=False)  # BatchNormalization stays in inference mode
-        if self.task == "classification":
-            head = keras.layers.Dense(
-                self.n_classes,
-                activation="softmax",
-                name="head",
-                kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed),
-            )
-        else:
-            head = keras.layers.Dense(
-                1, name="head", kernel_initializer=keras.initializers.GlorotUniform(seed=self.seed)
-            )
-        model = keras.Model(inputs, head(features), name="accord_transfer")
-        loss = "sparse_categorical_crossentropy" if self.task == "classification" else "mean_squared_error"
+        model = keras.Model(inputs, self._head(features, seed_offset=0), name="accord_transfer")
+        loss = self._loss()
 
         body.trainable = False
         model.compile(optimizer=keras.optimizers.Adam(self.params["head_learning_rate"]), loss=loss)
@@ -200,37 +181,6 @@ class KerasTransfer(KerasMLP):
             self.delta_[w.path] = float(np.linalg.norm(np.array(w.numpy()) - old) / norm)
         return self
 
-    def _encode_target(self, y: np.ndarray) -> np.ndarray:
-        if self.task == "regression":
-            self.y_mean_ = float(np.mean(y))
-            self.y_std_ = float(np.std(y)) or 1.0
-            return ((y - self.y_mean_) / self.y_std_).astype("float32")
-        return np.asarray(y, dtype="int64")
-
-    def _train(self, model: Any, Xt: np.ndarray, target: np.ndarray, epochs: int) -> None:
-        import tensorflow as tf
-
-        keras = import_keras(self.threads)
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(len(Xt))
-        n_valid = int(len(Xt) * self.params["validation_fraction"])
-        valid, train = order[:n_valid], order[n_valid:]
-        train_ds = (
-            tf.data.Dataset.from_tensor_slices((Xt[train], target[train]))
-            .shuffle(len(train), seed=self.seed, reshuffle_each_iteration=True)
-            .batch(self.params["batch_size"])
-        )
-        validation = None
-        callbacks = []
-        if n_valid > 0:
-            validation = tf.data.Dataset.from_tensor_slices((Xt[valid], target[valid])).batch(4096).cache()
-            callbacks.append(
-                keras.callbacks.EarlyStopping(patience=self.params["patience"], restore_best_weights=True)
-            )
-        model.fit(
-            train_ds, validation_data=validation, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0
-        )
-
     def info(self) -> dict[str, Any]:
         delta = getattr(self, "delta_", {})
         return {
@@ -261,10 +211,7 @@ class PublishedMember(Member):
 
     @classmethod
     def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
-        pinned = pin(params.get("ref"), member)
-        parent = load_parent(pinned)
-        check_compatible(parent.schema, schema, member, same_classes=True)
-        return {**dict(params), "ref": pinned}
+        return resolve_parent(member, params, schema, "ref", None, same_classes=True)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
         from accord.store.refs import parse_ref
