@@ -359,9 +359,4 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def open_registry(store: str) -> Registry:
-    """Open the registry at a store URL."""
-    return Registry(store)
-
-
-__all__ = ["MANIFEST", "Registry", "new_version", "open_registry", "sha256"]
+__all__ = ["MANIFEST", "Registry", "new_version", "sha256"]

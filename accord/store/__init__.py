@@ -1,0 +1,1 @@
+"""The artifact store: model references and the versioned, verified registry."""

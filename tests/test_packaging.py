@@ -1,0 +1,20 @@
+"""What a non-editable install ships: every package directory is a regular package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from setuptools import find_packages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_source_directory_is_a_package_that_setuptools_finds():
+    found = set(find_packages(str(ROOT), include=["accord*", "tasks*", "flows*", "deployments*"]))
+    for top in ("accord", "tasks", "flows", "deployments"):
+        for directory in [ROOT / top, *(p for p in (ROOT / top).rglob("*") if p.is_dir())]:
+            if directory.name == "__pycache__" or not any(directory.glob("*.py")):
+                continue
+            dotted = ".".join(directory.relative_to(ROOT).parts)
+            assert (directory / "__init__.py").exists(), f"{dotted} has modules but no __init__.py"
+            assert dotted in found, f"{dotted} would be missing from the wheel"
