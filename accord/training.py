@@ -236,3 +236,17 @@ def out_of_fold(data: Prepared, results: list[FoldResult]) -> np.ndarray:
         missing = sorted({r.fold for r in results} ^ set(range(len(data.folds))))
         raise RuntimeError(f"member {results[0].member!r}: folds {missing} have no predictions.")
     return oof
+
+
+def fit_all(data: Prepared, seed: int) -> tuple[dict[str, np.ndarray], dict[str, RefitResult]]:
+    """Every member's out-of-fold predictions and refit, one after another in this process.
+
+    The same work the flow spreads over a Dask cluster; for tests, benchmarks and debugging.
+    """
+    oof: dict[str, np.ndarray] = {}
+    refits: dict[str, RefitResult] = {}
+    for spec in data.members:
+        name = spec.name or spec.kind
+        oof[name] = out_of_fold(data, [fit_fold(spec, data, k, seed) for k in range(len(data.folds))])
+        refits[name] = fit_full(spec, data, seed)
+    return oof, refits

@@ -9,7 +9,7 @@ from distributed import Client, LocalCluster
 
 from accord.config import TrainConfig
 from accord.evaluation import Report, evaluate
-from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_order
+from accord.training import Prepared, fit_all, fit_fold, fit_full, out_of_fold, work_order
 from flows.runtime import worker_env
 
 
@@ -54,9 +54,6 @@ def fit_members(client: Client, config: TrainConfig, data: Prepared) -> tuple[di
 def run_sequential(config: TrainConfig, data: Prepared) -> tuple[Report, float]:
     """The same fits one after another in this process."""
     start = time.perf_counter()
-    oof, refits = {}, {}
-    for s in data.members or config.members:
-        oof[s.name] = out_of_fold(data, [fit_fold(s, data, k, config.seed) for k in range(len(data.folds))])
-        refits[s.name] = fit_full(s, data, config.seed)
-    report = evaluate(data, oof, refits, config.method, config.ensemble_size)  # type: ignore[arg-type]
+    oof, refits = fit_all(data, config.seed)
+    report = evaluate(data, oof, refits, config.method, config.ensemble_size)
     return report, time.perf_counter() - start

@@ -18,7 +18,7 @@ from accord.errors import DataError
 from accord.evaluation import evaluate
 from accord.metrics import score
 from accord.store.registry import Registry
-from accord.training import fit_fold, fit_full, out_of_fold, prepare
+from accord.training import fit_all, prepare
 from flows.train import train_ensemble
 
 MEMBERS = [
@@ -61,12 +61,7 @@ def test_flow_publishes_a_loadable_version(flow_run):
 def test_flow_weights_equal_a_sequential_run_with_the_same_seed(flow_run):
     config, result = flow_run
     data = prepare(config)
-    oof, refits = {}, {}
-    for spec in config.members:
-        oof[spec.name] = out_of_fold(
-            data, [fit_fold(spec, data, k, config.seed) for k in range(config.folds)]
-        )
-        refits[spec.name] = fit_full(spec, data, config.seed)
+    oof, refits = fit_all(data, config.seed)
     report = evaluate(data, oof, refits, config.method, config.ensemble_size)
     assert report.weights == pytest.approx(result["weights"], abs=1e-12)
 

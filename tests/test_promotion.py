@@ -13,7 +13,7 @@ from accord.evaluation import evaluate
 from accord.promotion import promote
 from accord.publishing import version_payload
 from accord.store.registry import Registry
-from accord.training import fit_fold, fit_full, out_of_fold, prepare
+from accord.training import fit_all, prepare
 
 DATA = "sklearn:breast_cancer"
 STRONG = [{"kind": "logreg"}, {"kind": "hist_gb", "params": {"max_iter": 50}}]
@@ -23,10 +23,7 @@ WEAK = [{"kind": "knn", "params": {"n_neighbors": 1}}]
 def publish_run(store: str, members: list[dict]) -> tuple[str, object, float]:
     cfg = make_config({"data": DATA, "members": members, "folds": 3, "store": store, "name": "model"})
     data = prepare(cfg)
-    oof, refits = {}, {}
-    for spec in data.members:
-        oof[spec.name] = out_of_fold(data, [fit_fold(spec, data, k, 0) for k in range(3)])
-        refits[spec.name] = fit_full(spec, data, 0)
+    oof, refits = fit_all(data, 0)
     report = evaluate(data, oof, refits, "caruana")
     files, manifest = version_payload(data, refits, report, config={})
     version = Registry(store).publish("model", files, manifest)

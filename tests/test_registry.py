@@ -13,7 +13,7 @@ from accord.evaluation import evaluate
 from accord.publishing import publish, version_payload
 from accord.store.refs import parse_ref
 from accord.store.registry import Registry
-from accord.training import fit_fold, fit_full, out_of_fold, prepare
+from accord.training import fit_all, prepare
 
 MEMBERS = [
     {"kind": "logreg"},
@@ -25,10 +25,7 @@ MEMBERS = [
 def _train(store: str, data: str = "sklearn:wine"):
     cfg = make_config({"data": data, "members": MEMBERS, "folds": 3, "store": store, "name": "wine"})
     p = prepare(cfg)
-    oof, refits = {}, {}
-    for spec in cfg.members:
-        oof[spec.name] = out_of_fold(p, [fit_fold(spec, p, k, 0) for k in range(3)])
-        refits[spec.name] = fit_full(spec, p, 0)
+    oof, refits = fit_all(p, 0)
     report = evaluate(p, oof, refits, "caruana")
     files, manifest = version_payload(p, refits, report, config=cfg.model_dump(mode="json"))
     ref = publish(Registry(store), "wine", files, manifest)
