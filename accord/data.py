@@ -110,7 +110,6 @@ def _select(frame: pd.DataFrame, query: str, source: str) -> pd.DataFrame:
     try:
         seed = int(options.get("seed", 0))
         rng = np.random.default_rng(seed)
-        y = frame[DEFAULT_TARGET]
         if "part" in options:
             if options["part"] not in ("a", "b"):
                 raise DataError(f"option 'part' in {source!r} must be 'a' or 'b'; found {options['part']!r}.")
@@ -134,7 +133,6 @@ def _select(frame: pd.DataFrame, query: str, source: str) -> pd.DataFrame:
             frame = frame.assign(**{DEFAULT_TARGET: frame[DEFAULT_TARGET].astype(int) % 2})
         elif "relabel" in options:
             raise DataError(f"option 'relabel' in {source!r} must be 'parity'; found {options['relabel']!r}.")
-        del y
     except ValueError as e:
         raise DataError(f"bad option value in {source!r}: {e}") from e
     return frame.reset_index(drop=True)

@@ -154,9 +154,5 @@ def load(ref: str, storage_options: Mapping[str, Any] | None = None) -> Ensemble
         IntegrityError: a file failed verification or is not in a safe format.
     """
     parsed = parse_ref(ref)
-    registry = Registry(parsed.store, storage_options)
-    version = registry.resolve(parsed)
-    manifest = registry.read_manifest(parsed.name, version)
-    files = registry.read_files(parsed.name, version, manifest)  # verifies everything first
-    manifest["ref"] = str(parsed.at_version(version))
+    _, manifest, files = Registry(parsed.store, storage_options).fetch(parsed)  # verifies everything first
     return build_ensemble(files, manifest)

@@ -20,11 +20,7 @@ def list_models(store: str) -> list[dict[str, Any]]:
 def show(ref: str) -> dict[str, Any]:
     """The manifest of the version a reference resolves to (files verified)."""
     parsed = parse_ref(ref)
-    registry = Registry(parsed.store)
-    version = registry.resolve(parsed)
-    manifest = registry.read_manifest(parsed.name, version)
-    registry.read_files(parsed.name, version, manifest)
-    manifest["ref"] = str(parsed.at_version(version))
+    _, manifest, _ = Registry(parsed.store).fetch(parsed)
     return manifest
 
 

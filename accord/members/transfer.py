@@ -217,11 +217,8 @@ class PublishedMember(Member):
         from accord.store.refs import parse_ref
         from accord.store.registry import Registry
 
-        ref = parse_ref(self.params["ref"])
-        registry = Registry(ref.store)
-        assert ref.version is not None
-        manifest = registry.read_manifest(ref.name, ref.version)
-        self.files_ = registry.read_files(ref.name, ref.version, manifest)  # verified
+        ref = parse_ref(self.params["ref"])  # pinned to a version by resolve_params
+        _, _, self.files_ = Registry(ref.store).fetch(ref)  # verified
         self._build()
         return self
 

@@ -254,6 +254,20 @@ class Registry:
             out[path] = data
         return out
 
+    def fetch(self, ref: ModelRef) -> tuple[ModelRef, dict[str, Any], dict[str, bytes]]:
+        """Resolve `ref`, read its manifest and every file, verified; return the pinned ref too.
+
+        Raises:
+            NotFoundError: no such model, version or alias.
+            IntegrityError: a file is missing or fails its checksum.
+        """
+        version = self.resolve(ref)
+        manifest = self.read_manifest(ref.name, version)
+        files = self.read_files(ref.name, version, manifest)
+        pinned = ref.at_version(version)
+        manifest["ref"] = str(pinned)
+        return pinned, manifest, files
+
     # -- aliases ------------------------------------------------------------------------------
     def get_alias(self, name: str, alias: str) -> str | None:
         """The version an alias points to, or None."""
