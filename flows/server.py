@@ -27,6 +27,15 @@ from pathlib import Path
 STARTUP_TIMEOUT_S = 90.0
 
 
+def default_home() -> Path:
+    """Return ``./.prefect``, a project-local Prefect home.
+
+    The local server's SQLite database is then never one that another Prefect version
+    (e.g. in a user's ``~/.prefect``) has migrated ahead of ours.
+    """
+    return Path.cwd() / ".prefect"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:
@@ -69,7 +78,7 @@ class LocalPrefectServer:
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.env.pop("PREFECT_API_URL", None)
-        home = Path(self.env.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+        home = Path(self.env.get("PREFECT_HOME") or default_home()).expanduser()
         home.mkdir(parents=True, exist_ok=True)
         self.env["PREFECT_HOME"] = str(home)
         self.env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -125,6 +134,7 @@ def prefect_api(log: bool = True) -> Iterator[str]:
     if existing:
         yield existing
         return
+    os.environ.setdefault("PREFECT_HOME", str(default_home()))
     server = LocalPrefectServer()
     if log:
         print(f"accord: starting a local Prefect server on {server.api_url} ...", file=sys.stderr)

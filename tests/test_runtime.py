@@ -42,3 +42,13 @@ def test_dask_address_selects_an_existing_scheduler():
     runner = task_runner_for(make_config({"dask_address": "tcp://10.0.0.5:8786"}))
     assert runner.address == "tcp://10.0.0.5:8786"
     assert not runner.cluster_kwargs
+
+
+def test_local_server_defaults_to_a_project_local_prefect_home(tmp_path, monkeypatch):
+    from flows.server import LocalPrefectServer
+
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    server = LocalPrefectServer()  # not started: only where it would keep its database
+    assert server.env["PREFECT_HOME"] == str(tmp_path / ".prefect")
+    assert server.log_path.parent == tmp_path / ".prefect"
