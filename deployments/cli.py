@@ -32,7 +32,22 @@ def build_config(config_file: str | None, overrides: dict[str, Any]) -> TrainCon
     return make_config(values)
 
 
-def run_flow(flow_name: str, config: Any) -> dict[str, Any]:
+def _flow(flow_name: str) -> Any:
+    """Import a flow only once the Prefect API URL is in the environment."""
+    if flow_name == "pretrain":
+        from flows.pretrain import pretrain
+
+        return pretrain
+    if flow_name == "predict":
+        from flows.predict import batch_predict
+
+        return batch_predict
+    from flows.train import train_ensemble
+
+    return train_ensemble
+
+
+def run_flow(flow_name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run a flow against a Prefect API (a local server is started when none is set)."""
     from flows.server import prefect_api
 
@@ -41,13 +56,8 @@ def run_flow(flow_name: str, config: Any) -> dict[str, Any]:
 
         with temporary_settings({PREFECT_API_URL: url}):
             try:
-                if flow_name == "pretrain":
-                    from flows.pretrain import pretrain
-
-                    return pretrain(config)
-                from flows.train import train_ensemble
-
-                return train_ensemble(config)
+                result: dict[str, Any] = _flow(flow_name)(*args, **kwargs)
+                return result
             finally:
                 _drain_prefect_clients()
 
@@ -218,6 +228,52 @@ def pretrain(
 
     prepare(cfg.to_train_config())
     _report(run_flow("pretrain", cfg), as_json)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option(help="Model reference: <store>/<name>[:version|@alias].")],
+    input_url: Annotated[str, typer.Option("--input", help="Table to score (Parquet or CSV URL).")],
+    output: Annotated[str, typer.Option(help="Where predictions go (.parquet or .csv URL).")],
+    keep: Annotated[
+        str | None, typer.Option(help="Comma-separated input columns copied to the output (e.g. id).")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per scoring task.")] = 50_000,
+    workers: Annotated[int, typer.Option(help="Local Dask worker processes.")] = 2,
+    dask_address: Annotated[str | None, typer.Option("--dask-address", help="Existing scheduler.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Score a table with a published ensemble; write predictions (and probabilities) whole."""
+    from accord.batch import file_format, plan, sample
+    from accord.ensemble import load
+
+    file_format(output, "output")
+    columns = [c.strip() for c in keep.split(",") if c.strip()] if keep else []
+    ensemble = load(model)  # refuse a bad reference, tampered files or mismatched input in seconds
+    head = sample(plan(input_url, chunk_rows))
+    ensemble.schema.conform(head.drop(columns=[c for c in columns if c in head.columns]))
+    result = run_flow(
+        "predict",
+        model=model,
+        input=input_url,
+        output=output,
+        keep=columns,
+        chunk_rows=chunk_rows,
+        workers=workers,
+        dask_address=dask_address,
+    )
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(f"wrote {result['rows']} predictions to {result['output']} (model {result['model']})")
+
+
+@app.command()
+def serve() -> None:
+    """Serve every deployment (schedules included) from this process; Ctrl-C stops."""
+    from deployments.serve import serve_all
+
+    serve_all()
 
 
 models = typer.Typer(no_args_is_help=True, help="Inspect the registry and move aliases.")

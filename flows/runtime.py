@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Protocol
 
 from prefect_dask import DaskTaskRunner
-
-from accord.config import TrainConfig
 
 # Each Dask worker thread runs one task; the libraries inside it get one core each.
 WORKER_THREAD_ENV = {
@@ -31,7 +29,19 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def task_runner_for(config: TrainConfig) -> DaskTaskRunner:
+class ClusterOptions(Protocol):
+    """What a run says about its cluster (`TrainConfig`, `PretrainConfig`, `PredictOptions`)."""
+
+    @property
+    def workers(self) -> int:
+        """Worker processes of a LocalCluster."""
+
+    @property
+    def dask_address(self) -> str | None:
+        """Address of an existing scheduler, or None."""
+
+
+def task_runner_for(config: ClusterOptions) -> DaskTaskRunner:
     """A `DaskTaskRunner` for the run: the scheduler at ``config.dask_address``, else a LocalCluster.
 
     The cluster starts lazily, on the first submitted task, so a run whose input is

@@ -61,7 +61,7 @@ def promote_version(
     )
     verb = "moved to" if decision.promoted else "not moved to"
     get_run_logger().info("alias %r %s %s: %s", alias, verb, parsed.version, decision.reason)
-    key = _artifact_key(parsed.name)
+    key = artifact_key(parsed.name)
     create_markdown_artifact(
         f"### Promotion of `{parsed.name}@{alias}`\n\n- policy: {policy}\n"
         f"- promoted: **{decision.promoted}**\n"
@@ -73,7 +73,7 @@ def promote_version(
     return decision
 
 
-def _artifact_key(name: str) -> str:
+def artifact_key(name: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes."""
     return "".join(ch if ch.isalnum() else "-" for ch in name).lower()
 
@@ -85,7 +85,7 @@ def _fmt(value: Any) -> Any:
 @task(name="report-artifacts", cache_policy=NO_CACHE, persist_result=False)
 def report_artifacts(report: Report, ref: str, name: str) -> None:
     """Leaderboard table, weights, a link to the version and a run summary as artifacts."""
-    key = _artifact_key(name)
+    key = artifact_key(name)
     rows = [{k: _fmt(v) for k, v in row.items()} for row in report.leaderboard()]
     create_table_artifact(rows, key=f"{key}-leaderboard", description=f"Held-out leaderboard of {ref}")
     weights = report.weights or {}

@@ -11,7 +11,7 @@ from accord.config import MemberSpec, TrainConfig
 from accord.training import FoldResult, Prepared, RefitResult, fit_fold, fit_full, prepare
 
 
-def _log_placement(what: str) -> None:
+def log_placement(what: str) -> None:
     """Log which Dask worker (and process) runs this task, so placement is visible in the UI."""
     try:
         from distributed import get_worker
@@ -46,7 +46,7 @@ def stage_data(data: Prepared) -> Prepared:
 )
 def fit_member_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldResult:
     """Fit one member on K-1 folds and predict the held-out fold."""
-    _log_placement(f"fit {spec.name} fold {fold}")
+    log_placement(f"fit {spec.name} fold {fold}")
     try:
         return fit_fold(spec, data, fold, seed)
     except Exception as e:
@@ -58,7 +58,7 @@ def fit_member_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> F
 @task(name="refit-member", task_run_name="refit-{spec.name}", cache_policy=NO_CACHE, persist_result=False)
 def refit_member(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
     """Refit one member on the whole training split; return its files and test predictions."""
-    _log_placement(f"refit {spec.name}")
+    log_placement(f"refit {spec.name}")
     try:
         return fit_full(spec, data, seed)
     except Exception as e:

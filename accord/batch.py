@@ -1,0 +1,270 @@
+"""Batch scoring without Prefect: plan chunks of an input table, score them, write the output whole.
+
+A Parquet input is planned by row groups, so each chunk is read by the worker that
+scores it; a CSV input has no index to seek by, so it is read in order (in chunks)
+by the caller. Predictions are written to a local temporary file in chunk order,
+then put at the output URL in one step: a local rename or a single object PUT, so
+no reader ever sees a partial output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from accord.errors import ConfigError, DataError
+
+Format = Literal["parquet", "csv"]
+PROBA_PREFIX = "proba_"
+PREDICTION = "prediction"
+SCHEMA_SAMPLE_ROWS = 1000
+METADATA_KEY = b"accord"
+
+
+def file_format(url: str, what: str) -> Format:
+    """The table format named by a URL's suffix.
+
+    Raises:
+        ConfigError: the suffix is neither ``.parquet``/``.pq`` nor ``.csv``.
+    """
+    lowered = url.lower().split("?")[0]
+    if lowered.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lowered.endswith(".csv"):
+        return "csv"
+    raise ConfigError(
+        f"{what}: cannot tell the format of {url!r}; expected a name ending in .parquet or .csv."
+    )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows ``[start, stop)`` of a Parquet file, read from the row groups that hold them."""
+
+    url: str
+    index: int
+    row_groups: tuple[int, ...]
+    start: int  # offset of the first row within the first listed row group
+    rows: int
+    columns: tuple[str, ...] | None = None
+
+    def read(self) -> pd.DataFrame:
+        """Read this chunk's rows (and only its row groups)."""
+        import fsspec
+        import pyarrow.parquet as pq
+
+        with fsspec.open(self.url, "rb") as f:
+            table = pq.ParquetFile(f).read_row_groups(
+                list(self.row_groups), columns=list(self.columns) if self.columns else None
+            )
+        frame: pd.DataFrame = table.slice(self.start, self.rows).to_pandas()
+        return frame.reset_index(drop=True)
+
+
+@dataclass
+class Plan:
+    """How an input is split: Parquet chunks (read by workers) or a CSV read in order."""
+
+    url: str
+    format: Format
+    chunk_rows: int
+    chunks: list[Chunk] = field(default_factory=list)
+    total_rows: int | None = None
+
+
+def _unreadable(url: str, e: Exception) -> DataError:
+    if isinstance(e, FileNotFoundError):
+        return DataError(f"cannot read {url!r}: no such file. Check the URL.")
+    if isinstance(e, PermissionError):
+        return DataError(f"cannot read {url!r}: access denied. Check the credentials.")
+    return DataError(f"cannot read {url!r}: {type(e).__name__}: {e}. Check the URL and format.")
+
+
+def plan(url: str, chunk_rows: int) -> Plan:
+    """Split an input table into chunks of about `chunk_rows` rows.
+
+    Raises:
+        ConfigError: `chunk_rows` is not positive or the format is unknown.
+        DataError: the input cannot be read.
+    """
+    if chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be at least 1; found {chunk_rows}.")
+    fmt = file_format(url, "input")
+    out = Plan(url, fmt, chunk_rows)
+    if fmt == "csv":
+        return out
+    import fsspec
+    import pyarrow.parquet as pq
+
+    try:
+        with fsspec.open(url, "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+    except Exception as e:  # filesystems and parsers raise many types; all mean "unreadable"
+        raise _unreadable(url, e) from e
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    out.total_rows = sum(sizes)
+    # Walk the rows in order; each chunk names the row groups it overlaps.
+    offsets = np.cumsum([0, *sizes])
+    for index, begin in enumerate(range(0, out.total_rows, chunk_rows)):
+        end = min(begin + chunk_rows, out.total_rows)
+        first = int(np.searchsorted(offsets, begin, side="right") - 1)
+        last = int(np.searchsorted(offsets, end, side="left") - 1)
+        groups = tuple(range(first, last + 1))
+        out.chunks.append(Chunk(url, index, groups, int(begin - offsets[first]), end - begin))
+    return out
+
+
+def sample(p: Plan) -> pd.DataFrame:
+    """The first rows of the input, to check its schema before any scoring."""
+    import fsspec
+
+    try:
+        if p.format == "csv":
+            with fsspec.open(p.url, "rb", compression="infer") as f:
+                return pd.read_csv(f, nrows=SCHEMA_SAMPLE_ROWS)
+        if not p.chunks:
+            raise DataError(f"input {p.url!r} has no rows; expected a table to score.")
+        first = p.chunks[0]
+        return Chunk(p.url, 0, first.row_groups[:1], first.start, min(first.rows, SCHEMA_SAMPLE_ROWS)).read()
+    except DataError:
+        raise
+    except Exception as e:
+        raise _unreadable(p.url, e) from e
+
+
+def csv_chunks(p: Plan) -> Iterator[pd.DataFrame]:
+    """Read a CSV input in order, `chunk_rows` rows at a time."""
+    import fsspec
+
+    with fsspec.open(p.url, "rb", compression="infer") as f:
+        yield from pd.read_csv(f, chunksize=p.chunk_rows)
+
+
+def check_keep(frame: pd.DataFrame, keep: Sequence[str], url: str) -> None:
+    """Refuse pass-through columns the input lacks."""
+    missing = [c for c in keep if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"keep: columns {missing} are not in {url!r}; found {list(frame.columns)}. "
+            "Name existing columns (e.g. an id) to copy into the output."
+        )
+
+
+def score(ensemble: Any, frame: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """Predictions for one chunk: kept columns, ``prediction`` and ``proba_<class>`` columns.
+
+    Args:
+        ensemble: A loaded `accord.ensemble.Ensemble`.
+        frame: The chunk (its schema is enforced by the ensemble).
+        keep: Input columns copied to the output unchanged (e.g. an id).
+    """
+    features = frame.drop(columns=list(keep)) if keep else frame
+    out = pd.DataFrame({c: frame[c].to_numpy() for c in keep})
+    if ensemble.task == "classification":
+        proba = ensemble.predict_proba(features)
+        classes = ensemble.classes_
+        out[PREDICTION] = classes[np.argmax(proba, axis=1)]
+        for j, c in enumerate(classes):
+            out[f"{PROBA_PREFIX}{c}"] = proba[:, j]
+    else:
+        out[PREDICTION] = ensemble.predict(features)
+    return out
+
+
+class OutputWriter:
+    """Append chunks to a local temporary file, then publish it whole at `url`.
+
+    Use as a context manager: `commit` puts the file; leaving the block without
+    committing (an exception) removes the temporary file and writes nothing.
+    """
+
+    def __init__(self, url: str, metadata: dict[str, Any]) -> None:
+        self.url = url
+        self.format = file_format(url, "output")
+        self.metadata = metadata
+        self.rows = 0
+        self._tmp = tempfile.TemporaryDirectory(prefix="accord-predict-")
+        self._path = Path(self._tmp.name) / f"out.{self.format}"
+        self._writer: Any = None
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        self._tmp.cleanup()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append one chunk (chunks must arrive in order and share columns)."""
+        if self.format == "csv":
+            frame.to_csv(self._path, mode="a", header=self.rows == 0, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._writer is None:
+                meta = dict(table.schema.metadata or {})
+                meta[METADATA_KEY] = json.dumps(self.metadata, sort_keys=True).encode()
+                self._writer = pq.ParquetWriter(self._path, table.schema.with_metadata(meta))
+            self._writer.write_table(table)
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        """Finish the local file."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def commit(self) -> dict[str, Any]:
+        """Put the finished file at the output URL in one step; return rows, size and sha256."""
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.close()
+        if self.rows == 0:
+            raise DataError("no rows were scored; nothing to write.")
+        data = self._path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        fs, path = fsspec.core.url_to_fs(self.url)
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(parent, exist_ok=True)
+            staging = f"{parent}/.{path.rsplit('/', 1)[-1]}.{secrets.token_hex(4)}.tmp"
+            fs.put_file(str(self._path), staging)
+            fs.mv(staging, path)  # rename: atomic on one filesystem
+        else:
+            fs.put_file(str(self._path), path)  # an object PUT becomes visible whole
+        return {"rows": self.rows, "size": len(data), "sha256": digest}
+
+
+def receipt(model_ref: str, input_url: str, output_url: str, written: dict[str, Any]) -> dict[str, Any]:
+    """What a batch run records: which model version scored which input into which output."""
+    return {
+        "model": model_ref,
+        "input": input_url,
+        "output": output_url,
+        "scored_at": dt.datetime.now(dt.UTC).isoformat(),
+        **written,
+    }
+
+
+def read_output_metadata(url: str) -> dict[str, Any]:
+    """The accord metadata embedded in a Parquet output (model reference and version)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(url, "rb") as f:
+        meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+    raw = meta.get(METADATA_KEY)
+    return json.loads(raw) if raw else {}

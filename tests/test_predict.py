@@ -1,0 +1,157 @@
+"""Batch prediction for real: a published ensemble scores Parquet and CSV tables on a LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import s3fs
+
+import accord
+from accord.batch import OutputWriter, plan, read_output_metadata
+from accord.config import make_config
+from accord.data import read_source
+from accord.errors import ConfigError, DataError, SchemaError
+from flows.predict import batch_predict
+from flows.train import train_ensemble
+from tests.test_cli import run_cli
+
+DATA = "synthetic:classification?n_rows=300&n_features=5&n_categorical=1&missing=0.05&n_classes=3&seed=4"
+SCORE = "synthetic:classification?n_rows=450&n_features=5&n_categorical=1&missing=0.05&n_classes=3&seed=9"
+
+
+@pytest.fixture(scope="module")
+def published() -> str:
+    """A small ensemble published to a fresh S3 bucket; returns its `@production` reference."""
+    bucket = f"accord-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    store = f"s3://{bucket}/registry"
+    members = [{"kind": "logreg"}, {"kind": "random_forest", "params": {"n_estimators": 30}}]
+    config = make_config(
+        {"data": DATA, "members": members, "folds": 2, "store": store, "name": "scorer", "workers": 2}
+    )
+    result = train_ensemble(config)
+    assert result["promotion"]["promoted"]
+    return f"{store}/scorer@production"
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+    """Rows to score (no target) with an id column, as Parquet in row groups of 100 rows."""
+    frame, target = read_source(SCORE)
+    frame = frame.drop(columns=[target])
+    frame.insert(0, "id", np.arange(len(frame)) + 1000)
+    path = tmp_path_factory.mktemp("score") / "rows.parquet"
+    frame.to_parquet(path, row_group_size=100, index=False)
+    return frame, path
+
+
+def test_plan_covers_every_row_once_across_row_groups(table):
+    frame, path = table
+    p = plan(path.as_uri(), chunk_rows=130)  # chunks straddle the 100-row groups
+    assert p.total_rows == len(frame) and [c.rows for c in p.chunks] == [130, 130, 130, 60]
+    assert p.chunks[1].row_groups == (1, 2) and p.chunks[1].start == 30
+    together = pd.concat([c.read() for c in p.chunks], ignore_index=True)
+    pd.testing.assert_frame_equal(together, frame.reset_index(drop=True))
+
+
+def test_parquet_to_s3_equals_load_predict_and_records_the_version(published, table):
+    frame, path = table
+    bucket = published.split("/")[2]
+    output = f"s3://{bucket}/predictions/out.parquet"
+    result = batch_predict(
+        model=published, input=path.as_uri(), output=output, keep=["id"], chunk_rows=130, workers=2
+    )
+    model = accord.load(published)
+    assert result["model"] == model.manifest["ref"] and ":" in result["model"].rsplit("/", 1)[-1]
+    with s3fs.S3FileSystem().open(output, "rb") as f:
+        scored = pd.read_parquet(f)
+    assert result["rows"] == len(scored) == len(frame)
+    assert scored["id"].tolist() == frame["id"].tolist()  # input order kept across chunks
+    features = frame.drop(columns=["id"])
+    np.testing.assert_array_equal(scored["prediction"].to_numpy(), model.predict(features))
+    proba = scored[[f"proba_{c}" for c in model.classes_]].to_numpy()
+    np.testing.assert_allclose(proba, model.predict_proba(features), rtol=0, atol=1e-12)
+    assert read_output_metadata(output)["model"] == result["model"]
+
+
+def test_csv_to_csv_with_reordered_columns(published, table, tmp_path):
+    frame, _ = table
+    source = tmp_path / "rows.csv"
+    frame[list(reversed(frame.columns))].to_csv(source, index=False)  # reordering is accepted
+    output = tmp_path / "out" / "pred.csv"
+    result = batch_predict(
+        model=published, input=source.as_uri(), output=output.as_uri(), keep=["id"], chunk_rows=200
+    )
+    scored = pd.read_csv(output)
+    model = accord.load(published)
+    assert result["rows"] == len(frame)
+    np.testing.assert_array_equal(scored["prediction"], model.predict(pd.read_csv(source).drop(columns="id")))
+    assert [p.name for p in output.parent.iterdir()] == ["pred.csv"]  # no staging file left behind
+
+
+def test_mismatched_input_is_refused_with_the_schema_diff_and_nothing_written(published, table, tmp_path):
+    frame, _ = table
+    bad = frame.rename(columns={"x1": "feature_1"}).drop(columns=["id"])
+    bad["x2"] = bad["x2"].astype(str) + "?"
+    source = tmp_path / "bad.parquet"
+    bad.to_parquet(source)
+    output = tmp_path / "pred.parquet"
+    with pytest.raises(SchemaError) as err:
+        batch_predict(model=published, input=source.as_uri(), output=output.as_uri())
+    message = str(err.value)
+    assert "missing columns: ['x1']" in message and "unexpected columns: ['feature_1']" in message
+    assert "column 'x2': expected numeric" in message
+    assert not output.exists()
+
+
+def test_bad_arguments_name_what_is_wrong(published, table, tmp_path):
+    _, path = table
+    with pytest.raises(ConfigError, match=r"output: cannot tell the format of .*\.txt"):
+        batch_predict(model=published, input=path.as_uri(), output=(tmp_path / "o.txt").as_uri())
+    with pytest.raises(DataError, match=r"keep: columns \['customer'\] are not in"):
+        batch_predict(
+            model=published, input=path.as_uri(), output=(tmp_path / "o.csv").as_uri(), keep=["customer"]
+        )
+    with pytest.raises(DataError, match="no such file"):
+        batch_predict(model=published, input=(tmp_path / "nope.parquet").as_uri(), output="memory://o.csv")
+
+
+def test_a_failure_while_writing_leaves_no_output(tmp_path):
+    output = tmp_path / "pred.parquet"
+    with pytest.raises(RuntimeError), OutputWriter(output.as_uri(), {"model": "m"}) as out:
+        out.write(pd.DataFrame({"prediction": [1, 2]}))
+        raise RuntimeError("worker lost")
+    assert not output.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_predict_exit_codes(published, table, tmp_path):
+    frame, path = table
+    output = tmp_path / "cli.parquet"
+    done = run_cli(
+        "predict",
+        "--model",
+        published,
+        "--input",
+        path.as_uri(),
+        "--output",
+        str(output),
+        "--keep",
+        "id",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    receipt = json.loads(done.stdout)
+    assert receipt["rows"] == len(frame) and receipt["model"].startswith(published.split("@")[0] + ":")
+    bad = tmp_path / "bad.csv"
+    frame.drop(columns=["x1"]).to_csv(bad, index=False)
+    refused = run_cli(
+        "predict", "--model", published, "--input", str(bad), "--output", str(tmp_path / "b.csv")
+    )
+    assert refused.returncode == 2
+    assert "missing columns: ['x1']" in refused.stderr and "unexpected columns: ['id']" in refused.stderr
+    assert not (tmp_path / "b.csv").exists()
