@@ -31,7 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.pop("ACCORD_STORE", None)
     if not os.environ.get("PREFECT_API_URL"):
-        server = LocalPrefectServer(env={"PREFECT_HOME": str(home)})
+        # the scheduler looks for due runs every 5 s (default 60 s), so a schedule test waits seconds
+        server = LocalPrefectServer(
+            env={"PREFECT_HOME": str(home), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
+        )
         os.environ["PREFECT_API_URL"] = server.start()
         _state["prefect"] = server
 
