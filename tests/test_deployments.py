@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -283,3 +285,21 @@ def test_batch_predict_deployment_matches_load_predict(served):
     np.testing.assert_allclose(
         scored[[f"proba_{c}" for c in model.classes_]], model.predict_proba(rows), atol=1e-12
     )
+
+
+def test_prefect_deployment_run_with_a_param(served):
+    api, store, work = served
+    config = json.dumps(small_config(store, "from-prefect-cli"))
+    prefect = str(Path(sys.executable).parent / "prefect")
+    done = subprocess.run(
+        [prefect, "deployment", "run", TRAIN, "--param", f"config={config}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=work,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout)
+    assert run_id, done.stdout
+    assert api.wait(run_id.group(1))["state_type"] == "COMPLETED"
+    assert len(Registry(store).versions("from-prefect-cli")) == 1
