@@ -82,6 +82,8 @@ class LocalPrefectServer:
         home.mkdir(parents=True, exist_ok=True)
         self.env["PREFECT_HOME"] = str(home)
         self.env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        # the UI's browser code calls this URL; Prefect's default (port 4200) would be wrong here
+        self.env["PREFECT_SERVER_UI_API_URL"] = self.api_url
         self.log_path = log_path or home / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 

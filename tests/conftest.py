@@ -86,3 +86,15 @@ def file_store(tmp_path: Path) -> str:
 def memory_store() -> str:
     """A fresh in-memory store URL."""
     return f"memory://accord-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, str, Path]]:
+    """`accord serve` in its own process against the suite's Prefect server; yields (api, store, dir)."""
+    from deployments.definitions import definitions
+    from tests.prefect_rest import Api, serving
+
+    work = tmp_path_factory.mktemp("serve")
+    api = Api(os.environ["PREFECT_API_URL"])
+    with serving(work, api, [d.full_name for d in definitions()]) as store:
+        yield api, store, work

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,92 +20,9 @@ import accord
 from accord.data import read_source
 from accord.store.registry import Registry
 from deployments.definitions import PREDICT, PRETRAIN, TRAIN, definitions
+from tests.prefect_rest import small_config
 
 ROOT = Path(__file__).resolve().parent.parent
-ACCORD = str(Path(sys.executable).parent / "accord")
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-SMALL = {
-    "data": "sklearn:iris",
-    "members": [{"kind": "logreg"}, {"kind": "knn"}],
-    "folds": 2,
-    "workers": 1,
-}
-
-
-def small_config(store: str, name: str, **extra: Any) -> dict[str, Any]:
-    return {**SMALL, "store": store, "name": name, **extra}
-
-
-class Api:
-    """The REST calls the Prefect UI makes."""
-
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/") + "/", timeout=30)
-
-    def deployment(self, full_name: str) -> dict[str, Any]:
-        r = self.http.get(f"deployments/name/{full_name}")
-        r.raise_for_status()
-        return dict(r.json())
-
-    def create_run(self, deployment_id: str, parameters: dict[str, Any]) -> httpx.Response:
-        return self.http.post(f"deployments/{deployment_id}/create_flow_run", json={"parameters": parameters})
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        r = self.http.get(f"flow_runs/{run_id}")
-        r.raise_for_status()
-        return dict(r.json())
-
-    def wait(self, run_id: str, timeout: float = 300) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.run(run_id)
-            if run["state_type"] in TERMINAL:
-                return run
-            time.sleep(1)
-        raise AssertionError(
-            f"flow run {run_id} not finished after {timeout}s: {self.run(run_id)['state_name']}"
-        )
-
-    def filter(self, what: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        r = self.http.post(f"{what}/filter", json=body)
-        r.raise_for_status()
-        return list(r.json())
-
-    def states(self, run_id: str) -> list[str]:
-        r = self.http.get("flow_run_states/", params={"flow_run_id": run_id})
-        r.raise_for_status()
-        return [s["name"] for s in sorted(r.json(), key=lambda s: s["timestamp"])]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[tuple[Api, str, Path]]:
-    """`accord serve` in its own process against the suite's Prefect server; yields (api, store, dir)."""
-    work = tmp_path_factory.mktemp("serve")
-    store = (work / "registry").as_uri()
-    env = {**os.environ, "ACCORD_STORE": store, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-    log = (work / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [ACCORD, "serve"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    api = Api(os.environ["PREFECT_API_URL"])
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (work / "serve.log").read_text()
-            try:
-                if all(api.deployment(d.full_name)["id"] for d in definitions()):
-                    break
-            except httpx.HTTPStatusError:
-                pass
-            assert time.monotonic() < deadline, "deployments were not registered in 120s"
-            time.sleep(1)
-        yield api, store, work
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _flows() -> dict[str, Any]:
