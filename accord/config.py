@@ -76,6 +76,21 @@ def _default_members() -> list[MemberSpec]:
     return [MemberSpec(kind=kind) for kind in DEFAULT_MEMBER_KINDS]  # type: ignore[arg-type]
 
 
+class AdaptOptions(BaseModel):
+    """Adaptive scaling: Dask adds workers while tasks wait and retires them when idle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minimum: int = Field(default=1, ge=0, le=1024, description="Fewest workers the cluster keeps.")
+    maximum: int = Field(default=4, ge=1, le=1024, description="Most workers the cluster may start.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptOptions:
+        if self.minimum > self.maximum:
+            raise ValueError(f"adapt.minimum ({self.minimum}) must not exceed adapt.maximum ({self.maximum})")
+        return self
+
+
 class TrainConfig(BaseModel):
     """Everything one training run needs: data, members, validation, weights, store and cluster."""
 
@@ -127,6 +142,18 @@ class TrainConfig(BaseModel):
     dask_address: str | None = Field(
         default=None,
         description="Address of an existing Dask scheduler (tcp://host:8786); empty starts a LocalCluster.",
+    )
+    cluster_class: str | None = Field(
+        default=None,
+        description="A Dask cluster class to start instead of a LocalCluster, e.g. "
+        "dask_kubernetes.operator.KubeCluster or dask_jobqueue.SLURMCluster.",
+    )
+    cluster_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for cluster_class (image, cores, memory, ...)."
+    )
+    adapt: AdaptOptions | None = Field(
+        default=None,
+        description="Scale the cluster with the work between a minimum and a maximum of workers.",
     )
 
     @field_validator("name")

@@ -42,21 +42,31 @@ class ClusterOptions(Protocol):
 
 
 def task_runner_for(config: ClusterOptions) -> DaskTaskRunner:
-    """A `DaskTaskRunner` for the run: the scheduler at ``config.dask_address``, else a LocalCluster.
+    """A `DaskTaskRunner` for the run.
 
-    The cluster starts lazily, on the first submitted task, so a run whose input is
-    refused never starts one.
+    In order: the scheduler at ``config.dask_address`` (or ``$ACCORD_DASK_ADDRESS``); a
+    cluster of ``config.cluster_class`` (Dask Kubernetes, dask-jobqueue) built with
+    ``config.cluster_kwargs``; else a LocalCluster of ``config.workers`` processes. With
+    ``config.adapt`` the started cluster scales between its minimum and maximum. The
+    cluster starts lazily, on the first submitted task, so a run whose input is refused
+    never starts one.
     """
     address = config.dask_address or os.environ.get("ACCORD_DASK_ADDRESS")
     if address:
         return DaskTaskRunner(address=address)
+    adapt = getattr(config, "adapt", None)
+    adapt_kwargs = {"minimum": adapt.minimum, "maximum": adapt.maximum} if adapt else None
+    cluster_class = getattr(config, "cluster_class", None)
+    if cluster_class:
+        kwargs = dict(getattr(config, "cluster_kwargs", None) or {})
+        return DaskTaskRunner(cluster_class=cluster_class, cluster_kwargs=kwargs, adapt_kwargs=adapt_kwargs)
     logging.getLogger("distributed").setLevel(logging.WARNING)  # keep progress readable
     cluster_kwargs: dict[str, Any] = {
-        "n_workers": config.workers,
+        "n_workers": adapt.minimum if adapt else config.workers,
         "threads_per_worker": 1,
         "processes": True,
         "dashboard_address": ":0",
         "silence_logs": logging.WARNING,
         "env": worker_env(),
     }
-    return DaskTaskRunner(cluster_kwargs=cluster_kwargs)
+    return DaskTaskRunner(cluster_kwargs=cluster_kwargs, adapt_kwargs=adapt_kwargs)

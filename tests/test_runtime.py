@@ -52,3 +52,55 @@ def test_local_server_defaults_to_a_project_local_prefect_home(tmp_path, monkeyp
     server = LocalPrefectServer()  # not started: only where it would keep its database
     assert server.env["PREFECT_HOME"] == str(tmp_path / ".prefect")
     assert server.log_path.parent == tmp_path / ".prefect"
+
+
+def test_adapt_options_reach_the_runner_and_are_checked():
+    import pytest
+
+    from accord.errors import ConfigError
+
+    runner = task_runner_for(make_config({"adapt": {"minimum": 1, "maximum": 3}}))
+    assert runner.adapt_kwargs == {"minimum": 1, "maximum": 3} and runner.cluster_kwargs["n_workers"] == 1
+    kube = task_runner_for(
+        make_config(
+            {"cluster_class": "dask_kubernetes.operator.KubeCluster", "cluster_kwargs": {"image": "accord"}}
+        )
+    )
+    assert kube.cluster_kwargs == {"image": "accord"} and kube.adapt_kwargs is None
+    with pytest.raises(ConfigError, match=r"adapt.minimum \(3\) must not exceed adapt.maximum \(2\)"):
+        make_config({"adapt": {"minimum": 3, "maximum": 2}})
+
+
+def test_an_adaptive_cluster_grows_with_the_work(tmp_path):
+    import re
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from accord.store.refs import parse_ref
+    from accord.store.registry import Registry
+    from flows.train import train_ensemble
+
+    members = [
+        {"kind": "random_forest", "params": {"n_estimators": 150}},
+        {"kind": "extra_trees", "params": {"n_estimators": 150}},
+        {"kind": "logreg"},
+    ]
+    config = make_config(
+        {
+            "data": "synthetic:classification?n_rows=1500&n_features=12&seed=2",
+            "members": members,
+            "folds": 5,
+            "adapt": {"minimum": 1, "maximum": 2},
+            "store": (tmp_path / "registry").as_uri(),
+            "name": "adaptive",
+        }
+    )
+    result = train_ensemble(config)
+    ref = parse_ref(result["ref"])
+    run_id = Registry(ref.store).read_manifest(ref.name, ref.version)["lineage"]["flow_run_id"]
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200)
+    workers = {m.group(1) for log in logs if (m := re.search(r"on worker (tcp://\S+)", log.message))}
+    # started with one worker; the queue of 18 member tasks made Dask start the second
+    assert len(workers) == 2, workers
