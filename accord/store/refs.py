@@ -50,8 +50,10 @@ def normalise_store(store: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9+.-]*", protocol):
         raise ModelReferenceError(f"invalid store URL {store!r}: unknown scheme {protocol!r}.")
     decoded = unquote(rest)
-    if any(part == ".." for part in decoded.split("/")):
+    if any(".." in part for part in decoded.split("/")):
         raise ModelReferenceError(f"invalid store URL {store!r}: '..' is not allowed in a store path.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in decoded):
+        raise ModelReferenceError(f"invalid store URL {store!r}: control characters in the path.")
     return store
 
 

@@ -50,8 +50,14 @@ def sha256(data: bytes) -> str:
 
 
 def _check_relpath(path: str) -> str:
-    parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if (
+        not isinstance(path, str)
+        or not path
+        or path.startswith("/")
+        or "\\" in path
+        or "%" in path
+        or any(p in ("", ".", "..") for p in path.split("/"))
+    ):
         raise IntegrityError(f"file path {path!r} in a manifest is not a plain relative path.")
     if not path.endswith(SAFE_SUFFIXES):
         raise IntegrityError(f"file {path!r} has a type accord never loads; allowed: {list(SAFE_SUFFIXES)}.")
@@ -236,8 +242,13 @@ class Registry:
             IntegrityError: a file is missing, of another size, or its checksum differs.
         """
         vdir = self._version_dir(name, version)
+        files = manifest.get("files")
+        if not isinstance(files, dict):
+            raise IntegrityError(f"{name}:{version}: the manifest has no file list.")
+        for path in files:  # every listed path, before any is read: no traversal, no unsafe format
+            _check_relpath(path)
         out: dict[str, bytes] = {}
-        for path, entry in sorted(manifest["files"].items()):
+        for path, entry in sorted(files.items()):
             try:
                 data = self.fs.cat_file(f"{vdir}/{path}")
             except FileNotFoundError as e:

@@ -1,7 +1,7 @@
 """Start a standing Dask cluster of SLURM jobs and print its address for ``--dask-address``.
 
-    python infra/hpc/slurm-scheduler.py --jobs 8 &
-    accord train --dask-address tcp://<printed address> --config run.yaml
+python infra/hpc/slurm-scheduler.py --jobs 8 &
+accord train --dask-address tcp://<printed address> --config run.yaml
 """
 
 from __future__ import annotations
