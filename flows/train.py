@@ -16,7 +16,21 @@ from accord.store.refs import parse_ref
 from accord.training import FoldResult, RefitResult, out_of_fold, work_order
 from flows.runtime import task_runner_for
 from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts
-from tasks.training import fit_member_fold, prepare_data, refit_member, stage_data
+from tasks.training import MemberFailed, fit_member_fold, prepare_data, refit_member, stage_data
+
+
+def _result(future: Any, what: str) -> Any:
+    """Return a member task's result, naming the member on any failure.
+
+    Failures inside the task already name it; this covers those outside it, e.g. Dask
+    giving up after the workers running it died.
+    """
+    try:
+        return future.result()
+    except MemberFailed:
+        raise
+    except Exception as e:
+        raise MemberFailed(f"{what} failed: {type(e).__name__}: {e}") from e
 
 
 @flow(name="train-ensemble", log_prints=True, validate_parameters=True)
@@ -48,8 +62,12 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                 folds[(spec.name, k)] = runner.submit(
                     fit_member_fold, {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
                 )
-        fold_results: dict[tuple[str | None, int], FoldResult] = {key: f.result() for key, f in folds.items()}
-        refits: dict[str, RefitResult] = {name: f.result() for name, f in refit_futures.items() if name}
+        fold_results: dict[tuple[str | None, int], FoldResult] = {
+            key: _result(f, f"member {key[0]!r} fold {key[1]}") for key, f in folds.items()
+        }
+        refits: dict[str, RefitResult] = {
+            name: _result(f, f"member {name!r} refit") for name, f in refit_futures.items() if name
+        }
     names = [spec.name for spec in data.members if spec.name]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
     report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size)

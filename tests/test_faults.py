@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import s3fs
 from distributed import Client, LocalCluster
 
@@ -113,3 +114,50 @@ def test_a_worker_killed_mid_training_changes_nothing(tmp_path):
     assert faulty["weights"] == clean["weights"]
     assert json.dumps(faulty["metrics"], sort_keys=True) == json.dumps(clean["metrics"], sort_keys=True)
     assert len(Registry((tmp_path / "faulty").as_uri()).versions("m")) == 1  # one manifest, written once
+
+
+def test_workers_killed_until_dask_gives_up_fail_the_run_naming_the_member(tmp_path, monkeypatch):
+    from tasks.training import MemberFailed
+
+    # Dask gives up on a task after it was running on 2 workers that died (default 3)
+    monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "1")
+    import dask
+
+    dask.config.refresh()
+    store = (tmp_path / "registry").as_uri()
+    members = [{"kind": "random_forest", "params": {"n_estimators": 3000}}]
+    config = {"data": "synthetic:classification?n_rows=2000&seed=1", "members": members, "folds": 2}
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, env=worker_env(), dashboard_address=":0"
+    )
+    stop = threading.Event()
+    kills: list[str] = []
+    seen: set[str] = set()
+    with cluster, Client(cluster) as client:
+
+        def keep_killing() -> None:  # every worker that runs a member task dies, until the run ends
+            while not stop.is_set():
+                for worker, tasks in client.processing().items():
+                    seen.update(map(str, tasks))
+                    if any("member" in key for key in map(str, tasks)):  # fit_member_fold, refit_member
+                        kills.append(worker)
+                        with contextlib.suppress(Exception):
+                            client.run(os._exit, 1, workers=[worker])
+                time.sleep(0.2)
+
+        killer = threading.Thread(target=keep_killing, daemon=True)
+        killer.start()
+        start = time.monotonic()
+        try:
+            with pytest.raises(
+                MemberFailed, match=r"member 'random_forest' (fold \d|refit) failed: KilledWorker"
+            ):
+                train_ensemble(
+                    make_config({**config, "store": store, "dask_address": cluster.scheduler_address})
+                )
+        finally:
+            stop.set()
+            killer.join()
+        elapsed = time.monotonic() - start
+    assert len(kills) >= 2 and elapsed < 180, (kills, elapsed, seen)
+    assert Registry(store).versions("demo") == []  # nothing published
