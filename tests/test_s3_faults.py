@@ -1,0 +1,86 @@
+"""S3 faults through a proxy in front of moto: throttling retried, denial not, an outage mid-publish."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import s3fs
+
+import accord
+from accord.config import make_config
+from accord.errors import PublishError
+from accord.evaluation import evaluate
+from accord.publishing import publish, version_payload
+from accord.store.refs import parse_ref
+from accord.store.registry import Registry
+from accord.training import fit_all, prepare
+from tests.s3_proxy import FaultyS3
+
+
+@pytest.fixture
+def proxy() -> Iterator[FaultyS3]:
+    p = FaultyS3(os.environ["AWS_ENDPOINT_URL"])
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def payload():
+    cfg = make_config(
+        {"data": "sklearn:iris", "members": [{"kind": "logreg"}], "folds": 2, "store": "memory://x"}
+    )
+    p = prepare(cfg)
+    oof, refits = fit_all(p, 0)
+    return version_payload(p, refits, evaluate(p, oof, refits, "equal"), config=cfg.model_dump(mode="json"))
+
+
+def _store(proxy: FaultyS3) -> tuple[str, dict[str, object]]:
+    bucket = f"accord-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    # a fresh instance per test: s3fs caches filesystems by their arguments
+    return f"s3://{bucket}/registry", {"endpoint_url": proxy.url, "skip_instance_cache": True}
+
+
+def test_throttling_is_retried_with_backoff(proxy, payload):
+    store, options = _store(proxy)
+    proxy.throttle_puts = 2
+    files, manifest = payload
+    ref = publish(Registry(store, options), "m", files, manifest)
+    assert proxy.throttled == 2  # both refused attempts were retried, and the version is whole
+    assert accord.load(ref, storage_options=options).predict is not None
+    assert Registry(store).versions("m") == [parse_ref(ref).version]
+
+
+def test_access_denied_is_not_retried(proxy, payload):
+    store, options = _store(proxy)
+    proxy.deny_puts = 100
+    files, manifest = payload
+    with pytest.raises(PublishError, match=r"AccessDenied|Forbidden|Access Denied|PermissionError"):
+        publish(Registry(store, options), "m", files, manifest)
+    assert proxy.denied == 1  # one attempt: a refusal is not transient
+    assert Registry(store).versions("m") == []
+
+
+def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(proxy, payload):
+    store, options = _store(proxy)
+    files, manifest = payload
+    old = publish(Registry(store, options), "m", files, manifest)
+    proxy.down_after_puts = proxy.puts + 2  # two more files upload, then the endpoint is gone
+    start = time.monotonic()
+    with pytest.raises(PublishError):
+        publish(Registry(store, options), "m", files, manifest)
+    failed_after = time.monotonic() - start
+    proxy.restore()
+    assert proxy.dropped > 0 and failed_after < 120
+    registry = Registry(store)
+    assert registry.versions("m") == [parse_ref(old).version]  # the new version is not visible
+    accord.load(old, storage_options=options)  # the old one still loads, verified
+    new = publish(Registry(store, options), "m", files, manifest)  # a retry publishes it whole
+    accord.load(new, storage_options=options)
+    assert registry.versions("m") == sorted([parse_ref(old).version, parse_ref(new).version])
+    uploads = s3fs.S3FileSystem().call_s3("list_multipart_uploads", Bucket=store.split("/")[2])
+    assert not uploads.get("Uploads")
