@@ -52,6 +52,7 @@ def version_payload(
     *,
     config: dict[str, Any],
     run_id: str | None = None,
+    run_key: str | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Files of a version and the manifest fields that describe it."""
     names = report.members
@@ -90,11 +91,28 @@ def version_payload(
             },
             "code_version": code_version(),
             "flow_run_id": run_id,
+            "run_key": run_key,
             "config": config,
         },
         "libraries": library_versions(),
     }
     return files, manifest
+
+
+def find_published(registry: Registry, name: str, key: str, recent: int = 20) -> str | None:
+    """The reference of a recent version of `name` published from the same run key, if any.
+
+    A rerun after a crash that came after the manifest was written finds its version
+    here instead of publishing a duplicate.
+    """
+    for version in reversed(registry.versions(name)[-recent:]):
+        try:
+            lineage = registry.read_manifest(name, version).get("lineage", {})
+        except Exception:  # an unreadable manifest is simply not a match
+            continue
+        if lineage.get("run_key") == key:
+            return str(registry.ref(name, version))
+    return None
 
 
 def publish(registry: Registry, name: str, files: dict[str, bytes], manifest: dict[str, Any]) -> str:

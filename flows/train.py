@@ -10,8 +10,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
+from prefect.futures import as_completed
 
+from accord.cache import ResultCache, result_key, run_key
 from accord.config import TrainConfig
+from accord.faults import failpoint
 from accord.store.refs import parse_ref
 from accord.training import FoldResult, RefitResult, out_of_fold, work_order
 from flows.runtime import task_runner_for
@@ -33,6 +36,23 @@ def _result(future: Any, what: str) -> Any:
         raise MemberFailed(f"{what} failed: {type(e).__name__}: {e}") from e
 
 
+def _what(fold: int | None) -> str:
+    return "refit" if fold is None else f"fold {fold}"
+
+
+def _keep(
+    folds: dict[tuple[str | None, int], FoldResult],
+    refits: dict[str, RefitResult],
+    name: str,
+    fold: int | None,
+    result: Any,
+) -> None:
+    if fold is None:
+        refits[name] = result
+    else:
+        folds[(name, fold)] = result
+
+
 @flow(name="train-ensemble", log_prints=True, validate_parameters=True)
 def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     """Train, weight, evaluate and publish an ensemble described by `config`.
@@ -50,32 +70,49 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         len(data.folds),
         data.task,
     )
+    cache = ResultCache(config.store)
+    fold_results: dict[tuple[str | None, int], FoldResult] = {}
+    refits: dict[str, RefitResult] = {}
+    work = work_order(data.members, len(data.folds))
+    pending: dict[Any, tuple[str, int | None, str]] = {}
     with task_runner_for(config) as runner:
-        staged = runner.submit(stage_data, {"data": data})
-        folds, refit_futures = {}, {}
-        for spec, k in work_order(data.members, len(data.folds)):  # longest first
+        staged = None
+        for spec, k in work:  # longest first; results a crashed run already computed are reused
+            name = spec.name or spec.kind
+            key = result_key(data, spec, k, config.seed)
+            cached = cache.get_refit(key) if k is None else cache.get_fold(key)
+            if cached is not None:
+                _keep(fold_results, refits, name, k, cached)
+                logger.info("reused the cached result of member %r %s", name, _what(k))
+                continue
+            if staged is None:  # the cluster starts only if something must be trained
+                staged = runner.submit(stage_data, {"data": data})
             if k is None:
-                refit_futures[spec.name] = runner.submit(
-                    refit_member, {"spec": spec, "data": staged, "seed": config.seed}
-                )
+                future = runner.submit(refit_member, {"spec": spec, "data": staged, "seed": config.seed})
             else:
-                folds[(spec.name, k)] = runner.submit(
-                    fit_member_fold, {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
-                )
-        fold_results: dict[tuple[str | None, int], FoldResult] = {
-            key: _result(f, f"member {key[0]!r} fold {key[1]}") for key, f in folds.items()
-        }
-        refits: dict[str, RefitResult] = {
-            name: _result(f, f"member {name!r} refit") for name, f in refit_futures.items() if name
-        }
+                params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
+                future = runner.submit(fit_member_fold, params)
+            pending[future] = (name, k, key)
+        for future in as_completed(list(pending)):
+            name, k, key = pending[future]
+            result = _result(future, f"member {name!r} {_what(k)}")
+            _keep(fold_results, refits, name, k, result)
+            try:
+                cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
+            except Exception as e:  # a cache that cannot be written costs a retrain later, not this run
+                logger.warning("could not cache member %r %s: %s", name, _what(k), e)
+            if 2 * (len(fold_results) + len(refits)) >= len(work):
+                failpoint("train:mid-training")
     names = [spec.name for spec in data.members if spec.name]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
     report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size)
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    key = run_key(data, config.method, config.ensemble_size, config.seed)
     ref = publish_version(
-        config.store, config.name, data, refits, report, config.model_dump(mode="json"), run_id
+        config.store, config.name, data, refits, report, config.model_dump(mode="json"), run_id, key
     )
     report_artifacts(report, ref, config.name)
+    failpoint("promote:before-alias")
     decision = promote_version(config.store, ref, data, report, config.alias, config.promote)
     logger.info("published %s (ensemble %s %.4f)", ref, report.primary, report.ensemble[report.primary])
     return {

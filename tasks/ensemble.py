@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from accord.evaluation import Report, evaluate
 from accord.promotion import Decision, promote
-from accord.publishing import publish, version_payload
+from accord.publishing import find_published, publish, version_payload
 from accord.store.registry import Registry
 from accord.training import Prepared, RefitResult
 
@@ -33,10 +33,23 @@ def publish_version(
     report: Report,
     config: dict[str, Any],
     run_id: str | None,
+    run_key: str | None = None,
 ) -> str:
-    """Publish members, weights, metrics, schema and lineage; return the version's reference."""
-    files, manifest = version_payload(data, refits, report, config=config, run_id=run_id)
-    return publish(Registry(store), name, files, manifest)
+    """Publish members, weights, metrics, schema and lineage; return the version's reference.
+
+    A version already published from the same run key (a rerun after a crash that came
+    after its manifest) is returned instead of publishing a duplicate.
+    """
+    registry = Registry(store)
+    if run_key:
+        existing = find_published(registry, name, run_key)
+        if existing:
+            get_run_logger().info(
+                "an identical run already published %s; not publishing a duplicate", existing
+            )
+            return existing
+    files, manifest = version_payload(data, refits, report, config=config, run_id=run_id, run_key=run_key)
+    return publish(registry, name, files, manifest)
 
 
 @task(name="promote-version", cache_policy=NO_CACHE, persist_result=False)

@@ -25,21 +25,24 @@ from tests.test_cli import ACCORD
 THREE = "logreg,random_forest,knn"
 
 
-def _train_cli(store: str, seed: int) -> tuple[subprocess.CompletedProcess[str], float]:
+def _train_cli(store: str, steps: int, tmp_path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """One `accord train` run; `steps` (greedy selection steps) makes each run's version its own."""
+    config = tmp_path / f"run-{steps}.json"
+    config.write_text(json.dumps({"ensemble_size": steps}))
     start = time.perf_counter()
     done = subprocess.run(
         [ACCORD, "train", "--data", "sklearn:wine", "--members", THREE, "--folds", "3", "--workers", "1",
-         "--store", store, "--name", "shared", "--seed", str(seed), "--json"],
+         "--store", store, "--name", "shared", "--config", str(config), "--json"],
         capture_output=True, text=True, timeout=600, env=os.environ.copy(),
     )  # fmt: skip
     return done, time.perf_counter() - start
 
 
-def test_four_runs_at_once_publish_four_whole_versions(s3_store, capsys):
-    _, alone = _train_cli(s3_store.replace("/registry", "/alone"), seed=9)
+def test_four_runs_at_once_publish_four_whole_versions(s3_store, capsys, tmp_path):
+    _, alone = _train_cli(s3_store.replace("/registry", "/alone"), 19, tmp_path)
     start = time.perf_counter()
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: _train_cli(s3_store, seed=0), range(4)))  # same data, same split
+    with ThreadPoolExecutor(4) as pool:  # same data and seed: one split, so scores are comparable
+        results = list(pool.map(lambda steps: _train_cli(s3_store, steps, tmp_path), (20, 21, 22, 23)))
     together = time.perf_counter() - start
     for done, _ in results:
         assert done.returncode == 0, done.stderr

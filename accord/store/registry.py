@@ -30,6 +30,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from accord.errors import IntegrityError, NotFoundError, PublishError
+from accord.faults import failpoint
 from accord.store.refs import ModelRef, check_name, check_version, normalise_store
 
 MANIFEST = "manifest.json"
@@ -127,8 +128,11 @@ class Registry:
             with tempfile.TemporaryDirectory(prefix="accord-publish-") as tmp:
                 tmpdir = Path(tmp)
                 self.fs.makedirs(vdir, exist_ok=True)
-                for path in sorted(files):
+                for i, path in enumerate(sorted(files)):
                     entries[path] = self._put_bytes(files[path], f"{vdir}/{path}", tmpdir)
+                    if i == 0:
+                        failpoint("publish:mid-files")
+                failpoint("publish:before-manifest")
                 document = {
                     "format": FORMAT,
                     "name": name,

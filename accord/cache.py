@@ -1,0 +1,178 @@
+"""Registry-aware result cache: a rerun after a crash does not train members again.
+
+Each member x fold (and each refit) result is kept under ``<store>/.cache/results/<key>/``,
+keyed on what determines it: the data fingerprint, the exact split, the member spec (its
+parent pinned to a version), the fold, the seed and accord's version. Entries are written
+like versions — every file hashed, ``entry.json`` last — in formats that cannot run code:
+NumPy arrays without pickle, member files in their published formats, JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import secrets
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+
+import accord
+from accord.config import MemberSpec
+from accord.store.refs import normalise_store
+from accord.training import FoldResult, Prepared, RefitResult
+
+ENTRY = "entry.json"
+CACHE_DIR = ".cache/results"
+SAFE_MEMBER_SUFFIXES = (".json", ".skops", ".ubj", ".keras")
+
+
+def split_digest(data: Prepared) -> str:
+    """A digest of the exact split: training targets, fold indices and the test size."""
+    h = hashlib.sha256(data.fingerprint.encode())
+    h.update(np.ascontiguousarray(data.y_train).tobytes())
+    for train, valid in data.folds:
+        h.update(np.asarray(train, dtype="int64").tobytes())
+        h.update(np.asarray(valid, dtype="int64").tobytes())
+    h.update(str(len(data.y_test)).encode())
+    return h.hexdigest()
+
+
+def result_key(data: Prepared, spec: MemberSpec, fold: int | None, seed: int) -> str:
+    """The cache key of one member result (`fold` None for the refit)."""
+    document = {
+        "split": split_digest(data),
+        "spec": spec.model_dump(mode="json"),
+        "fold": fold,
+        "seed": seed,
+        "accord": accord.__version__,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def run_key(data: Prepared, method: str, ensemble_size: int, seed: int) -> str:
+    """What determines a published version's content: split, members, weighting, seed, code."""
+    document = {
+        "split": split_digest(data),
+        "members": [spec.model_dump(mode="json") for spec in data.members],
+        "method": method,
+        "ensemble_size": ensemble_size,
+        "seed": seed,
+        "accord": accord.__version__,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _array_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _array(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+class ResultCache:
+    """Member results kept beside the versions of a store."""
+
+    def __init__(self, store: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.fs, root = url_to_fs(normalise_store(store), **dict(storage_options or {}))
+        self.root = f"{root.rstrip('/')}/{CACHE_DIR}"
+        self._local = isinstance(self.fs, LocalFileSystem)
+
+    def _dir(self, key: str) -> str:
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise ValueError(f"invalid cache key {key!r}")
+        return f"{self.root}/{key}"
+
+    def _put(self, key: str, kind: str, meta: dict[str, Any], files: dict[str, bytes]) -> None:
+        entry_dir = self._dir(key)
+        entries = {}
+        with tempfile.TemporaryDirectory(prefix="accord-cache-") as tmp:
+            for path, data in sorted(files.items()):
+                local = Path(tmp) / secrets.token_hex(8)
+                local.write_bytes(data)
+                if self._local:
+                    self.fs.makedirs(f"{entry_dir}/{path}".rsplit("/", 1)[0], exist_ok=True)
+                self.fs.put_file(str(local), f"{entry_dir}/{path}")
+                entries[path] = hashlib.sha256(data).hexdigest()
+            body = json.dumps({"kind": kind, "meta": meta, "files": entries}, sort_keys=True).encode()
+            local = Path(tmp) / ENTRY
+            local.write_bytes(body)
+            if self._local:
+                staging = f"{entry_dir}/.{ENTRY}.{secrets.token_hex(4)}.tmp"
+                self.fs.put_file(str(local), staging)
+                self.fs.mv(staging, f"{entry_dir}/{ENTRY}")
+            else:
+                self.fs.put_file(str(local), f"{entry_dir}/{ENTRY}")
+
+    def _get(self, key: str, kind: str) -> tuple[dict[str, Any], dict[str, bytes]] | None:
+        entry_dir = self._dir(key)
+        try:
+            document = json.loads(self.fs.cat_file(f"{entry_dir}/{ENTRY}"))
+            if document.get("kind") != kind:
+                return None
+            files = {}
+            for path, digest in document["files"].items():
+                if (
+                    ".." in path.split("/")
+                    or path.startswith("/")
+                    or not path.endswith((".npy", *SAFE_MEMBER_SUFFIXES))
+                ):
+                    return None
+                data = self.fs.cat_file(f"{entry_dir}/{path}")
+                if hashlib.sha256(data).hexdigest() != digest:
+                    return None  # a damaged entry is a miss: the member is trained again
+                files[path] = data
+            return document["meta"], files
+        except (FileNotFoundError, KeyError, ValueError, json.JSONDecodeError):
+            return None
+
+    def put_fold(self, key: str, result: FoldResult) -> None:
+        """Keep one fold's out-of-fold predictions."""
+        meta = {"member": result.member, "fold": result.fold, "seconds": result.seconds}
+        self._put(key, "fold", meta, {"predictions.npy": _array_bytes(result.predictions)})
+
+    def get_fold(self, key: str) -> FoldResult | None:
+        """A kept fold result, or None."""
+        found = self._get(key, "fold")
+        if found is None:
+            return None
+        meta, files = found
+        return FoldResult(meta["member"], meta["fold"], _array(files["predictions.npy"]), meta["seconds"])
+
+    def put_refit(self, key: str, result: RefitResult) -> None:
+        """Keep one refit: the member's files, its test predictions and its info."""
+        meta = {
+            "member": result.member,
+            "kind": result.kind,
+            "info": result.info,
+            "seconds": result.seconds,
+            "extra": result.extra,
+        }
+        files = {f"member/{p}": d for p, d in result.files.items()}
+        files["test_predictions.npy"] = _array_bytes(result.test_predictions)
+        self._put(key, "refit", meta, files)
+
+    def get_refit(self, key: str) -> RefitResult | None:
+        """A kept refit, or None."""
+        found = self._get(key, "refit")
+        if found is None:
+            return None
+        meta, files = found
+        member_files = {p.removeprefix("member/"): d for p, d in files.items() if p.startswith("member/")}
+        return RefitResult(
+            meta["member"],
+            meta["kind"],
+            meta["info"],
+            member_files,
+            _array(files["test_predictions.npy"]),
+            meta["seconds"],
+            meta.get("extra", {}),
+        )
