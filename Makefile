@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 INSTALL := $(BIN)/pip install --quiet -e '.[dev]'
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench reliability-report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.parallel
 	$(BIN)/python -m bench.transfer
+
+reliability-report: $(STAMP)
+	$(BIN)/python -m bench.reliability
 
 clean:
 	rm -rf $(VENV) registry .pytest_cache .mypy_cache .ruff_cache

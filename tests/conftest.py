@@ -98,3 +98,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, s
     api = Api(os.environ["PREFECT_API_URL"])
     with serving(work, api, [d.full_name for d in definitions()]) as store:
         yield api, store, work
+
+
+@pytest.fixture
+def report(record_property):  # type: ignore[no-untyped-def]
+    """Record what a reliability test injected and measured (bench/reliability.py prints it)."""
+
+    def record(injected: str, measured: str) -> None:
+        record_property("injected", injected)
+        record_property("measured", measured)
+
+    return record

@@ -62,7 +62,7 @@ def clean(tmp_path_factory) -> dict[str, object]:
 
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
 @pytest.mark.parametrize("point", POINTS)
-def test_a_killed_run_reruns_to_the_clean_end_state(clean, tmp_path, point, signal_name):
+def test_a_killed_run_reruns_to_the_clean_end_state(clean, tmp_path, point, signal_name, report):
     store = (tmp_path / "registry").as_uri()
     killed = _train(store, f"{point}:{signal_name}")
     assert killed.returncode != 0, f"the run was not killed at {point}"
@@ -77,3 +77,8 @@ def test_a_killed_run_reruns_to_the_clean_end_state(clean, tmp_path, point, sign
         assert reused == MEMBER_RESULTS  # nothing trained again
     assert _end_state(store) == clean
     assert json.loads(rerun.stdout)["version"] == Registry(store).versions("m")[0]
+    report(
+        f"{signal_name} to the flow process at {point}",
+        f"versions visible after the kill {len(visible)}; member results reused on rerun "
+        f"{reused}/{MEMBER_RESULTS}; end state equals a clean run",
+    )

@@ -45,7 +45,7 @@ def _store(proxy: FaultyS3) -> tuple[str, dict[str, object]]:
     return f"s3://{bucket}/registry", {"endpoint_url": proxy.url, "skip_instance_cache": True}
 
 
-def test_throttling_is_retried_with_backoff(proxy, payload):
+def test_throttling_is_retried_with_backoff(proxy, payload, report):
     store, options = _store(proxy)
     proxy.throttle_puts = 2
     files, manifest = payload
@@ -53,9 +53,10 @@ def test_throttling_is_retried_with_backoff(proxy, payload):
     assert proxy.throttled == 2  # both refused attempts were retried, and the version is whole
     assert accord.load(ref, storage_options=options).predict is not None
     assert Registry(store).versions("m") == [parse_ref(ref).version]
+    report("2 PUTs answered 503 SlowDown", f"throttled {proxy.throttled}, retried; version verified whole")
 
 
-def test_access_denied_is_not_retried(proxy, payload):
+def test_access_denied_is_not_retried(proxy, payload, report):
     store, options = _store(proxy)
     proxy.deny_puts = 100
     files, manifest = payload
@@ -63,9 +64,10 @@ def test_access_denied_is_not_retried(proxy, payload):
         publish(Registry(store, options), "m", files, manifest)
     assert proxy.denied == 1  # one attempt: a refusal is not transient
     assert Registry(store).versions("m") == []
+    report("PUT answered 403 AccessDenied", f"attempts {proxy.denied}; versions published 0")
 
 
-def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(proxy, payload):
+def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(proxy, payload, report):
     store, options = _store(proxy)
     files, manifest = payload
     old = publish(Registry(store, options), "m", files, manifest)
@@ -84,3 +86,8 @@ def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(prox
     assert registry.versions("m") == sorted([parse_ref(old).version, parse_ref(new).version])
     uploads = s3fs.S3FileSystem().call_s3("list_multipart_uploads", Bucket=store.split("/")[2])
     assert not uploads.get("Uploads")
+    report(
+        "S3 endpoint down after 2 PUTs of a version",
+        f"PublishError after {failed_after:.1f}s; old version verified; new one invisible; "
+        "retry published it whole; orphaned uploads 0",
+    )

@@ -13,7 +13,7 @@ from accord.store.refs import parse_ref
 from tests.test_cli import run_cli
 
 
-def test_keys_stay_in_the_environment(s3_store):
+def test_keys_stay_in_the_environment(s3_store, report):
     secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ACCESS_KEY_ID"]]
     done = run_cli(
         "train", "--data", "sklearn:iris", "--members", "logreg,knn", "--folds", "2", "--workers", "1",
@@ -39,3 +39,7 @@ def test_keys_stay_in_the_environment(s3_store):
     for text in seen:
         for secret in secrets:
             assert secret not in text
+    report(
+        "S3 keys in the environment of a run",
+        f"found in 0 of {len(seen)} manifests, files, logs, artifacts, outputs",
+    )
