@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.quality
 	$(BIN)/python -m bench.parallel
 	$(BIN)/python -m bench.transfer
+	$(BIN)/python -m bench.scale
 
 reliability-report: $(STAMP)
 	$(BIN)/python -m bench.reliability
