@@ -1,0 +1,49 @@
+"""Production mode as the README shows it: `prefect deploy` from prefect.yaml, a process pool, a worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from accord.store.registry import Registry
+from flows.server import LocalPrefectServer
+from tests.prefect_rest import Api, small_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+def test_prefect_deploy_and_a_process_worker_run_the_yaml_deployments(tmp_path):
+    home = tmp_path / "prefect-home"
+    server = LocalPrefectServer(env={"PREFECT_HOME": str(home)})  # its own: deploy replaces deployments
+    url = server.start()
+    env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home)}
+
+    def prefect(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [PREFECT, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    try:
+        prefect("work-pool", "create", "accord", "--type", "process")
+        prefect("--no-prompt", "deploy", "--all")
+        api = Api(url)
+        for name in ("train-ensemble/nightly", "pretrain/weekly", "batch-predict/daily"):
+            assert api.deployment(name)["work_pool_name"] == "accord"
+        store = (tmp_path / "registry").as_uri()
+        config = json.dumps(small_config(store, "from-pool"))
+        created = prefect("deployment", "run", "train-ensemble/nightly", "--param", f"config={config}")
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", created.stdout)
+        assert run_id, created.stdout
+        prefect("worker", "start", "--pool", "accord", "--run-once")
+        run = api.wait(run_id.group(1), timeout=60)
+        assert run["state_type"] == "COMPLETED", run["state"]
+        assert len(Registry(store).versions("from-pool")) == 1
+    finally:
+        server.stop()
