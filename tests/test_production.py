@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from accord.store.registry import Registry
@@ -45,5 +47,21 @@ def test_prefect_deploy_and_a_process_worker_run_the_yaml_deployments(tmp_path):
         run = api.wait(run_id.group(1), timeout=60)
         assert run["state_type"] == "COMPLETED", run["state"]
         assert len(Registry(store).versions("from-pool")) == 1
+        # embedded mode from the module, too: it registers (updates) every deployment
+        before = {n: api.deployment(n)["updated"] for n in ("train-ensemble/nightly", "batch-predict/daily")}
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "deployments.serve"], cwd=ROOT, env=env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while any(api.deployment(n)["updated"] == updated for n, updated in before.items()):
+                assert serve.poll() is None and time.monotonic() < deadline, (
+                    "python -m deployments.serve failed"
+                )
+                time.sleep(1)
+        finally:
+            os.killpg(serve.pid, signal.SIGINT)
+            serve.wait(timeout=30)
     finally:
         server.stop()
