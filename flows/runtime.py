@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from prefect_dask import DaskTaskRunner
 
+from accord.errors import ConfigError
+
 # Each Dask worker thread runs one task; the libraries inside it get one core each.
 WORKER_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -59,7 +61,16 @@ def task_runner_for(config: ClusterOptions) -> DaskTaskRunner:
     cluster_class = getattr(config, "cluster_class", None)
     if cluster_class:
         kwargs = dict(getattr(config, "cluster_kwargs", None) or {})
-        return DaskTaskRunner(cluster_class=cluster_class, cluster_kwargs=kwargs, adapt_kwargs=adapt_kwargs)
+        try:
+            return DaskTaskRunner(
+                cluster_class=cluster_class, cluster_kwargs=kwargs, adapt_kwargs=adapt_kwargs
+            )
+        except (ImportError, AttributeError, ValueError) as e:
+            package = cluster_class.split(".")[0].replace("_", "-")
+            raise ConfigError(
+                f"cluster_class {cluster_class!r} cannot be imported ({type(e).__name__}: {e}); "
+                f"install its package (e.g. pip install {package}) or leave cluster_class empty."
+            ) from e
     logging.getLogger("distributed").setLevel(logging.WARNING)  # keep progress readable
     cluster_kwargs: dict[str, Any] = {
         "n_workers": adapt.minimum if adapt else config.workers,

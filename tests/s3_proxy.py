@@ -32,6 +32,7 @@ class FaultyS3:
         self.throttle_puts = 0
         self.deny_puts = 0
         self.down_after_puts: int | None = None
+        self.count_only: str | None = None  # count only PUTs whose path contains this
         self.down = False
         self.puts = 0
         self.throttled = 0
@@ -48,7 +49,7 @@ class FaultyS3:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                verdict = proxy._verdict(self.command)
+                verdict = proxy._verdict(self.command, self.path)
                 if verdict == "drop":
                     self.close_connection = True
                     self.connection.close()
@@ -84,12 +85,12 @@ class FaultyS3:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def _verdict(self, method: str) -> str:
+    def _verdict(self, method: str, path: str) -> str:
         with self.lock:
             if self.down:
                 self.dropped += 1
                 return "drop"
-            if method != "PUT":
+            if method != "PUT" or (self.count_only and self.count_only not in path):
                 return "forward"
             if self.throttle_puts > 0:
                 self.throttle_puts -= 1

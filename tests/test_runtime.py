@@ -61,12 +61,16 @@ def test_adapt_options_reach_the_runner_and_are_checked():
 
     runner = task_runner_for(make_config({"adapt": {"minimum": 1, "maximum": 3}}))
     assert runner.adapt_kwargs == {"minimum": 1, "maximum": 3} and runner.cluster_kwargs["n_workers"] == 1
-    kube = task_runner_for(
-        make_config(
-            {"cluster_class": "dask_kubernetes.operator.KubeCluster", "cluster_kwargs": {"image": "accord"}}
-        )
+    local = task_runner_for(
+        make_config({"cluster_class": "distributed.LocalCluster", "cluster_kwargs": {"n_workers": 3}})
     )
-    assert kube.cluster_kwargs == {"image": "accord"} and kube.adapt_kwargs is None
+    assert local.cluster_kwargs == {"n_workers": 3} and not local.adapt_kwargs
+    assert local.cluster_class is LocalCluster
+    kube = make_config({"cluster_class": "dask_kubernetes.operator.KubeCluster"})  # not installed here
+    with pytest.raises(
+        ConfigError, match=r"cluster_class 'dask_kubernetes.operator.KubeCluster' cannot be imported"
+    ):
+        task_runner_for(kube)
     with pytest.raises(ConfigError, match=r"adapt.minimum \(3\) must not exceed adapt.maximum \(2\)"):
         make_config({"adapt": {"minimum": 3, "maximum": 2}})
 

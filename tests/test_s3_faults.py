@@ -91,3 +91,58 @@ def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(prox
         f"PublishError after {failed_after:.1f}s; old version verified; new one invisible; "
         "retry published it whole; orphaned uploads 0",
     )
+
+
+def test_a_multipart_upload_left_by_an_outage_is_aborted_by_the_next_publisher(proxy, payload, report):
+    store, options = _store(proxy)
+    bucket = store.split("/")[2]
+    files, manifest = payload
+    big = {**files, "members/logreg/blob.json": b"0" * (12 * 2**20)}  # uploaded in 5 MiB parts
+    proxy.down_after_puts = proxy.puts + 2  # ensemble.json, one part, then the endpoint is gone
+    with pytest.raises(PublishError):
+        publish(Registry(store, options, multipart_chunksize=5 * 2**20), "m", big, manifest)
+    proxy.restore()
+    uploads = s3fs.S3FileSystem().call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+    assert len(uploads) == 1  # s3fs could not abort it: the endpoint was down
+    recent = Registry(store, options)  # a publish in progress elsewhere would look the same: left alone
+    publish(recent, "m", files, manifest)
+    assert len(s3fs.S3FileSystem().call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])) == 1
+    ref = publish(Registry(store, options, stale_upload_s=0), "m", files, manifest)
+    assert not s3fs.S3FileSystem().call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads")
+    accord.load(ref, storage_options=options)
+    report(
+        "S3 endpoint down in the middle of a multipart upload",
+        "1 incomplete upload left by the dead publisher; aborted by the next publish once stale; orphans 0",
+    )
+
+
+def test_a_flow_failing_on_an_outage_is_retried_and_publishes(proxy, monkeypatch, tmp_path, report):
+    from accord.config import make_config as config_of
+    from flows.train import train_ensemble
+
+    bucket = f"accord-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    store = f"s3://{bucket}/registry"
+    config = config_of(
+        {"data": "sklearn:iris", "members": [{"kind": "logreg"}, {"kind": "knn"}], "folds": 2, "store": store,
+         "name": "m", "workers": 1, "seed": 1}
+    )  # fmt: skip
+    first = train_ensemble(config.model_copy(update={"seed": 0}))  # the version readers use today
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the flow's S3 traffic now goes through the proxy
+    s3fs.S3FileSystem.clear_instance_cache()
+    proxy.count_only = "/versions/"
+    proxy.down_after_puts = 2  # two files of the new version upload, then the endpoint is gone
+    with pytest.raises(PublishError):
+        train_ensemble(config)
+    proxy.restore()
+    registry = Registry(store)
+    assert registry.versions("m") == [first["version"]]  # the failed version is not visible
+    accord.load(store + "/m@production")  # the previous version still loads, verified
+    retried = train_ensemble(config)  # the same run again: members come from the cache
+    assert registry.versions("m") == sorted([first["version"], retried["version"]])
+    accord.load(retried["ref"])
+    assert not s3fs.S3FileSystem().call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads")
+    report(
+        "S3 endpoint down mid-publish inside a flow run, then the run retried",
+        "run Failed; previous version loads; new one invisible; the retry published it whole",
+    )

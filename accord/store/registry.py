@@ -72,9 +72,22 @@ class Registry:
         store: An fsspec URL (``file://``, ``s3://``, ``memory://``) or a local path.
         storage_options: Passed to fsspec; S3 endpoints and keys normally come from
             the environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
+        stale_upload_s: Age after which an unfinished S3 multipart upload of an unpublished
+            version is presumed abandoned and aborted by the next publisher.
+        multipart_chunksize: S3 part size; files of at least twice this size are uploaded in
+            parts (s3fs's default makes that 100 MiB).
     """
 
-    def __init__(self, store: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        store: str,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        stale_upload_s: float = 3600.0,
+        multipart_chunksize: int | None = None,
+    ) -> None:
+        self.stale_upload_s = stale_upload_s
+        self.multipart_chunksize = multipart_chunksize
         self.url = normalise_store(store)
         self.fs, root = url_to_fs(self.url, **dict(storage_options or {}))
         self.root = root.rstrip("/")
@@ -97,7 +110,10 @@ class Registry:
         digest = sha256(local.read_bytes())
         if self._local:
             self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-        self.fs.put_file(str(local), dest)
+        if self.multipart_chunksize and "s3" in _protocols(self.fs):
+            self.fs.put_file(str(local), dest, chunksize=self.multipart_chunksize)
+        else:
+            self.fs.put_file(str(local), dest)
         back = self.fs.cat_file(dest)
         if len(back) != len(data) or sha256(back) != digest:
             raise PublishError(f"upload of {dest!r} did not verify (size or checksum differs).")
@@ -121,6 +137,8 @@ class Registry:
         check_name(name)
         for path in files:
             _check_relpath(path)
+        with contextlib.suppress(Exception):  # best effort: leftovers of publishers that died
+            self.abort_stale_uploads(name, self.stale_upload_s)
         version = new_version()
         vdir = self._version_dir(name, version)
         entries: dict[str, dict[str, Any]] = {}
@@ -160,6 +178,38 @@ class Registry:
             self.fs.mv(staging, final)  # rename: atomic on one filesystem
         else:
             self.fs.put_file(str(local), final)  # object stores make a PUT visible whole
+
+    def abort_stale_uploads(self, name: str, older_than: float = 3600.0) -> int:
+        """Abort incomplete S3 multipart uploads of `name`'s unpublished versions; return how many.
+
+        A publisher aborts its own upload when a part fails, unless the endpoint is gone
+        by then; such leftovers are aborted here by the next publisher once their version
+        id (a timestamp) is older than `older_than` seconds, so a publish still in progress
+        elsewhere is left alone.
+        """
+        if "s3" not in _protocols(self.fs):
+            return 0
+        bucket, _, prefix = self._path(check_name(name), "versions").partition("/")
+        listing = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/")
+        now = dt.datetime.now(dt.UTC)
+        aborted = 0
+        for upload in listing.get("Uploads", []):
+            version = upload["Key"][len(prefix) + 1 :].split("/")[0]
+            try:
+                started = dt.datetime.strptime(check_version(version)[:18], "%Y%m%dT%H%M%S%f").replace(
+                    tzinfo=dt.UTC
+                )
+            except Exception:
+                continue
+            if (now - started).total_seconds() < older_than:
+                continue
+            if self.fs.exists(f"{bucket}/{prefix}/{version}/{MANIFEST}"):
+                continue
+            self.fs.call_s3(
+                "abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+            aborted += 1
+        return aborted
 
     def _discard(self, vdir: str) -> None:
         try:
