@@ -65,7 +65,7 @@ def test_adapt_options_reach_the_runner_and_are_checked():
         make_config({"cluster_class": "distributed.LocalCluster", "cluster_kwargs": {"n_workers": 3}})
     )
     assert local.cluster_kwargs == {"n_workers": 3} and not local.adapt_kwargs
-    assert local.cluster_class is LocalCluster
+    assert local.cluster_class == "distributed.LocalCluster"
     kube = make_config({"cluster_class": "dask_kubernetes.operator.KubeCluster"})  # not installed here
     with pytest.raises(
         ConfigError, match=r"cluster_class 'dask_kubernetes.operator.KubeCluster' cannot be imported"
