@@ -38,11 +38,19 @@ def payload():
     return version_payload(p, refits, evaluate(p, oof, refits, "equal"), config=cfg.model_dump(mode="json"))
 
 
-def _store(proxy: FaultyS3) -> tuple[str, dict[str, object]]:
+def _store(proxy: FaultyS3, attempts: int = 5) -> tuple[str, dict[str, object]]:
+    """A fresh bucket reached through the proxy; `attempts` per request (botocore's default is 5).
+
+    Outage tests use fewer, so the endpoint being gone is reported in seconds, not minutes.
+    """
     bucket = f"accord-{uuid.uuid4().hex[:12]}"
     s3fs.S3FileSystem().mkdir(bucket)
-    # a fresh instance per test: s3fs caches filesystems by their arguments
-    return f"s3://{bucket}/registry", {"endpoint_url": proxy.url, "skip_instance_cache": True}
+    options = {
+        "endpoint_url": proxy.url,
+        "skip_instance_cache": True,  # s3fs caches filesystems by their arguments
+        "config_kwargs": {"retries": {"max_attempts": attempts, "mode": "standard"}},
+    }
+    return f"s3://{bucket}/registry", options
 
 
 def test_throttling_is_retried_with_backoff(proxy, payload, report):
@@ -68,7 +76,7 @@ def test_access_denied_is_not_retried(proxy, payload, report):
 
 
 def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(proxy, payload, report):
-    store, options = _store(proxy)
+    store, options = _store(proxy, attempts=2)
     files, manifest = payload
     old = publish(Registry(store, options), "m", files, manifest)
     proxy.down_after_puts = proxy.puts + 2  # two more files upload, then the endpoint is gone
@@ -94,7 +102,7 @@ def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(prox
 
 
 def test_a_multipart_upload_left_by_an_outage_is_aborted_by_the_next_publisher(proxy, payload, report):
-    store, options = _store(proxy)
+    store, options = _store(proxy, attempts=2)
     bucket = store.split("/")[2]
     files, manifest = payload
     big = {**files, "members/logreg/blob.json": b"0" * (12 * 2**20)}  # uploaded in 5 MiB parts
@@ -129,6 +137,7 @@ def test_a_flow_failing_on_an_outage_is_retried_and_publishes(proxy, monkeypatch
     )  # fmt: skip
     first = train_ensemble(config.model_copy(update={"seed": 0}))  # the version readers use today
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the flow's S3 traffic now goes through the proxy
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # report the outage in seconds
     s3fs.S3FileSystem.clear_instance_cache()
     proxy.count_only = "/versions/"
     proxy.down_after_puts = 2  # two files of the new version upload, then the endpoint is gone
