@@ -170,6 +170,13 @@ def test_workers_killed_until_dask_gives_up_fail_the_run_naming_the_member(tmp_p
         elapsed = time.monotonic() - start
     assert len(kills) >= 2 and elapsed < 180, (kills, elapsed, seen)
     assert Registry(store).versions("demo") == []  # nothing published
+    from prefect import get_client
+
+    with get_client(sync_client=True) as prefect_client:  # the run ended Failed, not stuck in Running
+        runs = [
+            r for r in prefect_client.read_flow_runs(limit=200) if r.parameters["config"]["store"] == store
+        ]
+    assert len(runs) == 1 and runs[0].state.is_failed() and "random_forest" in runs[0].state.message
     report(
         "every worker running a member task killed (allowed failures 1)",
         f"Failed in {elapsed:.1f}s naming the member; workers killed {len(kills)}; versions published 0",

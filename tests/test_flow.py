@@ -116,6 +116,19 @@ def test_bad_input_fails_the_flow_before_training_and_publishes_nothing(tmp_path
     ):
         train_ensemble(config)
     assert Registry(store).versions("bad") == []
+    # what the UI shows: a Failed run whose state message names the problem; validation not retried
+    with get_client(sync_client=True) as client:
+        runs = [
+            r
+            for r in client.read_flow_runs(limit=200)
+            if r.parameters.get("config", {}).get("store") == store
+        ]
+        assert len(runs) == 1 and runs[0].state.is_failed()
+        assert "has 16 rows in the training split; 20-fold" in runs[0].state.message
+        flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id]))
+        tasks = client.read_task_runs(flow_run_filter=flow_run_filter)
+    assert [t.name.rsplit("-", 1)[0] for t in tasks] == ["prepare-data"]  # once, and nothing trained
+    assert tasks[0].run_count == 1
 
 
 def test_memory_store_is_refused_by_nothing_but_works_in_process(memory_store):

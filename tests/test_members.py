@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from accord.config import make_config
@@ -120,3 +121,35 @@ def test_keras_cnn_on_images_round_trips():
     assert (pred.argmax(axis=1) == data.y_test).mean() > 0.5
     loaded = cls.load(member.save(), member.info())
     np.testing.assert_allclose(loaded.predict(data.X_test), pred, rtol=1e-6, atol=1e-7)
+
+
+def test_nan_and_inf_features_are_handled_by_each_members_preprocessing(tmp_path):
+    from accord.training import fit_all
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(160, 4)), columns=["a", "b", "c", "d"])
+    frame["city"] = rng.choice(["x", "y", None], 160)
+    frame["target"] = (frame["a"] + frame["b"] > 0).astype(int)
+    frame.loc[::7, "a"] = np.nan
+    frame.loc[::11, "b"] = np.inf
+    frame.loc[::13, "c"] = -np.inf
+    path = tmp_path / "dirty.csv"
+    frame.to_csv(path, index=False)
+    kinds = ["logreg", "svc", "knn", "random_forest", "hist_gb", "xgboost", "keras_mlp"]
+    members = [{"kind": k, "params": {"epochs": 5}} if k == "keras_mlp" else {"kind": k} for k in kinds]
+    data = prepare(
+        make_config(
+            {"data": path.as_uri(), "target": "target", "members": members, "folds": 2, "store": "memory://x"}
+        )
+    )
+    oof, refits = fit_all(data, 0)
+    for name in kinds:
+        assert np.isfinite(oof[name]).all() and np.isfinite(refits[name].test_predictions).all(), name
+
+
+def test_an_all_filtered_source_is_refused():
+    from accord.data import load_dataset
+    from accord.errors import DataError
+
+    with pytest.raises(DataError, match=r"'sklearn:iris\?classes=7' has no rows"):
+        load_dataset("sklearn:iris?classes=7")
