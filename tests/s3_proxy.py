@@ -31,6 +31,8 @@ class FaultyS3:
         self.lock = threading.Lock()
         self.throttle_puts = 0
         self.deny_puts = 0
+        self.reset_puts = 0  # drop the connection of the next N PUTs, then forward again
+        self.reset = 0
         self.down_after_puts: int | None = None
         self.count_only: str | None = None  # count only PUTs whose path contains this
         self.down = False
@@ -96,6 +98,10 @@ class FaultyS3:
                 self.throttle_puts -= 1
                 self.throttled += 1
                 return "throttle"
+            if self.reset_puts > 0:
+                self.reset_puts -= 1
+                self.reset += 1
+                return "drop"
             if self.deny_puts > 0:
                 self.deny_puts -= 1
                 self.denied += 1
@@ -112,7 +118,7 @@ class FaultyS3:
         with self.lock:
             self.down = False
             self.down_after_puts = None
-            self.throttle_puts = self.deny_puts = 0
+            self.throttle_puts = self.deny_puts = self.reset_puts = 0
 
     def stop(self) -> None:
         """Shut the proxy down."""

@@ -127,6 +127,10 @@ def test_unreadable_sources(tmp_path: Path) -> None:
     bad.write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match=r"cannot read .* as parquet"):
         load_dataset(bad.as_uri(), target="y")
+    broken = tmp_path / "broken.csv"
+    broken.write_text('x,y\n1,"unterminated\n2,3,4,5\n')
+    with pytest.raises(DataError, match=r"cannot read .*broken\.csv.* as csv"):
+        load_dataset(broken.as_uri(), target="y")
 
 
 def test_schema_conform_reorders_and_refuses_with_a_diff() -> None:

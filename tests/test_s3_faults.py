@@ -64,6 +64,16 @@ def test_throttling_is_retried_with_backoff(proxy, payload, report):
     report("2 PUTs answered 503 SlowDown", f"throttled {proxy.throttled}, retried; version verified whole")
 
 
+def test_connection_resets_are_retried(proxy, payload, report):
+    store, options = _store(proxy)
+    proxy.reset_puts = 2
+    files, manifest = payload
+    ref = publish(Registry(store, options), "m", files, manifest)
+    assert proxy.reset == 2
+    accord.load(ref, storage_options=options)
+    report("2 PUT connections dropped (connection reset)", "retried; version verified whole")
+
+
 def test_access_denied_is_not_retried(proxy, payload, report):
     store, options = _store(proxy)
     proxy.deny_puts = 100
