@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.sorting import FlowRunSort
 
 import accord
 from accord.config import make_config
@@ -118,11 +119,8 @@ def test_bad_input_fails_the_flow_before_training_and_publishes_nothing(tmp_path
     assert Registry(store).versions("bad") == []
     # what the UI shows: a Failed run whose state message names the problem; validation not retried
     with get_client(sync_client=True) as client:
-        runs = [
-            r
-            for r in client.read_flow_runs(limit=200)
-            if r.parameters.get("config", {}).get("store") == store
-        ]
+        recent = client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
+        runs = [r for r in recent if r.parameters.get("config", {}).get("store") == store]
         assert len(runs) == 1 and runs[0].state.is_failed()
         assert "has 16 rows in the training split; 20-fold" in runs[0].state.message
         flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[runs[0].id]))

@@ -146,21 +146,25 @@ def test_a_flow_failing_on_an_outage_is_retried_and_publishes(proxy, monkeypatch
          "name": "m", "workers": 1, "seed": 1}
     )  # fmt: skip
     first = train_ensemble(config.model_copy(update={"seed": 0}))  # the version readers use today
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the flow's S3 traffic now goes through the proxy
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # report the outage in seconds
-    s3fs.S3FileSystem.clear_instance_cache()
-    proxy.count_only = "/versions/"
-    proxy.down_after_puts = 2  # two files of the new version upload, then the endpoint is gone
-    with pytest.raises(PublishError):
-        train_ensemble(config)
-    proxy.restore()
-    registry = Registry(store)
-    assert registry.versions("m") == [first["version"]]  # the failed version is not visible
-    accord.load(store + "/m@production")  # the previous version still loads, verified
-    retried = train_ensemble(config)  # the same run again: members come from the cache
-    assert registry.versions("m") == sorted([first["version"], retried["version"]])
-    accord.load(retried["ref"])
-    assert not s3fs.S3FileSystem().call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads")
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the flow's S3 traffic now goes through the proxy
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # report the outage in seconds
+        s3fs.S3FileSystem.clear_instance_cache()
+        proxy.count_only = "/versions/"
+        proxy.down_after_puts = 2  # two files of the new version upload, then the endpoint is gone
+        with pytest.raises(PublishError):
+            train_ensemble(config)
+        proxy.restore()
+        registry = Registry(store)
+        assert registry.versions("m") == [first["version"]]  # the failed version is not visible
+        accord.load(store + "/m@production")  # the previous version still loads, verified
+        retried = train_ensemble(config)  # the same run again: members come from the cache
+        assert registry.versions("m") == sorted([first["version"], retried["version"]])
+        accord.load(retried["ref"])
+        assert not s3fs.S3FileSystem().call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads")
+    finally:  # later tests must not get the proxy's cached filesystem
+        monkeypatch.undo()
+        s3fs.S3FileSystem.clear_instance_cache()
     report(
         "S3 endpoint down mid-publish inside a flow run, then the run retried",
         "run Failed; previous version loads; new one invisible; the retry published it whole",
