@@ -171,11 +171,11 @@ def test_workers_killed_until_dask_gives_up_fail_the_run_naming_the_member(tmp_p
     assert len(kills) >= 2 and elapsed < 180, (kills, elapsed, seen)
     assert Registry(store).versions("demo") == []  # nothing published
     from prefect import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
 
     with get_client(sync_client=True) as prefect_client:  # the run ended Failed, not stuck in Running
-        runs = [
-            r for r in prefect_client.read_flow_runs(limit=200) if r.parameters["config"]["store"] == store
-        ]
+        recent = prefect_client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=50)
+        runs = [r for r in recent if r.parameters.get("config", {}).get("store") == store]
     assert len(runs) == 1 and runs[0].state.is_failed() and "random_forest" in runs[0].state.message
     report(
         "every worker running a member task killed (allowed failures 1)",
