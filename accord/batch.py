@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -229,7 +228,8 @@ class OutputWriter:
     def commit(self) -> dict[str, Any]:
         """Put the finished file at the output URL in one step; return rows, size and sha256."""
         import fsspec
-        from fsspec.implementations.local import LocalFileSystem
+
+        from accord.store.registry import put_whole
 
         self.close()
         if self.rows == 0:
@@ -237,14 +237,7 @@ class OutputWriter:
         data = self._path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         fs, path = fsspec.core.url_to_fs(self.url)
-        parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if isinstance(fs, LocalFileSystem):
-            fs.makedirs(parent, exist_ok=True)
-            staging = f"{parent}/.{path.rsplit('/', 1)[-1]}.{secrets.token_hex(4)}.tmp"
-            fs.put_file(str(self._path), staging)
-            fs.mv(staging, path)  # rename: atomic on one filesystem
-        else:
-            fs.put_file(str(self._path), path)  # an object PUT becomes visible whole
+        put_whole(fs, self._path, path)
         return {"rows": self.rows, "size": len(data), "sha256": digest}
 
 

@@ -25,6 +25,7 @@ from fsspec.implementations.local import LocalFileSystem
 import accord
 from accord.config import MemberSpec
 from accord.store.refs import normalise_store
+from accord.store.registry import put_whole
 from accord.training import FoldResult, Prepared, RefitResult
 
 ENTRY = "entry.json"
@@ -43,10 +44,10 @@ def split_digest(data: Prepared) -> str:
     return h.hexdigest()
 
 
-def result_key(data: Prepared, spec: MemberSpec, fold: int | None, seed: int) -> str:
-    """The cache key of one member result (`fold` None for the refit)."""
+def result_key(split: str, spec: MemberSpec, fold: int | None, seed: int) -> str:
+    """The cache key of one member result (`fold` None for the refit); `split` from `split_digest`."""
     document = {
-        "split": split_digest(data),
+        "split": split,
         "spec": spec.model_dump(mode="json"),
         "fold": fold,
         "seed": seed,
@@ -55,10 +56,10 @@ def result_key(data: Prepared, spec: MemberSpec, fold: int | None, seed: int) ->
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
-def run_key(data: Prepared, method: str, ensemble_size: int, seed: int) -> str:
+def run_key(split: str, data: Prepared, method: str, ensemble_size: int, seed: int) -> str:
     """What determines a published version's content: split, members, weighting, seed, code."""
     document = {
-        "split": split_digest(data),
+        "split": split,
         "members": [spec.model_dump(mode="json") for spec in data.members],
         "method": method,
         "ensemble_size": ensemble_size,
@@ -105,12 +106,7 @@ class ResultCache:
             body = json.dumps({"kind": kind, "meta": meta, "files": entries}, sort_keys=True).encode()
             local = Path(tmp) / ENTRY
             local.write_bytes(body)
-            if self._local:
-                staging = f"{entry_dir}/.{ENTRY}.{secrets.token_hex(4)}.tmp"
-                self.fs.put_file(str(local), staging)
-                self.fs.mv(staging, f"{entry_dir}/{ENTRY}")
-            else:
-                self.fs.put_file(str(local), f"{entry_dir}/{ENTRY}")
+            put_whole(self.fs, local, f"{entry_dir}/{ENTRY}")  # last: the entry exists once whole
 
     def _get(self, key: str, kind: str) -> tuple[dict[str, Any], dict[str, bytes]] | None:
         entry_dir = self._dir(key)

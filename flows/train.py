@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.futures import as_completed
 
-from accord.cache import ResultCache, result_key, run_key
+from accord.cache import ResultCache, result_key, run_key, split_digest
 from accord.config import TrainConfig
 from accord.faults import failpoint
 from accord.store.refs import parse_ref
@@ -71,6 +71,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         data.task,
     )
     cache = ResultCache(config.store)
+    split = split_digest(data)  # hashed once; every cache key and the run key start from it
     fold_results: dict[tuple[str | None, int], FoldResult] = {}
     refits: dict[str, RefitResult] = {}
     work = work_order(data.members, len(data.folds))
@@ -79,7 +80,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         staged = None
         for spec, k in work:  # longest first; results a crashed run already computed are reused
             name = spec.name or spec.kind
-            key = result_key(data, spec, k, config.seed)
+            key = result_key(split, spec, k, config.seed)
             cached = cache.get_refit(key) if k is None else cache.get_fold(key)
             if cached is not None:
                 _keep(fold_results, refits, name, k, cached)
@@ -107,7 +108,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
     report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size)
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
-    key = run_key(data, config.method, config.ensemble_size, config.seed)
+    key = run_key(split, data, config.method, config.ensemble_size, config.seed)
     ref = publish_version(
         config.store, config.name, data, refits, report, config.model_dump(mode="json"), run_id, key
     )

@@ -45,6 +45,22 @@ def new_version(now: dt.datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(4)
 
 
+def put_whole(fs: Any, local: Path, dest: str) -> None:
+    """Put a finished local file at `dest` so that readers see all of it or nothing.
+
+    On a local filesystem: copy beside `dest`, then rename (atomic on one filesystem).
+    On an object store: one PUT, which becomes visible whole.
+    """
+    if isinstance(fs, LocalFileSystem):
+        parent, _, base = dest.rpartition("/")
+        fs.makedirs(parent, exist_ok=True)
+        staging = f"{parent}/.{base}.{secrets.token_hex(4)}.tmp"
+        fs.put_file(str(local), staging)
+        fs.mv(staging, dest)
+    else:
+        fs.put_file(str(local), dest)
+
+
 def sha256(data: bytes) -> str:
     """Hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
@@ -171,13 +187,7 @@ class Registry:
     def _write_manifest(self, body: bytes, vdir: str, tmpdir: Path) -> None:
         local = tmpdir / MANIFEST
         local.write_bytes(body)
-        final = f"{vdir}/{MANIFEST}"
-        if self._local:
-            staging = f"{vdir}/.{MANIFEST}.{secrets.token_hex(4)}.tmp"
-            self.fs.put_file(str(local), staging)
-            self.fs.mv(staging, final)  # rename: atomic on one filesystem
-        else:
-            self.fs.put_file(str(local), final)  # object stores make a PUT visible whole
+        put_whole(self.fs, local, f"{vdir}/{MANIFEST}")
 
     def abort_stale_uploads(self, name: str, older_than: float = 3600.0) -> int:
         """Abort incomplete S3 multipart uploads of `name`'s unpublished versions; return how many.
