@@ -27,6 +27,7 @@ MemberKind = Literal[
     "hist_gb",
     "knn",
     "xgboost",
+    "xgboost_dask",
     "keras_mlp",
     "keras_cnn",
     "keras_transfer",

@@ -7,8 +7,12 @@ incumbent that cannot score them (another schema) is never silently replaced.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
 
 from accord.errors import AccordError
 from accord.metrics import better, score
@@ -37,6 +41,16 @@ class Decision:
         return asdict(self)
 
 
+def held_out(data: Prepared) -> Iterator[pd.DataFrame]:
+    """The run's held-out features: in memory, or read chunk by chunk from a partitioned source."""
+    if data.partitioned:
+        from accord.partitioned import held_out_frames
+
+        yield from held_out_frames(data)
+    else:
+        yield data.X_test
+
+
 def incumbent_score(registry: Registry, name: str, version: str, data: Prepared, metric: str) -> float:
     """Score the version `version` of `name` on the run's held-out rows."""
     from accord.ensemble import load
@@ -44,14 +58,12 @@ def incumbent_score(registry: Registry, name: str, version: str, data: Prepared,
     model = load(str(registry.ref(name, version)))
     if model.task != data.task:
         raise AccordError(f"incumbent {name}:{version} does {model.task}, the challenger {data.task}")
-    if data.task == "classification":
-        if list(model.schema.classes) != list(data.schema.classes):
-            raise AccordError(
-                f"incumbent classes {list(model.schema.classes)} differ from {list(data.schema.classes)}"
-            )
-        pred = model.predict_proba(data.X_test)
-    else:
-        pred = model.predict(data.X_test)
+    if data.task == "classification" and list(model.schema.classes) != list(data.schema.classes):
+        raise AccordError(
+            f"incumbent classes {list(model.schema.classes)} differ from {list(data.schema.classes)}"
+        )
+    predict = model.predict_proba if data.task == "classification" else model.predict
+    pred = np.concatenate([predict(frame) for frame in held_out(data)])  # one chunk's features at a time
     value = score(data.task, data.y_test, pred, data.n_classes)[metric]
     if value is None:
         raise AccordError(f"metric {metric} is undefined on the held-out rows")

@@ -17,6 +17,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from accord.config import MemberSpec, TrainConfig
 from accord.data import Dataset, Task, load_dataset
+from accord.distributed import fit_on_cluster, is_distributed, is_parquet, on_worker
 from accord.errors import DataError
 from accord.members import check_member_specs, member_class
 from accord.schema import Schema
@@ -36,6 +37,9 @@ class Prepared:
     fingerprint: str
     source: str
     members: tuple[MemberSpec, ...] = ()
+    train_rows: np.ndarray | None = None  # source row of each training row (sorted)
+    test_rows: np.ndarray | None = None  # source row of each test row (sorted)
+    partitioned: bool = False  # features stay in the source (X frames have no columns); workers read them
 
     @property
     def task(self) -> Task:
@@ -114,6 +118,8 @@ def split(dataset: Dataset, folds: int, test_size: float, seed: int) -> Prepared
         schema=dataset.schema,
         fingerprint=dataset.fingerprint,
         source=dataset.source,
+        train_rows=train_idx,
+        test_rows=test_idx,
     )
 
 
@@ -124,7 +130,12 @@ def prepare(config: TrainConfig) -> Prepared:
         DataError: the data cannot be trained on.
         ConfigError: a member kind, parameter or the method does not fit the task.
     """
-    dataset = load_dataset(config.data, config.target, config.task)
+    if is_partitioned_run(config):
+        from accord.partitioned import describe_parquet
+
+        dataset = describe_parquet(config.data, config.target, config.task)
+    else:
+        dataset = load_dataset(config.data, config.target, config.task)
     check_method(config.method, dataset.task)
     check_member_specs(((s.name or s.kind, s.kind, s.params) for s in config.members), dataset.task)
     resolved = tuple(
@@ -138,11 +149,25 @@ def prepare(config: TrainConfig) -> Prepared:
         for spec in config.members
     )
     prepared = split(dataset, config.folds, config.test_size, config.seed)
-    return replace(prepared, members=resolved)
+    return replace(prepared, members=resolved, partitioned=is_partitioned_run(config))
+
+
+def is_partitioned_run(config: TrainConfig) -> bool:
+    """Whether no process needs the whole feature table.
+
+    True when every member trains across the cluster and the source is Parquet, which
+    the workers read in partitions.
+    """
+    return (
+        bool(config.members)
+        and all(is_distributed(s.kind) for s in config.members)
+        and is_parquet(config.data)
+    )
 
 
 # Typical relative cost of one fit, used only to order submissions (longest first).
 _COST_RANK = {
+    "xgboost_dask": -1,  # spans every worker; one at a time, under the cluster lock
     "keras_cnn": 0,
     "keras_transfer": 1,
     "keras_mlp": 2,
@@ -200,9 +225,21 @@ class RefitResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _needs_features(data: Prepared, spec: MemberSpec) -> None:
+    if data.partitioned:
+        raise RuntimeError(
+            f"member {spec.name!r} ({spec.kind}): the features of {data.source!r} stay in the source "
+            "and are read by Dask workers; run it on a Dask cluster (train_ensemble), not in this process."
+        )
+
+
 def fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldResult:
     """Fit a member on all folds but `fold` and predict the held-out fold."""
     start = time.perf_counter()
+    if is_distributed(spec.kind) and on_worker():
+        _, pred = fit_on_cluster(spec, data, fold, seed, threads_per_task())
+        return FoldResult(spec.name or spec.kind, fold, pred, time.perf_counter() - start)
+    _needs_features(data, spec)
     train, valid = data.folds[fold]
     member = _member(spec, data, seed)
     member.fit(data.X_train.iloc[train], data.y_train[train], data.schema)
@@ -213,10 +250,14 @@ def fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldResu
 def fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
     """Refit a member on the whole training split, serialise it and predict the test split."""
     start = time.perf_counter()
-    member = _member(spec, data, seed)
-    member.fit(data.X_train, data.y_train, data.schema)
+    if is_distributed(spec.kind) and on_worker():
+        member, test_pred = fit_on_cluster(spec, data, None, seed, threads_per_task())
+    else:
+        _needs_features(data, spec)
+        member = _member(spec, data, seed)
+        member.fit(data.X_train, data.y_train, data.schema)
+        test_pred = member.predict(data.X_test)
     files = member.save()
-    test_pred = member.predict(data.X_test)
     return RefitResult(
         spec.name or spec.kind, spec.kind, member.info(), files, test_pred, time.perf_counter() - start
     )

@@ -6,8 +6,11 @@ Exit codes: 0 done, 2 bad input (nothing trained or published), 1 any other fail
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Annotated, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -23,6 +26,31 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 def _err(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+@contextmanager
+def json_stdout(enabled: bool) -> Iterator[TextIO]:
+    """Keep stdout for the one JSON object: while the run works, file descriptor 1 points at stderr.
+
+    Dask worker processes inherit file descriptor 1 and native libraries (XGBoost's
+    collective, TensorFlow) print to it; with ``--json`` all of that goes to stderr, and
+    the stream yielded here writes to the real stdout.
+    """
+    if not enabled:
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    out = os.fdopen(os.dup(saved), "w")
+    try:
+        yield out
+    finally:
+        out.flush()
+        out.close()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def build_config(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -79,14 +107,14 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     return run_flow("train", config)
 
 
-def _report(result: dict[str, Any], as_json: bool) -> None:
+def _report(result: dict[str, Any], as_json: bool, out: TextIO | None = None) -> None:
     promotion = result.get("promotion") or {}
     if promotion:
         state = "moved" if promotion["promoted"] else "kept"
         _err(f"accord: alias {promotion['alias']!r} {state}: {promotion['reason']}")
     if as_json:
         keys = ("ref", "version", "weights", "metrics")
-        print(json.dumps({k: result[k] for k in keys}, default=float))
+        print(json.dumps({k: result[k] for k in keys}, default=float), file=out or sys.stdout)
     else:
         print_summary(result)
 
@@ -180,7 +208,8 @@ def train(
     from accord.training import prepare
 
     prepare(cfg)  # refuse bad input in seconds, before a server or cluster starts
-    _report(run_training(cfg), as_json)
+    with json_stdout(as_json) as out:
+        _report(run_training(cfg), as_json, out)
 
 
 @app.command()
@@ -227,7 +256,8 @@ def pretrain(
     from accord.training import prepare
 
     prepare(cfg.to_train_config())
-    _report(run_flow("pretrain", cfg), as_json)
+    with json_stdout(as_json) as out:
+        _report(run_flow("pretrain", cfg), as_json, out)
 
 
 @app.command()
@@ -252,19 +282,20 @@ def predict(
     ensemble = load(model)  # refuse a bad reference, tampered files or mismatched input in seconds
     head = sample(plan(input_url, chunk_rows))
     ensemble.schema.conform(head.drop(columns=[c for c in columns if c in head.columns]))
-    result = run_flow(
-        "predict",
-        model=model,
-        input=input_url,
-        output=output,
-        keep=columns,
-        chunk_rows=chunk_rows,
-        workers=workers,
-        dask_address=dask_address,
-    )
-    if as_json:
-        print(json.dumps(result))
-    else:
+    with json_stdout(as_json) as out:
+        result = run_flow(
+            "predict",
+            model=model,
+            input=input_url,
+            output=output,
+            keep=columns,
+            chunk_rows=chunk_rows,
+            workers=workers,
+            dask_address=dask_address,
+        )
+        if as_json:
+            print(json.dumps(result), file=out)
+    if not as_json:
         print(f"wrote {result['rows']} predictions to {result['output']} (model {result['model']})")
 
 

@@ -14,6 +14,7 @@ from prefect.futures import as_completed
 
 from accord.cache import ResultCache, result_key, run_key, split_digest
 from accord.config import TrainConfig
+from accord.distributed import is_distributed
 from accord.faults import failpoint
 from accord.store.refs import parse_ref
 from accord.training import FoldResult, RefitResult, out_of_fold, work_order
@@ -75,35 +76,45 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     fold_results: dict[tuple[str | None, int], FoldResult] = {}
     refits: dict[str, RefitResult] = {}
     work = work_order(data.members, len(data.folds))
-    pending: dict[Any, tuple[str, int | None, str]] = {}
+    # Members that span the whole cluster (xgboost_dask) run first and alone: a worker busy
+    # with another member would let Dask move their per-worker training tasks elsewhere.
+    phases = [
+        [w for w in work if is_distributed(w[0].kind)],
+        [w for w in work if not is_distributed(w[0].kind)],
+    ]
+    done = 0
     with task_runner_for(config) as runner:
         staged = None
-        for spec, k in work:  # longest first; results a crashed run already computed are reused
-            name = spec.name or spec.kind
-            key = result_key(split, spec, k, config.seed)
-            cached = cache.get_refit(key) if k is None else cache.get_fold(key)
-            if cached is not None:
-                _keep(fold_results, refits, name, k, cached)
-                logger.info("reused the cached result of member %r %s", name, _what(k))
-                continue
-            if staged is None:  # the cluster starts only if something must be trained
-                staged = runner.submit(stage_data, {"data": data})
-            if k is None:
-                future = runner.submit(refit_member, {"spec": spec, "data": staged, "seed": config.seed})
-            else:
-                params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
-                future = runner.submit(fit_member_fold, params)
-            pending[future] = (name, k, key)
-        for future in as_completed(list(pending)):
-            name, k, key = pending[future]
-            result = _result(future, f"member {name!r} {_what(k)}")
-            _keep(fold_results, refits, name, k, result)
-            try:
-                cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
-            except Exception as e:  # a cache that cannot be written costs a retrain later, not this run
-                logger.warning("could not cache member %r %s: %s", name, _what(k), e)
-            if 2 * (len(fold_results) + len(refits)) >= len(work):
-                failpoint("train:mid-training")
+        for phase in phases:
+            pending: dict[Any, tuple[str, int | None, str]] = {}
+            for spec, k in phase:  # longest first; results a crashed run already computed are reused
+                name = spec.name or spec.kind
+                key = result_key(split, spec, k, config.seed)
+                cached = cache.get_refit(key) if k is None else cache.get_fold(key)
+                if cached is not None:
+                    _keep(fold_results, refits, name, k, cached)
+                    logger.info("reused the cached result of member %r %s", name, _what(k))
+                    done += 1
+                    continue
+                if staged is None:  # the cluster starts only if something must be trained
+                    staged = runner.submit(stage_data, {"data": data})
+                if k is None:
+                    future = runner.submit(refit_member, {"spec": spec, "data": staged, "seed": config.seed})
+                else:
+                    params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
+                    future = runner.submit(fit_member_fold, params)
+                pending[future] = (name, k, key)
+            for future in as_completed(list(pending)):
+                name, k, key = pending[future]
+                result = _result(future, f"member {name!r} {_what(k)}")
+                _keep(fold_results, refits, name, k, result)
+                done += 1
+                try:
+                    cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
+                except Exception as e:  # a cache that cannot be written costs a retrain later, not this run
+                    logger.warning("could not cache member %r %s: %s", name, _what(k), e)
+                if 2 * done >= len(work):
+                    failpoint("train:mid-training")
     names = [spec.name for spec in data.members if spec.name]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
     report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size)

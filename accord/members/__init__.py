@@ -9,11 +9,13 @@ from accord.members.base import Member, Task
 from accord.members.keras_kind import KerasCNN, KerasMLP
 from accord.members.sklearn_kinds import SKLEARN_KINDS
 from accord.members.transfer import KerasTransfer, PublishedMember, XGBoostContinue
+from accord.members.xgboost_dask import XGBoostDaskMember
 from accord.members.xgboost_kind import XGBoostMember
 
 KINDS: dict[str, type[Member]] = {
     **{cls.kind: cls for cls in SKLEARN_KINDS},
     XGBoostMember.kind: XGBoostMember,
+    XGBoostDaskMember.kind: XGBoostDaskMember,
     KerasMLP.kind: KerasMLP,
     KerasCNN.kind: KerasCNN,
     XGBoostContinue.kind: XGBoostContinue,

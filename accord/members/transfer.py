@@ -29,7 +29,7 @@ from accord.members.xgboost_kind import XGBoostMember
 from accord.schema import Schema
 
 KERAS_PARENT_KINDS = ("keras_mlp", "keras_cnn", "keras_transfer")
-XGB_PARENT_KINDS = ("xgboost", "xgboost_continue")
+XGB_PARENT_KINDS = ("xgboost", "xgboost_dask", "xgboost_continue")
 
 
 class XGBoostContinue(XGBoostMember):

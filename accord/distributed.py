@@ -1,0 +1,160 @@
+"""Members that train across the whole cluster: the partitioned table, the lock, one fold's work.
+
+A distributed member (``xgboost_dask``) is scheduled like any other member x fold task,
+but its task does not fit anything itself: it secedes from its worker thread
+(`distributed.worker_client`), takes the cluster-wide lock that serialises such fits
+(several ``xgboost.dask`` fits at once can hang when workers have one thread), and
+drives a fit in which every worker trains on the partitions it holds.
+
+The table is a Dask DataFrame of every row with two extra columns: ``__role__`` (the
+fold a training row validates, or -1 for a test row) and ``__y__`` (the encoded
+target). A Parquet source is read by the workers row group by row group, straight from
+its URL; any other source is partitioned from the prepared frames. Filtering on the role
+keeps row order, so a fold's predictions line up with the in-memory members' folds.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from accord.batch import Chunk, file_format, plan
+from accord.config import MemberSpec
+from accord.members import member_class
+from accord.schema import Schema
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import dask.dataframe as dd
+    from distributed import Client
+
+    from accord.training import Prepared
+
+LOCK_NAME = "accord-distributed-fit"
+ROLE = "__role__"
+TARGET = "__y__"
+TEST_ROLE = -1
+CHUNK_ROWS = 100_000
+
+
+def is_distributed(kind: str) -> bool:
+    """Whether members of `kind` train across the cluster rather than inside one task."""
+    return bool(getattr(member_class(kind), "distributed", False))
+
+
+def on_worker() -> bool:
+    """Whether this code runs inside a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+@contextmanager
+def cluster_client() -> Iterator[Client]:
+    """A client to the cluster this task runs on, holding the lock for distributed fits.
+
+    The task's thread secedes while it waits, so the worker can run other tasks,
+    including its part of the distributed fit.
+    """
+    from distributed import Lock, worker_client
+
+    with worker_client() as client, Lock(LOCK_NAME):
+        yield client
+
+
+def roles(data: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """The role (fold, or -1 for test) and encoded target of every source row, in source order."""
+    if data.train_rows is None or data.test_rows is None:
+        raise RuntimeError("the prepared data does not record its source rows")
+    n = len(data.train_rows) + len(data.test_rows)
+    role = np.full(n, TEST_ROLE, dtype="int16")
+    y = np.zeros(n, dtype=data.y_train.dtype)
+    for k, (_, valid) in enumerate(data.folds):
+        role[data.train_rows[valid]] = k
+    y[data.train_rows] = data.y_train
+    y[data.test_rows] = data.y_test
+    return role, y
+
+
+def _read_part(part: tuple[Chunk, np.ndarray, np.ndarray], schema: Schema) -> pd.DataFrame:
+    chunk, role, y = part
+    frame = schema.conform(chunk.read())
+    frame[ROLE] = role
+    frame[TARGET] = y
+    return frame
+
+
+def _meta(schema: Schema, y_dtype: Any) -> pd.DataFrame:
+    columns: dict[str, pd.Series] = {
+        c.name: pd.Series(dtype="float64" if c.kind == "numeric" else "object") for c in schema.columns
+    }
+    columns[ROLE] = pd.Series(dtype="int16")
+    columns[TARGET] = pd.Series(dtype=y_dtype)
+    return pd.DataFrame(columns)
+
+
+def partitioned(data: Prepared, workers: int, chunk_rows: int = CHUNK_ROWS) -> dd.DataFrame:
+    """Every row of the source with its role and target, as a Dask DataFrame.
+
+    A Parquet source is planned by row groups and each partition is read by a worker;
+    other sources are split from the frames the flow prepared. There are at least two
+    partitions per worker, so every worker holds a part of the table.
+    """
+    import dask.dataframe as dd
+
+    role, y = roles(data)
+    chunk_rows = max(1, min(chunk_rows, -(-len(role) // (2 * workers))))
+    if is_parquet(data.source):
+        parts = [
+            (
+                chunk,
+                role[i * chunk_rows : i * chunk_rows + chunk.rows],
+                y[i * chunk_rows : i * chunk_rows + chunk.rows],
+            )
+            for i, chunk in enumerate(plan(data.source, chunk_rows).chunks)
+        ]
+        return dd.from_map(_read_part, parts, schema=data.schema, meta=_meta(data.schema, y.dtype))
+    train = data.X_train.assign(**{ROLE: role[data.train_rows], TARGET: data.y_train})
+    test = data.X_test.assign(**{ROLE: np.full(len(data.y_test), TEST_ROLE, "int16"), TARGET: data.y_test})
+    return dd.from_pandas(pd.concat([train, test], ignore_index=True), chunksize=chunk_rows)
+
+
+def is_parquet(source: str) -> bool:
+    """Whether a data source is a Parquet URL (read by workers in row-group partitions)."""
+    try:
+        return file_format(source, "data") == "parquet"
+    except Exception:
+        return False
+
+
+def fit_on_cluster(
+    spec: MemberSpec, data: Prepared, fold: int | None, seed: int, threads: int
+) -> tuple[Any, np.ndarray]:
+    """Fit a distributed member on the cluster for one fold (None: the refit) and predict.
+
+    Returns:
+        The fitted member and its predictions: the held-out fold's rows (a fold) or the
+        test split's rows (the refit), in the same order as the in-memory frames.
+    """
+    cls = member_class(spec.kind)
+    member = cls(data.task, spec.params, n_classes=data.n_classes, seed=seed, threads=threads)
+    with cluster_client() as client:
+        workers = max(1, len(client.nthreads()))
+        frame = partitioned(data, workers)
+        features = frame[data.schema.names]
+        role = frame[ROLE]
+        if fold is None:
+            train, predict = role >= 0, role == TEST_ROLE
+        else:
+            train, predict = (role >= 0) & (role != fold), role == fold
+        member.fit_partitioned(client, features[train], frame[TARGET][train], data.schema)  # type: ignore[attr-defined]
+        predictions = member.predict_partitioned(client, features[predict])  # type: ignore[attr-defined]
+    return member, predictions

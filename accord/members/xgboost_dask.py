@@ -1,0 +1,134 @@
+"""XGBoost across the whole Dask cluster (`xgboost.dask`): one model from a partitioned table.
+
+The member trains on a Dask DataFrame whose partitions stay on the workers that read
+them, so the table may be larger than any one worker's memory. What it publishes is an
+ordinary UBJSON booster with its preprocessing, in the same files as the ``xgboost``
+kind, so loading and predicting need neither Dask nor a cluster.
+
+Its preprocessing is fixed by the schema, not fitted on the data: categorical columns
+are encoded with the categories the schema recorded (sorted, plus the missing marker),
+so every partition is encoded alike without a pass over the table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from accord.members.base import Task
+from accord.members.preprocess import make_preprocessor
+from accord.members.xgboost_kind import XGBoostMember
+from accord.schema import Schema
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from distributed import Client
+
+
+def schema_frame(schema: Schema) -> pd.DataFrame:
+    """A small table holding every category the schema knows (and a missing value) per column."""
+    longest = max([len(c.categories) for c in schema.columns] + [0]) + 1
+    data: dict[str, list[Any]] = {}
+    for col in schema.columns:
+        if col.kind == "categorical":
+            values: list[Any] = [*col.categories, np.nan]
+            data[col.name] = values + [np.nan] * (longest - len(values))
+        else:
+            data[col.name] = [np.nan] * longest
+    return pd.DataFrame(data, columns=schema.names).astype(
+        {c.name: ("float64" if c.kind == "numeric" else "object") for c in schema.columns}
+    )
+
+
+class XGBoostDaskMember(XGBoostMember):
+    """One XGBoost model trained by every worker of the cluster on its own partitions."""
+
+    kind: ClassVar[str] = "xgboost_dask"
+    distributed: ClassVar[bool] = True
+    trained_on_: dict[str, Any] | None = None
+
+    @classmethod
+    def default_params(cls, task: Task) -> dict[str, Any]:
+        return {**super().default_params(task), "n_estimators": 200}
+
+    def prepare_encoding(self, schema: Schema) -> None:
+        """Build the schema-determined preprocessing (no pass over the data)."""
+        self.prep_ = make_preprocessor(schema, encoding="ordinal", scale=False, impute_numeric=False)
+        self.prep_.fit(schema_frame(schema))
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+        """Fit in this process (no cluster): the same model, for sequential runs and tests."""
+        self.prepare_encoding(schema)
+        model = self._model().fit(self.prep_.transform(X), y)
+        self.booster_ = model.get_booster()
+        return self
+
+    def encode(self, frame: dd.DataFrame) -> dd.DataFrame:
+        """Encode a partitioned feature table, partition by partition, as `predict` encodes a table."""
+        prep = self.prep_
+        width = len(prep.get_feature_names_out())
+        columns = [f"f{i}" for i in range(width)]
+
+        def transform(part: pd.DataFrame) -> pd.DataFrame:
+            return pd.DataFrame(prep.transform(part), columns=columns, index=part.index)
+
+        meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+        return frame.map_partitions(transform, meta=meta)
+
+    def fit_partitioned(self, client: Client, X: dd.DataFrame, y: dd.Series, schema: Schema) -> Self:
+        """Train one booster across the cluster with `xgboost.dask`; partitions never leave their workers."""
+        import xgboost as xgb
+        import xgboost.dask  # a submodule; `import xgboost` does not load it
+
+        self.prepare_encoding(schema)
+        common = {**self.params, "n_jobs": self.threads, "random_state": self.seed}
+        model: Any
+        if self.task == "classification":
+            model = xgb.dask.DaskXGBClassifier(**common)
+        else:
+            model = xgb.dask.DaskXGBRegressor(**common)
+        model.client = client
+        from distributed import futures_of, wait
+
+        encoded, target = client.persist([self.encode(X), y])  # each partition stays where it was read
+        wait([encoded, target])
+        holders = {w for ws in client.who_has(futures_of(encoded)).values() for w in ws}
+        model.fit(encoded, target)
+        self.booster_ = model.get_booster()
+        self.trained_on_ = {"workers": len(holders), "partitions": int(encoded.npartitions)}
+        return self
+
+    def info(self) -> dict[str, Any]:
+        """The kind's info, plus where it trained: workers of the cluster and partitions of the table."""
+        out = super().info()
+        out["trained_on"] = self.trained_on_ or {"workers": 0, "partitions": 0}
+        return out
+
+    def predict_partitioned(self, client: Client, X: dd.DataFrame) -> np.ndarray:
+        """Predict a partitioned table on the cluster; the (small) predictions come back in row order."""
+        import xgboost as xgb
+        import xgboost.dask  # a submodule; `import xgboost` does not load it
+
+        raw = xgb.dask.inplace_predict(client, self.booster_, self.encode(X))
+        values = np.asarray(client.compute(raw).result(), dtype="float64")
+        if self.task == "regression":
+            return values.reshape(-1)
+        if values.ndim == 1:  # binary:logistic gives P(class 1)
+            return np.column_stack([1.0 - values, values])
+        return values
+
+    def save(self) -> dict[str, bytes]:
+        """The files of the ``xgboost`` kind; column names from the cluster fit are dropped.
+
+        `predict` feeds the booster an unnamed matrix, as the ``xgboost`` kind does.
+        """
+        booster = self.booster_.copy()
+        booster.feature_names = None
+        booster.feature_types = None
+        self.booster_, kept = booster, self.booster_
+        try:
+            return super().save()
+        finally:
+            self.booster_ = kept
