@@ -74,6 +74,7 @@ def version_payload(
                 "params": refits[n].info.get("params"),
                 "parent": refits[n].info.get("parent"),
                 "transfer": refits[n].info.get("transfer"),
+                **({"trained_on": refits[n].info["trained_on"]} if "trained_on" in refits[n].info else {}),
             }
             for n in names
         ],

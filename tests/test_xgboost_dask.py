@@ -1,0 +1,177 @@
+"""xgboost_dask: one XGBoost model across a LocalCluster of worker processes, on Parquet partitions.
+
+The partitioned run reads a Parquet table on S3 (moto over HTTP) in row-group partitions
+on the workers; the flow process never loads its features.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+import s3fs
+from distributed import Client, LocalCluster
+from sklearn.datasets import make_classification
+
+import accord
+from accord.config import make_config
+from accord.data import load_dataset
+from accord.errors import DataError
+from accord.metrics import score
+from accord.partitioned import describe_parquet, held_out_frames
+from accord.promotion import incumbent_score
+from accord.store.refs import parse_ref
+from accord.store.registry import Registry
+from accord.training import fit_fold, fit_full, prepare
+from flows.runtime import worker_env
+from flows.train import train_ensemble
+
+ROWS = 6000
+
+
+def _frame() -> pd.DataFrame:
+    X, y = make_classification(ROWS, 8, n_informative=5, n_classes=3, random_state=3)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(8)])
+    frame["colour"] = np.where(X[:, 0] > 0.3, "red", np.where(X[:, 1] > 0, "green", "blue"))
+    frame.loc[::97, "x3"] = np.nan
+    frame["label"] = np.array(["ant", "bee", "cat"])[y]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def s3_table() -> str:
+    bucket = f"accord-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem()
+    fs.mkdir(bucket)
+    url = f"s3://{bucket}/tables/train.parquet"
+    with fs.open(url, "wb") as f:
+        _frame().to_parquet(f, row_group_size=500, index=False)
+    return url
+
+
+@pytest.fixture(scope="module")
+def local_table(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("xgbdask") / "train.parquet"
+    _frame().to_parquet(path, row_group_size=500, index=False)
+    return path.as_uri()
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", env=worker_env()
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+def _config(data: str, members: list[dict], **extra: object):
+    return make_config({"data": data, "target": "label", "members": members, "folds": 3, **extra})
+
+
+XGB_DASK = {"kind": "xgboost_dask", "params": {"n_estimators": 60}}
+
+
+def test_a_parquet_source_is_described_without_its_features_and_like_a_loaded_one(local_table):
+    described = describe_parquet(local_table, "label", "auto")
+    loaded = load_dataset(local_table, "label")
+    assert described.X.shape == (ROWS, 0)  # no feature column was read into this process
+    assert described.schema == loaded.schema  # names, kinds, dtypes, categories, classes
+    assert described.task == "classification" and list(described.y) == list(loaded.y)
+    with pytest.raises(DataError, match="target column 'nope' not found"):
+        describe_parquet(local_table, "nope", "auto")
+    data = prepare(_config(local_table, [XGB_DASK]))
+    assert data.partitioned and data.X_train.shape[1] == 0
+    assert not prepare(_config(local_table, [XGB_DASK, {"kind": "logreg"}])).partitioned
+
+
+def test_a_partitioned_run_needs_a_cluster(local_table):
+    data = prepare(_config(local_table, [XGB_DASK]))
+    with pytest.raises(RuntimeError, match="read by Dask workers; run it on a Dask cluster"):
+        fit_fold(data.members[0], data, 0, 0)
+
+
+@pytest.mark.parametrize("source", ["parquet", "in-memory"])
+def test_fold_predictions_line_up_with_the_fold_rows(client, local_table, source):
+    """Rows predicted on the cluster are the fold's rows in the fold's order (else ~1/3 accuracy)."""
+    data_source = (
+        local_table if source == "parquet" else "synthetic:classification?n_rows=3000&n_classes=3&seed=2"
+    )
+    config = (
+        _config(data_source, [XGB_DASK])
+        if source == "parquet"
+        else make_config({"data": data_source, "members": [XGB_DASK], "folds": 3})
+    )
+    data = prepare(config)
+    assert data.partitioned is (source == "parquet")
+    spec = data.members[0]
+    staged = client.scatter(data)
+    fold = client.submit(fit_fold, spec, staged, 1, 0, pure=False).result()
+    valid = data.folds[1][1]
+    truth = data.y_train[valid]
+    assert fold.predictions.shape == (len(valid), 3)
+    accuracy = float((fold.predictions.argmax(1) == truth).mean())
+    # the same model fitted in this process, on the loaded table (a mixed run loads the features)
+    local_data = (
+        data if source == "in-memory" else prepare(_config(local_table, [XGB_DASK, {"kind": "logreg"}]))
+    )
+    local = fit_fold(local_data.members[0], local_data, 1, 0)
+    local_accuracy = float((local.predictions.argmax(1) == truth).mean())
+    agreement = float((local.predictions.argmax(1) == fold.predictions.argmax(1)).mean())
+    assert accuracy > 0.7 and accuracy >= local_accuracy - 0.03, (accuracy, local_accuracy)
+    assert agreement > 0.9, agreement
+
+    refit = client.submit(fit_full, spec, staged, 0, pure=False).result()
+    assert refit.info["trained_on"]["workers"] == 2  # both workers held partitions and trained
+    assert refit.info["trained_on"]["partitions"] >= 2
+    assert refit.test_predictions.shape == (len(data.y_test), 3)
+
+
+def test_flow_trains_on_s3_partitions_and_publishes_a_loadable_booster(s3_table, s3_store):
+    config = _config(s3_table, [XGB_DASK], store=s3_store, name="bigtable", workers=2)
+    result = train_ensemble(config)
+    assert result["weights"] == {"xgboost_dask": 1.0}
+    registry = Registry(s3_store)
+    ref = parse_ref(result["ref"])
+    manifest = registry.read_manifest(ref.name, ref.version)
+    files = list(manifest["files"])
+    member_files = [p for p in files if p.startswith("members/xgboost_dask/")]
+    assert any(p.endswith("model.ubj") for p in member_files), files
+    assert all(p.endswith((".ubj", ".skops", ".json")) for p in files), files  # nothing that runs code
+    info = next(m for m in manifest["members"] if m["name"] == "xgboost_dask")
+    assert info["trained_on"]["workers"] == 2
+    assert info["trained_on"]["partitions"] >= 4  # 6000 rows, >= 2 partitions per worker
+
+    data = prepare(config)  # what the flow prepared: no features in this process
+    assert data.partitioned
+    model = accord.load(result["ref"])
+    proba = np.concatenate([model.predict_proba(f) for f in held_out_frames(data, 700)])
+    measured = score("classification", data.y_test, proba, 3)
+    assert measured == pytest.approx(result["metrics"]["ensemble"], rel=1e-9)
+    assert measured["accuracy"] > 0.75
+    # the promotion gate scores an incumbent on the same held-out rows, chunk by chunk
+    assert incumbent_score(registry, ref.name, ref.version, data, "log_loss") == pytest.approx(
+        result["metrics"]["ensemble"]["log_loss"], rel=1e-9
+    )
+    json.dumps(manifest)  # the manifest stays plain JSON
+
+
+def test_flow_with_cluster_wide_and_ordinary_members(local_table, file_store):
+    """Distributed members run first and alone, then the others; the ensemble weighs them all."""
+    members = [XGB_DASK, {"kind": "logreg"}, {"kind": "random_forest", "params": {"n_estimators": 60}}]
+    config = _config(local_table, members, store=file_store, name="mixed", workers=2)
+    result = train_ensemble(config)
+    assert set(result["weights"]) == {"xgboost_dask", "logreg", "random_forest"}
+    data = prepare(config)
+    assert not data.partitioned
+    model = accord.load(result["ref"])
+    assert score("classification", data.y_test, model.predict_proba(data.X_test), 3) == pytest.approx(
+        result["metrics"]["ensemble"], rel=1e-9
+    )
+    xgb_alone = result["metrics"]["members"]["xgboost_dask"]["accuracy"]
+    assert xgb_alone > 0.75
