@@ -11,7 +11,12 @@ Three runs of one workload in one session:
 Prints the speedups and Prefect's overhead per task. Targets on 2 cores: >= 1.8x over
 sequential on >= 60 CPU-seconds of work; accord within 1.10x of plain Dask.
 
-    python -m bench.parallel [--rows 6000]
+It also prints where a speedup short of 2x goes: the fits' own seconds summed over the
+workers against the same sum in one process (two fits at once on two cores each run
+slower: shared caches, memory bandwidth, clocks), the cluster's start-up, and the
+scheduling (wall time against the ideal split of the summed fit seconds).
+
+    python -m bench.parallel [--rows 10000]
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from flows.server import prefect_api
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=6000)
+    parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
     config = make_config(
@@ -57,12 +62,13 @@ def main() -> None:
     data = prepare(config)
     n_tasks = len(config.members) * (args.folds + 1)
 
-    _, t_seq = run_sequential(config, data)
+    _, t_seq, fits_seq = run_sequential(config, data)
     print(f"sequential: {t_seq:7.1f}s for {n_tasks} fits (the workload: {t_seq:.0f} CPU-seconds)", flush=True)
 
     start = time.perf_counter()
     with local_cluster(2) as cluster, Client(cluster) as client:
-        run_on_client(client, config, data)
+        t_start = time.perf_counter() - start
+        _, t_compute, fits_dask = run_on_client(client, config, data)
     t_dask = time.perf_counter() - start
     print(f"plain dask: {t_dask:7.1f}s (2 workers, start-up included)", flush=True)
 
@@ -84,6 +90,14 @@ def main() -> None:
     print(
         f"Prefect overhead per task:       {1000 * (t_accord - t_dask) / n_tasks:.0f} ms over {n_tasks} tasks"
     )
+    print()
+    print("where plain Dask's speedup goes (2 workers on 2 cores):")
+    print(f"  fits' own seconds, summed: {fits_seq:6.1f}s in one process, {fits_dask:6.1f}s on the workers "
+          f"(each fit {fits_dask / fits_seq:.2f}x slower when two run at once)")  # fmt: skip
+    print(f"  cluster start-up:          {t_start:6.1f}s")
+    print(f"  scheduling: compute {t_compute:.1f}s vs ideal split {fits_dask / 2:.1f}s "
+          f"({t_compute / (fits_dask / 2):.3f})")  # fmt: skip
+    print(f"  ceiling from contention alone: {2 * fits_seq / fits_dask:.2f}x")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def main() -> None:
                         values["members"] = [{"kind": k} for k in ("logreg", "hist_gb", "xgboost")]
                     config = make_config(values)
                     data = prepare(config)
-                    report, t_accord = run_on_client(client, config, data)
+                    report, t_accord, _ = run_on_client(client, config, data)
                     pred, t_stack = run_stacking(config, data)
                     primary = report.primary
                     stack = score(data.task, data.y_test, pred, data.n_classes)[primary]

@@ -1,14 +1,21 @@
 """Scaling: wall time and peak memory per worker as rows, members and workers grow.
 
-Rows 10k -> 100k -> 1M (synthetic, read from Parquet), members 3 -> 6 -> 12, workers 1 -> 2,
-all through accord's member x fold graph on a fresh LocalCluster per measurement (the
-functions the flow's tasks call, submitted with plain Dask so workers can be measured).
-Peak memory is each worker's peak RSS above its idle RSS, against its share of the
-training table (table bytes / workers). Prints growth exponents (log-log slopes) and the
-targets: time no faster than linear in rows, peak memory per worker <= 3x its share,
-1 -> 2 workers >= 1.8x.
+Sweeps, each measurement on a fresh LocalCluster (accord's member x fold functions,
+submitted with plain Dask so the workers can be measured):
 
-    python -m bench.scale [--max-rows 1000000]
+* rows 10k -> 100k -> 1M (synthetic, 20 features, Parquet) for ``xgboost_dask`` (the
+  table read by the workers in partitions, never whole in one process) and for the
+  default ensemble (every in-memory member holds the whole training table);
+* members 3 -> 6 -> 12 at 20k rows;
+* workers 1 -> 2 for the default-style ensemble and for ``xgboost_dask``.
+
+Peak memory per worker: the peak resident set (VmHWM, reset through
+``/proc/self/clear_refs`` once the worker is idle) above the idle resident set, against
+the worker's share of the table (rows x columns x 8 bytes / workers). Prints growth
+exponents (log-log slopes) against the targets: time no faster than linear in rows, peak
+memory per worker <= 3x its share, 1 -> 2 workers >= 1.8x.
+
+    python -m bench.scale [--max-rows 1000000] [--default-max-rows 100000]
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +32,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from distributed import Client
 
-from accord.config import make_config
+from accord.config import DEFAULT_MEMBER_KINDS, make_config
 from accord.data import read_source
 from accord.evaluation import evaluate
 from accord.training import prepare
 from bench.common import fit_members, local_cluster
 
+FEATURES = 20
+XGB_DASK = [{"kind": "xgboost_dask", "params": {"n_estimators": 100}}]
+DEFAULT = [{"kind": kind} for kind in DEFAULT_MEMBER_KINDS]
 BASE = [
     {"kind": "logreg"},
     {"kind": "hist_gb", "params": {"max_iter": 100}},
@@ -50,14 +59,23 @@ MORE = [
 ]
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _reset_peak() -> float:
+    """Reset this process's peak RSS (Linux VmHWM) and return the current RSS in MiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_mib("VmRSS")
 
 
-def _current_rss_mb() -> float:
-    import psutil
+def _peak() -> float:
+    return _status_mib("VmHWM")
 
-    return float(psutil.Process().memory_info().rss) / 2**20
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str, float]:
@@ -66,16 +84,17 @@ def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str
         {"data": path.as_uri(), "target": "target", "members": members, "folds": 3, "store": "memory://scale"}
     )
     data = prepare(config)
-    share_mb = data.X_train.memory_usage(deep=True).sum() / 2**20 / workers
+    rows = len(data.y_train) + len(data.y_test)
+    share_mb = rows * (FEATURES + 1) * 8 / 2**20 / workers
     with local_cluster(workers) as cluster, Client(cluster) as client:
-        idle = client.run(_current_rss_mb)
+        idle = client.run(_reset_peak)
         start = time.perf_counter()
-        oof, refits = fit_members(client, config, data)
+        oof, refits, _ = fit_members(client, config, data)
         evaluate(data, oof, refits, config.method, config.ensemble_size)
         seconds = time.perf_counter() - start
-        peak = client.run(_rss_mb)
+        peak = client.run(_peak)
     added = max(peak[w] - idle[w] for w in peak)
-    return {"seconds": seconds, "peak_mb": added, "share_mb": share_mb, "rows": len(data.y_train)}
+    return {"seconds": seconds, "peak_mb": added, "share_mb": share_mb, "rows": rows}
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -86,55 +105,88 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 
 def table(rows: int, tmp: Path) -> Path:
-    """A synthetic classification table of `rows` rows as Parquet."""
-    frame, _ = read_source(f"synthetic:classification?n_rows={rows}&n_features=20&n_classes=2&seed=0")
+    """A synthetic classification table of `rows` rows as Parquet (row groups of 50k rows)."""
     path = tmp / f"rows-{rows}.parquet"
-    frame.to_parquet(path, index=False)
+    if not path.exists():
+        spec = f"synthetic:classification?n_rows={rows}&n_features={FEATURES}&n_classes=2&seed=0"
+        frame, _ = read_source(spec)
+        frame.to_parquet(path, index=False, row_group_size=50_000)
     return path
 
 
+def rows_sweep(
+    label: str, members: list[dict[str, Any]], sizes: list[int], tmp: Path
+) -> list[dict[str, float]]:
+    """Time and memory of one member set at each size (2 workers); prints a line per size."""
+    print(f"rows sweep: {label} (3 folds + refit, 2 workers)", flush=True)
+    out = []
+    for n in sizes:
+        r = measure(table(n, tmp), members, 2)
+        out.append(r)
+        print(
+            f"  {n:>9,} rows: {r['seconds']:7.1f}s  peak/worker {r['peak_mb']:8.1f} MiB  "
+            f"share {r['share_mb']:7.1f} MiB  ratio {r['peak_mb'] / r['share_mb']:6.2f}",
+            flush=True,
+        )
+    return out
+
+
+def summary(label: str, sweep: list[dict[str, float]]) -> None:
+    """Growth exponent and memory ratio of a rows sweep."""
+    exp = slope([r["rows"] for r in sweep], [r["seconds"] for r in sweep]) if len(sweep) > 1 else float("nan")
+    largest = sweep[-1]
+    ratio = largest["peak_mb"] / largest["share_mb"]
+    print(f"{label}: time ~ rows^{exp:.2f} (target <= 1.00: {'met' if exp <= 1.0 else 'missed'}); "
+          f"peak/share at {int(largest['rows']):,} rows {ratio:.2f} (target <= 3: "
+          f"{'met' if ratio <= 3 else 'missed'})")  # fmt: skip
+
+
 def main() -> None:
-    """Run the three sweeps and print the figures."""
+    """Run the sweeps and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-rows", type=int, default=1_000_000)
+    parser.add_argument("--default-max-rows", type=int, default=100_000)
+    parser.add_argument("--skip-members", action="store_true", help="skip the members sweep")
     args = parser.parse_args()
     sizes = [n for n in (10_000, 100_000, 1_000_000) if n <= args.max_rows]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        print("rows sweep (3 members x 3 folds + refits, 2 workers)")
-        by_rows = []
-        for n in sizes:
-            r = measure(table(n, tmp), BASE, 2)
-            by_rows.append(r)
-            ratio = r["peak_mb"] / r["share_mb"]
-            print(
-                f"  {n:>9,} rows: {r['seconds']:7.1f}s  peak/worker {r['peak_mb']:8.1f} MB  "
-                f"share {r['share_mb']:7.1f} MB  ratio {ratio:5.2f}"
-            )
-        mid = table(20_000, tmp)
-        print("members sweep (20k rows, 2 workers)")
+        xgb = rows_sweep("xgboost_dask", XGB_DASK, sizes, tmp)
+        default = rows_sweep(
+            f"default ensemble ({', '.join(DEFAULT_MEMBER_KINDS)})",
+            DEFAULT,
+            [n for n in sizes if n <= args.default_max_rows],
+            tmp,
+        )
         by_members = []
-        for m in (3, 6, 12):
-            r = measure(mid, (BASE + MORE)[:m], 2)
-            by_members.append((m, r["seconds"]))
-            print(f"  {m:>2} members: {r['seconds']:7.1f}s")
-        print("workers sweep (100k rows, 6 members)")
-        big = table(min(100_000, sizes[-1]), tmp)
-        one = measure(big, (BASE + MORE)[:6], 1)["seconds"]
-        two = measure(big, (BASE + MORE)[:6], 2)["seconds"]
-        print(f"  1 worker {one:7.1f}s  2 workers {two:7.1f}s  speedup {one / two:4.2f}x")
+        if not args.skip_members:
+            print("members sweep (20k rows, 2 workers)", flush=True)
+            for m in (3, 6, 12):
+                r = measure(table(20_000, tmp), (BASE + MORE)[:m], 2)
+                by_members.append((m, r["seconds"]))
+                print(f"  {m:>2} members: {r['seconds']:7.1f}s", flush=True)
+        print("workers sweep", flush=True)
+        speedups = {}
+        for label, members, n in (
+            ("6 members, 100k rows", (BASE + MORE)[:6], min(100_000, sizes[-1])),
+            ("xgboost_dask, largest table", XGB_DASK, sizes[-1]),
+        ):
+            one = measure(table(n, tmp), members, 1)["seconds"]
+            two = measure(table(n, tmp), members, 2)["seconds"]
+            speedups[label] = one / two
+            print(
+                f"  {label}: 1 worker {one:7.1f}s  2 workers {two:7.1f}s  speedup {one / two:4.2f}x",
+                flush=True,
+            )
 
-    rows_exp = slope([r["rows"] for r in by_rows], [r["seconds"] for r in by_rows])
-    members_exp = slope([m for m, _ in by_members], [s for _, s in by_members])
-    worst = max(r["peak_mb"] / r["share_mb"] for r in by_rows)
     print()
-    print(f"time ~ rows^{rows_exp:.2f}   (target <= 1.00: {'met' if rows_exp <= 1.0 else 'missed'})")
-    print(f"time ~ members^{members_exp:.2f}")
-    print(f"peak memory per worker / its share of the data, worst: {worst:.2f} (target <= 3: "
-          f"{'met' if worst <= 3 else 'missed'})")  # fmt: skip
-    print(
-        f"speedup 1 -> 2 workers: {one / two:.2f}x (target >= 1.8: {'met' if one / two >= 1.8 else 'missed'})"
-    )
+    summary("xgboost_dask", xgb)
+    if default:
+        summary("default ensemble", default)
+    if by_members:
+        print(f"time ~ members^{slope([m for m, _ in by_members], [s for _, s in by_members]):.2f}")
+    for label, s in speedups.items():
+        print(f"speedup 1 -> 2 workers, {label}: {s:.2f}x (target >= 1.8: {'met' if s >= 1.8 else 'missed'})")
 
 
 if __name__ == "__main__":

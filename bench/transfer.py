@@ -54,7 +54,7 @@ def pretrain(client: Client, store: str) -> str:
         }
     )
     data = prepare(config)
-    report, _ = run_on_client(client, config, data)
+    report, _, _ = run_on_client(client, config, data)
     from accord.training import fit_full
 
     refits = {s.name: fit_full(s, data, 0) for s in data.members}
@@ -98,7 +98,7 @@ def run(client: Client, data: Prepared, method: str = "caruana") -> dict:
             "method": method,
         }
     )
-    report, seconds = run_on_client(client, config, data)
+    report, seconds, _ = run_on_client(client, config, data)
     return {"report": report, "seconds": seconds}
 
 
@@ -129,7 +129,7 @@ def main() -> None:
                         "store": "memory://unused",
                     }
                 )
-                oof, refits = fit_members(client, config, a_all)
+                oof, refits, _ = fit_members(client, config, a_all)
                 rep = evaluate(a_all, oof, refits, "caruana")
                 without = [
                     n for n in oof if n != "keras_transfer"

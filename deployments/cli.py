@@ -77,7 +77,7 @@ def _flow(flow_name: str) -> Any:
 
 def run_flow(flow_name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run a flow against a Prefect API (a local server is started when none is set)."""
-    from flows.server import prefect_api
+    from flows.server import drain_prefect_clients, prefect_api
 
     with prefect_api() as url:
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -87,19 +87,7 @@ def run_flow(flow_name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
                 result: dict[str, Any] = _flow(flow_name)(*args, **kwargs)
                 return result
             finally:
-                _drain_prefect_clients()
-
-
-def _drain_prefect_clients() -> None:
-    """Send buffered logs and events while the server is still up (it may be ours, about to stop)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for service in (APILogWorker, EventsWorker):
-        try:
-            service.drain_all(timeout=10)
-        except Exception as e:  # draining is best effort; the run itself is already decided
-            _err(f"accord: could not flush Prefect {service.__name__}: {e}")
+                drain_prefect_clients()
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:

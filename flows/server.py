@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 90.0
+SERVER_NICENESS = 5  # the embedded server yields the CPU to flow and worker processes
 
 
 def default_home() -> Path:
@@ -102,6 +103,7 @@ class LocalPrefectServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_lower_priority,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -129,6 +131,25 @@ class LocalPrefectServer:
             self.process.wait(timeout=10)
 
 
+def _lower_priority() -> None:
+    """Run the embedded server below the training processes: its bookkeeping can wait, fits cannot."""
+    os.nice(SERVER_NICENESS)
+
+
+def drain_prefect_clients() -> None:
+    """Send buffered run logs and events while the server is still up (it may be ours, about to stop)."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=10)
+        except Exception as e:  # draining is best effort; the run itself is already decided
+            print(f"accord: could not flush Prefect {service.__name__}: {e}", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def prefect_api(log: bool = True) -> Iterator[str]:
     """Yield a Prefect API URL: ``$PREFECT_API_URL`` if set, else a local server started for the block."""
@@ -145,5 +166,6 @@ def prefect_api(log: bool = True) -> Iterator[str]:
     try:
         yield url
     finally:
+        drain_prefect_clients()
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()

@@ -222,3 +222,18 @@ def test_pretrain_refuses_bad_input_with_exit_2(tmp_path):
     assert out.returncode == 2
     assert "kinds.0: Input should be 'keras_mlp', 'keras_cnn' or 'xgboost'" in out.stderr
     assert Registry(store).names() == []
+
+
+def test_json_mode_keeps_stdout_for_the_json_object(capfd):
+    """Worker processes and native libraries print to file descriptor 1; with --json that goes to stderr."""
+    from deployments.cli import json_stdout
+
+    with json_stdout(True) as out:
+        subprocess.run([sys.executable, "-c", "print('a child process talking')"], check=True)
+        print("a library talking")
+        print(json.dumps({"ref": "x"}), file=out)
+    captured = capfd.readouterr()
+    assert json.loads(captured.out) == {"ref": "x"}
+    assert "a child process talking" in captured.err and "a library talking" in captured.err
+    print("stdout is back")
+    assert capfd.readouterr().out == "stdout is back\n"
