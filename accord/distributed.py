@@ -75,7 +75,7 @@ def roles(data: Prepared) -> tuple[np.ndarray, np.ndarray]:
     if data.train_rows is None or data.test_rows is None:
         raise RuntimeError("the prepared data does not record its source rows")
     n = len(data.train_rows) + len(data.test_rows)
-    role = np.full(n, TEST_ROLE, dtype="int16")
+    role = np.full(n, TEST_ROLE, dtype="int8")
     y = np.zeros(n, dtype=data.y_train.dtype)
     for k, (_, valid) in enumerate(data.folds):
         role[data.train_rows[valid]] = k
@@ -84,11 +84,15 @@ def roles(data: Prepared) -> tuple[np.ndarray, np.ndarray]:
     return role, y
 
 
-def _read_part(part: tuple[Chunk, np.ndarray, np.ndarray], schema: Schema) -> pd.DataFrame:
-    chunk, role, y = part
+def _read_part(chunk: Chunk, start: int, role: np.ndarray, y: np.ndarray, schema: Schema) -> pd.DataFrame:
     frame = schema.conform(chunk.read())
-    frame[ROLE] = role
-    frame[TARGET] = y
+    stop = start + len(frame)
+    frame[ROLE] = role[start:stop]
+    frame[TARGET] = y[start:stop]
+    return frame
+
+
+def _copy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
@@ -96,35 +100,47 @@ def _meta(schema: Schema, y_dtype: Any) -> pd.DataFrame:
     columns: dict[str, pd.Series] = {
         c.name: pd.Series(dtype="float64" if c.kind == "numeric" else "object") for c in schema.columns
     }
-    columns[ROLE] = pd.Series(dtype="int16")
+    columns[ROLE] = pd.Series(dtype="int8")
     columns[TARGET] = pd.Series(dtype=y_dtype)
     return pd.DataFrame(columns)
 
 
-def partitioned(data: Prepared, workers: int, chunk_rows: int = CHUNK_ROWS) -> dd.DataFrame:
+def partitioned(client: Client, data: Prepared, chunk_rows: int = CHUNK_ROWS) -> dd.DataFrame:
     """Every row of the source with its role and target, as a Dask DataFrame.
 
     A Parquet source is planned by row groups and each partition is read by a worker;
-    other sources are split from the frames the flow prepared. There are at least two
-    partitions per worker, so every worker holds a part of the table.
+    the roles and targets (one small array each, sent to every worker once) are sliced
+    beside it. Other sources are sent to the cluster once, chunk by chunk. There are at
+    least two partitions per worker, so every worker holds a part of the table.
     """
+    import dask
     import dask.dataframe as dd
 
     role, y = roles(data)
+    workers = max(1, len(client.nthreads()))
     chunk_rows = max(1, min(chunk_rows, -(-len(role) // (2 * workers))))
+    meta = _meta(data.schema, y.dtype)
     if is_parquet(data.source):
+        # every worker gets the (small) roles and targets, so the reads spread over all of them
+        role_f, y_f = client.scatter([role, y], hash=False, broadcast=True)
+        read = dask.delayed(_read_part, pure=True)
         parts = [
-            (
-                chunk,
-                role[i * chunk_rows : i * chunk_rows + chunk.rows],
-                y[i * chunk_rows : i * chunk_rows + chunk.rows],
-            )
+            read(chunk, i * chunk_rows, role_f, y_f, data.schema)
             for i, chunk in enumerate(plan(data.source, chunk_rows).chunks)
         ]
-        return dd.from_map(_read_part, parts, schema=data.schema, meta=_meta(data.schema, y.dtype))
-    train = data.X_train.assign(**{ROLE: role[data.train_rows], TARGET: data.y_train})
-    test = data.X_test.assign(**{ROLE: np.full(len(data.y_test), TEST_ROLE, "int16"), TARGET: data.y_test})
-    return dd.from_pandas(pd.concat([train, test], ignore_index=True), chunksize=chunk_rows)
+    else:
+        train = data.X_train.assign(**{ROLE: role[data.train_rows], TARGET: data.y_train})
+        test = data.X_test.assign(**{ROLE: np.full(len(data.y_test), TEST_ROLE, "int8"), TARGET: data.y_test})
+        whole = pd.concat([train, test], ignore_index=True)
+        # A scatter from inside a task keeps every chunk on this worker: a task pinned to
+        # each worker in turn copies its chunk there, so every worker holds a part.
+        addresses = sorted(client.nthreads())
+        local = client.scatter([whole.iloc[i : i + chunk_rows] for i in range(0, len(whole), chunk_rows)])
+        parts = [
+            client.submit(_copy, piece, workers=[addresses[j % len(addresses)]], pure=False)
+            for j, piece in enumerate(local)
+        ]
+    return dd.from_delayed(parts, meta=meta, verify_meta=False)
 
 
 def is_parquet(source: str) -> bool:
@@ -147,8 +163,7 @@ def fit_on_cluster(
     cls = member_class(spec.kind)
     member = cls(data.task, spec.params, n_classes=data.n_classes, seed=seed, threads=threads)
     with cluster_client() as client:
-        workers = max(1, len(client.nthreads()))
-        frame = partitioned(data, workers)
+        frame = partitioned(client, data)
         features = frame[data.schema.names]
         role = frame[ROLE]
         if fold is None:

@@ -11,7 +11,10 @@ submitted with plain Dask so the workers can be measured):
 
 Peak memory per worker: the peak resident set (VmHWM, reset through
 ``/proc/self/clear_refs`` once the worker is idle) above the idle resident set, against
-the worker's share of the table (rows x columns x 8 bytes / workers). Prints growth
+the worker's share of the table (rows x columns x 8 bytes / workers). Each worker first
+imports the libraries the members use (scikit-learn, XGBoost, Dask DataFrame, PyArrow and,
+for Keras members, TensorFlow), so the figure is what the work costs, not what loading code
+costs once per process; that one-off cost is printed too. Prints growth
 exponents (log-log slopes) against the targets: time no faster than linear in rows, peak
 memory per worker <= 3x its share, 1 -> 2 workers >= 1.8x.
 
@@ -78,6 +81,22 @@ def _status_mib(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def _warm_up(keras: bool) -> float:
+    """Import what the members use; return the resident set it added, in MiB."""
+    before = _status_mib("VmRSS")
+    import dask.dataframe  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import xgboost.dask  # noqa: F401
+
+    import accord.training  # noqa: F401
+
+    if keras:
+        from accord.members.keras_kind import import_keras
+
+        import_keras(1)
+    return _status_mib("VmRSS") - before
+
+
 def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str, float]:
     """Train every member x fold (3 folds) and refit on a fresh cluster; return time and memory."""
     config = make_config(
@@ -86,7 +105,9 @@ def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str
     data = prepare(config)
     rows = len(data.y_train) + len(data.y_test)
     share_mb = rows * (FEATURES + 1) * 8 / 2**20 / workers
+    keras = any(m["kind"].startswith("keras") for m in members)
     with local_cluster(workers) as cluster, Client(cluster) as client:
+        libraries = max(client.run(_warm_up, keras).values())
         idle = client.run(_reset_peak)
         start = time.perf_counter()
         oof, refits, _ = fit_members(client, config, data)
@@ -94,7 +115,13 @@ def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str
         seconds = time.perf_counter() - start
         peak = client.run(_peak)
     added = max(peak[w] - idle[w] for w in peak)
-    return {"seconds": seconds, "peak_mb": added, "share_mb": share_mb, "rows": rows}
+    return {
+        "seconds": seconds,
+        "peak_mb": added,
+        "share_mb": share_mb,
+        "rows": rows,
+        "libraries_mb": libraries,
+    }
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -125,7 +152,8 @@ def rows_sweep(
         out.append(r)
         print(
             f"  {n:>9,} rows: {r['seconds']:7.1f}s  peak/worker {r['peak_mb']:8.1f} MiB  "
-            f"share {r['share_mb']:7.1f} MiB  ratio {r['peak_mb'] / r['share_mb']:6.2f}",
+            f"share {r['share_mb']:7.1f} MiB  ratio {r['peak_mb'] / r['share_mb']:6.2f}  "
+            f"(libraries, once per worker: {r['libraries_mb']:.0f} MiB)",
             flush=True,
         )
     return out
