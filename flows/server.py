@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 90.0
-SERVER_NICENESS = 5  # the embedded server yields the CPU to flow and worker processes
 
 
 def default_home() -> Path:
@@ -103,7 +102,6 @@ class LocalPrefectServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_lower_priority,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -129,11 +127,6 @@ class LocalPrefectServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
-
-
-def _lower_priority() -> None:
-    """Run the embedded server below the training processes: its bookkeeping can wait, fits cannot."""
-    os.nice(SERVER_NICENESS)
 
 
 def drain_prefect_clients() -> None:

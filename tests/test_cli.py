@@ -224,16 +224,28 @@ def test_pretrain_refuses_bad_input_with_exit_2(tmp_path):
     assert Registry(store).names() == []
 
 
-def test_json_mode_keeps_stdout_for_the_json_object(capfd):
-    """Worker processes and native libraries print to file descriptor 1; with --json that goes to stderr."""
-    from deployments.cli import json_stdout
+JSON_MODE_SCRIPT = """
+import json, subprocess, sys
+from deployments.cli import json_stdout
 
-    with json_stdout(True) as out:
-        subprocess.run([sys.executable, "-c", "print('a child process talking')"], check=True)
-        print("a library talking")
-        print(json.dumps({"ref": "x"}), file=out)
-    captured = capfd.readouterr()
-    assert json.loads(captured.out) == {"ref": "x"}
-    assert "a child process talking" in captured.err and "a library talking" in captured.err
-    print("stdout is back")
-    assert capfd.readouterr().out == "stdout is back\n"
+with json_stdout(True) as out:
+    subprocess.run([sys.executable, "-c", "print('a child process talking')"], check=True)
+    print("a library talking", flush=True)
+    print(json.dumps({"ref": "x"}), file=out)
+print("stdout is back")
+"""
+
+
+def test_json_mode_keeps_stdout_for_the_json_object():
+    """Worker processes and native libraries print to file descriptor 1; with --json that goes to stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", JSON_MODE_SCRIPT],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert json.loads(lines[0]) == {"ref": "x"}
+    assert lines[1:] == ["stdout is back"]
+    assert "a child process talking" in done.stderr and "a library talking" in done.stderr
