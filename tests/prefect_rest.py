@@ -41,6 +41,14 @@ class Api:
         return dict(r.json())
 
     def create_run(self, deployment_id: str, parameters: dict[str, Any]) -> httpx.Response:
+        """POST create_flow_run as the UI does; a server error (5xx, e.g. SQLite busy) is retried twice."""
+        for _ in range(2):
+            r = self.http.post(
+                f"deployments/{deployment_id}/create_flow_run", json={"parameters": parameters}
+            )
+            if r.status_code < 500:
+                return r
+            time.sleep(2)
         return self.http.post(f"deployments/{deployment_id}/create_flow_run", json={"parameters": parameters})
 
     def run(self, run_id: str) -> dict[str, Any]:

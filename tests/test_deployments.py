@@ -159,10 +159,11 @@ def test_a_near_due_schedule_fires_and_completes(served):
 def test_two_triggers_never_train_at_once(served):
     api, store, _ = served
     deployment = api.deployment(TRAIN)
-    ids = [
-        api.create_run(deployment["id"], {"config": small_config(store, "queued", seed=s)}).json()["id"]
-        for s in (1, 2)
+    created = [
+        api.create_run(deployment["id"], {"config": small_config(store, "queued", seed=s)}) for s in (1, 2)
     ]
+    assert all(r.status_code == 201 for r in created), [(r.status_code, r.text) for r in created]
+    ids = [r.json()["id"] for r in created]
     runs = [api.wait(i) for i in ids]
     assert all(r["state_type"] == "COMPLETED" for r in runs)
     first, second = sorted(runs, key=lambda r: r["start_time"])
