@@ -22,7 +22,10 @@ METRICS_FILE = "metrics.json"
 
 
 class Ensemble:
-    """Fitted members combined as ``sum_i w_i * p_i`` (or a stacking meta-learner).
+    """Fitted members combined as ``sum_i w_i * p_i`` or by a stacking meta-learner.
+
+    For classification with ``caruana`` or ``optimize`` the weighted sum is rescaled by
+    the temperature fitted on the out-of-fold predictions (see `accord.weights`).
 
     Attributes:
         members: Member name -> fitted member, in combination order.

@@ -9,7 +9,11 @@ Methods:
     equal: soft voting with equal weights.
     hard: majority vote (classification only).
 
-The combined prediction is ``sum_i w_i * p_i`` for every method with weights.
+The combined prediction is ``sum_i w_i * p_i`` for every method with weights. For
+classification, ``caruana`` and ``optimize`` then apply one temperature ``T`` fitted on
+the same out-of-fold predictions (``p_c ∝ p_c ** (1 / T)``): a weighted average of
+members is less confident than it should be, and a single number recalibrates it without
+changing which class wins. ``T = 1`` (no change) is kept unless it lowers the loss.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class EnsembleWeights:
     weights: np.ndarray | None
     n_classes: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
 
     def combine(self, predictions: list[np.ndarray]) -> np.ndarray:
         """Combine member predictions (same order as the weights) into the ensemble's."""
@@ -43,7 +48,10 @@ class EnsembleWeights:
         assert self.weights is not None
         if self.method == "hard":
             return _vote(predictions, self.weights, self.n_classes)
-        return weighted_sum(predictions, self.weights)
+        combined = weighted_sum(predictions, self.weights)
+        if self.task == "classification" and self.temperature != 1.0:
+            return with_temperature(combined, self.temperature)
+        return combined
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready mapping."""
@@ -53,6 +61,7 @@ class EnsembleWeights:
             "weights": None if self.weights is None else [float(w) for w in self.weights],
             "n_classes": self.n_classes,
             "meta": self.meta,
+            "temperature": self.temperature,
         }
 
     @classmethod
@@ -64,6 +73,7 @@ class EnsembleWeights:
             None if data["weights"] is None else np.asarray(data["weights"], dtype=float),
             int(data.get("n_classes", 0)),
             dict(data.get("meta", {})),
+            float(data.get("temperature", 1.0)),  # versions published before temperatures: none
         )
 
 
@@ -74,6 +84,26 @@ def weighted_sum(predictions: list[np.ndarray], weights: np.ndarray) -> np.ndarr
         if w:
             out = out + w * p
     return out
+
+
+def with_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """Rescale class probabilities: ``p_c ** (1 / T)``, renormalised per row."""
+    logits = np.log(np.clip(proba, PROBA_FLOOR, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return np.asarray(out / out.sum(axis=1, keepdims=True))
+
+
+def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
+    """The temperature in [0.2, 5] minimising the log loss of `proba` on `y`; 1.0 unless it helps."""
+    from scipy.optimize import minimize_scalar
+
+    def objective(log_t: float) -> float:
+        return loss("classification", y, with_temperature(proba, float(np.exp(log_t))))
+
+    result = minimize_scalar(objective, bounds=(np.log(0.2), np.log(5.0)), method="bounded")
+    best = float(np.exp(result.x))
+    return round(best, 6) if objective(np.log(round(best, 6))) < objective(0.0) - 1e-9 else 1.0
 
 
 def _vote(predictions: list[np.ndarray], weights: np.ndarray, n_classes: int) -> np.ndarray:
@@ -224,7 +254,10 @@ def fit_weights(
     if method == "stacking":
         meta = _stacking_fit(predictions, y, task, n_classes)
         return EnsembleWeights(method, task, None, n_classes, meta)
-    greedy = caruana(predictions, y, task, steps)
-    if method == "caruana":
-        return EnsembleWeights(method, task, greedy, n_classes)
-    return EnsembleWeights(method, task, optimize(predictions, y, task, greedy), n_classes)
+    weights = caruana(predictions, y, task, steps)
+    if method == "optimize":
+        weights = optimize(predictions, y, task, weights)
+    temperature = 1.0
+    if task == "classification":
+        temperature = fit_temperature(weighted_sum(predictions, weights), y)
+    return EnsembleWeights(method, task, weights, n_classes, temperature=temperature)

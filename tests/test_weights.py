@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from accord.errors import ConfigError
 from accord.losses import loss
-from accord.weights import EnsembleWeights, caruana, fit_weights
+from accord.weights import EnsembleWeights, caruana, fit_temperature, fit_weights, weighted_sum
 
 
 def _members(seed: int, n: int = 300, k: int = 3, m: int = 5):
@@ -43,7 +45,27 @@ def test_optimize_is_at_least_as_good_as_caruana():
     preds, y = _members(11)
     c = fit_weights(preds, y, "classification", "caruana", n_classes=3)
     o = fit_weights(preds, y, "classification", "optimize", n_classes=3)
-    assert loss("classification", y, o.combine(preds)) <= loss("classification", y, c.combine(preds)) + 1e-12
+    # the weights' own loss (before the temperature each rule fits afterwards)
+    assert (
+        loss("classification", y, weighted_sum(preds, o.weights))
+        <= loss("classification", y, weighted_sum(preds, c.weights)) + 1e-12
+    )
+
+
+def test_temperature_recalibrates_an_underconfident_average_on_oof_only():
+    preds, y = _members(5)
+    rule = fit_weights(preds, y, "classification", "caruana", n_classes=3)
+    averaged = weighted_sum(preds, rule.weights)
+    assert rule.temperature != 1.0  # averaging members makes the ensemble less confident than it should be
+    assert loss("classification", y, rule.combine(preds)) < loss("classification", y, averaged)
+    np.testing.assert_array_equal(rule.combine(preds).argmax(1), averaged.argmax(1))  # same winners
+    np.testing.assert_allclose(rule.combine(preds).sum(1), 1.0)
+    restored = EnsembleWeights.from_dict(json.loads(json.dumps(rule.to_dict())))
+    np.testing.assert_allclose(restored.combine(preds), rule.combine(preds))
+    old = {k: v for k, v in rule.to_dict().items() if k != "temperature"}  # a version published before
+    np.testing.assert_allclose(EnsembleWeights.from_dict(old).combine(preds), averaged)
+    assert fit_weights(preds, y, "classification", "equal", n_classes=3).temperature == 1.0  # the baseline
+    assert fit_temperature(averaged, averaged.argmax(1)) < 1.0  # labels that agree: sharpen
 
 
 def test_regression_weights_and_loss():
