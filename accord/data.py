@@ -303,6 +303,31 @@ def validate_target(y: pd.Series, task: Task, source: str) -> None:
         )
 
 
+def checked_target(
+    y: pd.Series, n_features: int, task: Literal["auto", "classification", "regression"], source: str
+) -> tuple[pd.Series, Task, tuple[Any, ...]]:
+    """Refuse an empty table, a table of only the target, or a target accord cannot learn.
+
+    Returns:
+        The target normalised (string labels, or float values), the task, and the sorted
+        classes (empty for regression).
+
+    Raises:
+        DataError: naming the column and what was found.
+    """
+    if len(y) == 0:
+        raise DataError(f"data source {source!r} has no rows; at least one row per fold is needed.")
+    if n_features == 0:
+        raise DataError(f"data source {source!r} has no feature columns besides the target {y.name!r}.")
+    resolved: Task = infer_task(y) if task == "auto" else task
+    validate_target(y, resolved, source)
+    if resolved == "regression":
+        return y.astype("float64"), resolved, ()
+    if column_kind(y) == "categorical":
+        y = normalise_column(y, "categorical")
+    return y, resolved, tuple(_plain(c) for c in np.sort(y.unique()))
+
+
 def load_dataset(
     source: str,
     target: str | None = None,
@@ -327,23 +352,10 @@ def load_dataset(
             f"target column {target_name!r} not found in {source!r}; columns are "
             f"{[str(c) for c in frame.columns][:30]}. Pass --target with one of them."
         )
-    if len(frame) == 0:
-        raise DataError(f"data source {source!r} has no rows; at least one row per fold is needed.")
-    y = frame[target_name]
     X = frame.drop(columns=[target_name])
-    if X.shape[1] == 0:
-        raise DataError(f"data source {source!r} has no feature columns besides the target {target_name!r}.")
-    resolved: Task = infer_task(y) if task == "auto" else task
-    validate_target(y, resolved, source)
+    y, resolved, classes = checked_target(frame[target_name], X.shape[1], task, source)
     kinds = {str(c): column_kind(X[c]) for c in X.columns}
     X = pd.DataFrame({str(c): normalise_column(X[c], kinds[str(c)]) for c in X.columns})
-    classes: tuple[Any, ...] = ()
-    if resolved == "classification":
-        if column_kind(y) == "categorical":
-            y = normalise_column(y, "categorical")
-        classes = tuple(_plain(c) for c in np.sort(y.unique()))
-    else:
-        y = y.astype("float64")
     schema = Schema.infer(X, target_name, resolved, classes)
     return Dataset(X, y, resolved, schema, source, fingerprint(X, y))
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from accord.data import Dataset, Task, infer_task, validate_target
+from accord.data import Dataset, checked_target
 from accord.errors import DataError
-from accord.schema import MAX_CATEGORIES_RECORDED, Column, Schema, column_kind, normalise_column
+from accord.schema import MAX_CATEGORIES_RECORDED, Column, Schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -85,19 +85,7 @@ def describe_parquet(
         raise DataError(f"cannot read {source!r}: no such file. Check the URL.") from e
     except Exception as e:  # filesystems and parsers raise many types; all mean "unreadable"
         raise DataError(f"cannot read {source!r} as parquet: {type(e).__name__}: {e}. Check the URL.") from e
-    if len(y) == 0:
-        raise DataError(f"data source {source!r} has no rows; at least one row per fold is needed.")
-    if not features:
-        raise DataError(f"data source {source!r} has no feature columns besides the target {target!r}.")
-    resolved: Task = infer_task(y) if task == "auto" else task
-    validate_target(y, resolved, source)
-    classes: tuple[Any, ...] = ()
-    if resolved == "classification":
-        if column_kind(y) == "categorical":
-            y = normalise_column(y, "categorical")
-        classes = tuple(v.item() if isinstance(v, np.generic) else v for v in np.sort(y.unique()))
-    else:
-        y = y.astype("float64")
+    y, resolved, classes = checked_target(y, len(features), task, source)
     columns = tuple(
         Column(n, kinds[n], "float64" if kinds[n] == "numeric" else "object", categories.get(n, ()))
         for n in features

@@ -130,7 +130,8 @@ def prepare(config: TrainConfig) -> Prepared:
         DataError: the data cannot be trained on.
         ConfigError: a member kind, parameter or the method does not fit the task.
     """
-    if is_partitioned_run(config):
+    partitioned = is_partitioned_run(config)
+    if partitioned:
         from accord.partitioned import describe_parquet
 
         dataset = describe_parquet(config.data, config.target, config.task)
@@ -149,7 +150,7 @@ def prepare(config: TrainConfig) -> Prepared:
         for spec in config.members
     )
     prepared = split(dataset, config.folds, config.test_size, config.seed)
-    return replace(prepared, members=resolved, partitioned=is_partitioned_run(config))
+    return replace(prepared, members=resolved, partitioned=partitioned)
 
 
 def is_partitioned_run(config: TrainConfig) -> bool:

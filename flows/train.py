@@ -82,7 +82,6 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         [w for w in work if is_distributed(w[0].kind)],
         [w for w in work if not is_distributed(w[0].kind)],
     ]
-    done = 0
     with task_runner_for(config) as runner:
         staged = None
         for phase in phases:
@@ -94,7 +93,6 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                 if cached is not None:
                     _keep(fold_results, refits, name, k, cached)
                     logger.info("reused the cached result of member %r %s", name, _what(k))
-                    done += 1
                     continue
                 if staged is None:  # the cluster starts only if something must be trained
                     staged = runner.submit(stage_data, {"data": data})
@@ -108,12 +106,11 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                 name, k, key = pending[future]
                 result = _result(future, f"member {name!r} {_what(k)}")
                 _keep(fold_results, refits, name, k, result)
-                done += 1
                 try:
                     cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
                 except Exception as e:  # a cache that cannot be written costs a retrain later, not this run
                     logger.warning("could not cache member %r %s: %s", name, _what(k), e)
-                if 2 * done >= len(work):
+                if 2 * (len(fold_results) + len(refits)) >= len(work):
                     failpoint("train:mid-training")
     names = [spec.name for spec in data.members if spec.name]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
