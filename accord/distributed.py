@@ -113,31 +113,43 @@ def partitioned(client: Client, data: Prepared, chunk_rows: int = CHUNK_ROWS) ->
     beside it. Other sources are sent to the cluster once, chunk by chunk. There are at
     least two partitions per worker, so every worker holds a part of the table.
     """
-    import dask
     import dask.dataframe as dd
 
     role, y = roles(data)
-    workers = max(1, len(client.nthreads()))
-    chunk_rows = max(1, min(chunk_rows, -(-len(role) // (2 * workers))))
+    # Each partition's task is sent to the workers in turn: left to itself, the scheduler
+    # may run every read on one idle worker, and the fit would then use only that one.
+    # The preference is loose, so a partition still finds a home if its worker leaves.
+    addresses = sorted(client.nthreads())
+    chunk_rows = max(1, min(chunk_rows, -(-len(role) // (2 * len(addresses)))))
     meta = _meta(data.schema, y.dtype)
     if is_parquet(data.source):
-        # every worker gets the (small) roles and targets, so the reads spread over all of them
+        # every worker gets the (small) roles and targets once and reads its own row groups
         role_f, y_f = client.scatter([role, y], hash=False, broadcast=True)
-        read = dask.delayed(_read_part, pure=True)
         parts = [
-            read(chunk, i * chunk_rows, role_f, y_f, data.schema)
+            client.submit(
+                _read_part,
+                chunk,
+                i * chunk_rows,
+                role_f,
+                y_f,
+                data.schema,
+                workers=[addresses[i % len(addresses)]],
+                allow_other_workers=True,
+                pure=False,
+            )
             for i, chunk in enumerate(plan(data.source, chunk_rows).chunks)
         ]
     else:
         train = data.X_train.assign(**{ROLE: role[data.train_rows], TARGET: data.y_train})
         test = data.X_test.assign(**{ROLE: np.full(len(data.y_test), TEST_ROLE, "int8"), TARGET: data.y_test})
         whole = pd.concat([train, test], ignore_index=True)
-        # A scatter from inside a task keeps every chunk on this worker: a task pinned to
-        # each worker in turn copies its chunk there, so every worker holds a part.
-        addresses = sorted(client.nthreads())
+        # A scatter from inside a task keeps every chunk on this worker; the copy task
+        # sent to each worker in turn moves its chunk there.
         local = client.scatter([whole.iloc[i : i + chunk_rows] for i in range(0, len(whole), chunk_rows)])
         parts = [
-            client.submit(_copy, piece, workers=[addresses[j % len(addresses)]], pure=False)
+            client.submit(
+                _copy, piece, workers=[addresses[j % len(addresses)]], allow_other_workers=True, pure=False
+            )
             for j, piece in enumerate(local)
         ]
     return dd.from_delayed(parts, meta=meta, verify_meta=False)
