@@ -98,11 +98,14 @@ class KerasTransfer(KerasMLP):
             "parent_member": None,
             "strategy": "fine_tune",
             "unfreeze": -1,
-            "head_learning_rate": 1e-3,
-            "fine_tune_learning_rate": 1e-5,
-            "head_epochs": 100,
+            # The head is one layer over fixed features: at 1e-3, with early stopping on a
+            # small validation slice, it stopped far from converged (bench/transfer: 0.948
+            # vs 0.967 parity accuracy at 100 rows per class).
+            "head_learning_rate": 1e-2,
+            "fine_tune_learning_rate": 1e-4,
+            "head_epochs": 300,
             "fine_tune_epochs": 50,
-            "patience": 10,
+            "patience": 30,
             "batch_size": 32,
             "validation_fraction": 0.15,
         }
