@@ -10,7 +10,7 @@ from distributed import Client, LocalCluster
 from accord.config import TrainConfig
 from accord.evaluation import Report, evaluate
 from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_order
-from flows.runtime import worker_env
+from flows.runtime import WorkerNanny, worker_env
 
 
 def local_cluster(workers: int = 2) -> LocalCluster:
@@ -19,6 +19,7 @@ def local_cluster(workers: int = 2) -> LocalCluster:
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
+        worker_class=WorkerNanny,
         dashboard_address=":0",
         env=worker_env(),
         silence_logs=40,

@@ -6,6 +6,8 @@ import logging
 import os
 from typing import Any, Protocol
 
+import dask
+from distributed import Nanny
 from prefect_dask import DaskTaskRunner
 
 from accord.errors import ConfigError
@@ -20,6 +22,22 @@ WORKER_THREAD_ENV = {
     "ACCORD_THREADS_PER_TASK": "1",
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
+
+
+class WorkerNanny(Nanny):
+    """The nanny of accord's local workers: it starts them with glibc's own malloc settings.
+
+    Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker so freed memory goes
+    back to the OS sooner. Setting it also pins glibc's mmap threshold at 128 KiB, so every
+    larger array is a fresh mmap and its pages fault in again: fits that allocate a lot
+    (random forests, histogram boosting) ran 10-25% slower here than the same fits in one
+    process. A cluster a user brings (an address, ``cluster_class``) keeps its own config.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # None unsets a variable in Dask's pre-spawn environment; one the user set stays.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            super().__init__(*args, **kwargs)
 
 
 def worker_env() -> dict[str, str]:
@@ -76,6 +94,7 @@ def task_runner_for(config: ClusterOptions) -> DaskTaskRunner:
         "n_workers": adapt.minimum if adapt else config.workers,
         "threads_per_worker": 1,
         "processes": True,
+        "worker_class": WorkerNanny,
         "dashboard_address": ":0",
         "silence_logs": logging.WARNING,
         "env": worker_env(),
