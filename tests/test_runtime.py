@@ -7,6 +7,7 @@ import os
 from distributed import Client, LocalCluster
 
 from accord.config import make_config
+from accord.training import work_order
 from flows.runtime import task_runner_for, worker_env
 
 
@@ -36,6 +37,38 @@ def test_local_workers_use_one_thread_per_library_and_the_shared_api():
     with cluster, Client(cluster) as client:
         report = client.submit(_thread_report, pure=False).result()
     assert report == {"blas_openmp": [1], "tf_intra": 1, "accord": 1, "api": os.environ["PREFECT_API_URL"]}
+
+
+def _malloc_trim() -> str | None:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_local_workers_keep_glibc_malloc_defaults(monkeypatch):
+    # Dask's nanny also writes the variable into the process that starts it: clear what
+    # an earlier cluster of this test session left there.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    kwargs = {**task_runner_for(make_config({"workers": 1})).cluster_kwargs, "n_workers": 1}
+    with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+        assert client.submit(_malloc_trim, pure=False).result() is None
+    assert _malloc_trim() is None
+    try:  # what Dask's own nanny does, so the check above can fail
+        with (
+            LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+            Client(cluster) as client,
+        ):
+            assert client.submit(_malloc_trim, pure=False).result() == "65536"
+    finally:
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+
+
+def test_work_order_puts_costly_members_first_and_cheap_fits_last():
+    members = make_config(
+        {"members": [{"kind": "logreg"}, {"kind": "random_forest"}, {"kind": "knn"}, {"kind": "hist_gb"}]}
+    ).members
+    order = [(s.kind, k) for s, k in work_order(members, 3)]
+    assert len(order) == 16 and len(set(order)) == 16
+    assert order[:4] == [("hist_gb", None), ("hist_gb", 0), ("hist_gb", 1), ("hist_gb", 2)]
+    assert {kind for kind, _ in order[-8:]} == {"logreg", "knn"}  # the tail holds only cheap fits
 
 
 def test_dask_address_selects_an_existing_scheduler():
