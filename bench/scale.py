@@ -18,7 +18,7 @@ costs once per process; that one-off cost is printed too. Prints growth
 exponents (log-log slopes) against the targets: time no faster than linear in rows, peak
 memory per worker <= 3x its share, 1 -> 2 workers >= 1.8x.
 
-    python -m bench.scale [--max-rows 1000000] [--default-max-rows 100000]
+    python -m bench.scale [--max-rows 1000000] [--default-max-rows 100000] [--sweeps rows,members,workers]
 """
 
 from __future__ import annotations
@@ -175,30 +175,41 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, default=1_000_000)
     parser.add_argument("--default-max-rows", type=int, default=100_000)
     parser.add_argument("--skip-members", action="store_true", help="skip the members sweep")
+    parser.add_argument(
+        "--sweeps", default="rows,members,workers", help="which sweeps to run (comma-separated)"
+    )
     args = parser.parse_args()
+    sweeps = set(args.sweeps.split(","))
+    if args.skip_members:
+        sweeps.discard("members")
     sizes = [n for n in (10_000, 100_000, 1_000_000) if n <= args.max_rows]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        xgb = rows_sweep("xgboost_dask", XGB_DASK, sizes, tmp)
-        default = rows_sweep(
-            f"default ensemble ({', '.join(DEFAULT_MEMBER_KINDS)})",
-            DEFAULT,
-            [n for n in sizes if n <= args.default_max_rows],
-            tmp,
-        )
+        xgb: list[dict[str, float]] = []
+        default: list[dict[str, float]] = []
+        if "rows" in sweeps:
+            xgb = rows_sweep("xgboost_dask", XGB_DASK, sizes, tmp)
+            default = rows_sweep(
+                f"default ensemble ({', '.join(DEFAULT_MEMBER_KINDS)})",
+                DEFAULT,
+                [n for n in sizes if n <= args.default_max_rows],
+                tmp,
+            )
         by_members = []
-        if not args.skip_members:
+        if "members" in sweeps:
             print("members sweep (20k rows, 2 workers)", flush=True)
             for m in (3, 6, 12):
                 r = measure(table(20_000, tmp), (BASE + MORE)[:m], 2)
                 by_members.append((m, r["seconds"]))
                 print(f"  {m:>2} members: {r['seconds']:7.1f}s", flush=True)
-        print("workers sweep", flush=True)
         speedups = {}
-        for label, members, n in (
+        workloads = [
             ("6 members, 100k rows", (BASE + MORE)[:6], min(100_000, sizes[-1])),
             ("xgboost_dask, largest table", XGB_DASK, sizes[-1]),
-        ):
+        ]
+        if "workers" in sweeps:
+            print("workers sweep", flush=True)
+        for label, members, n in workloads if "workers" in sweeps else []:
             one = measure(table(n, tmp), members, 1)["seconds"]
             two = measure(table(n, tmp), members, 2)["seconds"]
             speedups[label] = one / two
@@ -208,7 +219,8 @@ def main() -> None:
             )
 
     print()
-    summary("xgboost_dask", xgb)
+    if xgb:
+        summary("xgboost_dask", xgb)
     if default:
         summary("default ensemble", default)
     if by_members:
