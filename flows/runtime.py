@@ -24,19 +24,26 @@ WORKER_THREAD_ENV = {
 }
 
 
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 4 * 2**20, "MALLOC_TRIM_THRESHOLD_": 16 * 2**20}
+
+
 class WorkerNanny(Nanny):
-    """The nanny of accord's local workers: it starts them with glibc's own malloc settings.
+    """The nanny of accord's local workers: malloc settings for fits that allocate a lot.
 
     Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker so freed memory goes
-    back to the OS sooner. Setting it also pins glibc's mmap threshold at 128 KiB, so every
-    larger array is a fresh mmap and its pages fault in again: fits that allocate a lot
-    (random forests, histogram boosting) ran 10-25% slower here than the same fits in one
-    process. A cluster a user brings (an address, ``cluster_class``) keeps its own config.
+    back to the OS sooner. That also pins glibc's mmap threshold at 128 KiB, so every
+    larger array is a fresh mmap whose pages fault in again: random forests and histogram
+    boosting ran 10-25% slower here than in one process. Unsetting it (glibc's adaptive
+    thresholds) brought the speed back but doubled ``xgboost_dask``'s peak per worker at
+    1M rows (bench/scale). Arrays under 4 MiB now come from the heap, which keeps up to
+    16 MiB free at its top; larger ones are mmapped and returned when freed. A cluster a
+    user brings (an address, ``cluster_class``) keeps its own config.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # None unsets a variable in Dask's pre-spawn environment; one the user set stays.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        # A variable the user set in the environment wins over these.
+        key = "distributed.nanny.pre-spawn-environ"
+        with dask.config.set({f"{key}.{k}": v for k, v in WORKER_MALLOC.items()}):
             super().__init__(*args, **kwargs)
 
 

@@ -8,7 +8,7 @@ from distributed import Client, LocalCluster
 
 from accord.config import make_config
 from accord.training import work_order
-from flows.runtime import task_runner_for, worker_env
+from flows.runtime import WORKER_MALLOC, task_runner_for, worker_env
 
 
 def _thread_report() -> dict[str, object]:
@@ -39,26 +39,32 @@ def test_local_workers_use_one_thread_per_library_and_the_shared_api():
     assert report == {"blas_openmp": [1], "tf_intra": 1, "accord": 1, "api": os.environ["PREFECT_API_URL"]}
 
 
-def _malloc_trim() -> str | None:
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+def _malloc() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")}
 
 
-def test_local_workers_keep_glibc_malloc_defaults(monkeypatch):
-    # Dask's nanny also writes the variable into the process that starts it: clear what
-    # an earlier cluster of this test session left there.
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+def test_local_workers_get_accords_malloc_settings(monkeypatch):
+    # Dask's nanny also writes them into the process that starts it, and what is set there
+    # wins: clear what an earlier cluster of this test session left.
+    for key in _malloc():
+        monkeypatch.delenv(key, raising=False)
     kwargs = {**task_runner_for(make_config({"workers": 1})).cluster_kwargs, "n_workers": 1}
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-        assert client.submit(_malloc_trim, pure=False).result() is None
-    assert _malloc_trim() is None
+        assert client.submit(_malloc, pure=False).result() == {
+            "MALLOC_TRIM_THRESHOLD_": str(WORKER_MALLOC["MALLOC_TRIM_THRESHOLD_"]),
+            "MALLOC_MMAP_THRESHOLD_": str(WORKER_MALLOC["MALLOC_MMAP_THRESHOLD_"]),
+        }
+    for key in _malloc():  # the nanny wrote them here too
+        os.environ.pop(key, None)
     try:  # what Dask's own nanny does, so the check above can fail
         with (
             LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
             Client(cluster) as client,
         ):
-            assert client.submit(_malloc_trim, pure=False).result() == "65536"
+            assert client.submit(_malloc, pure=False).result()["MALLOC_TRIM_THRESHOLD_"] == "65536"
     finally:
-        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        for key in _malloc():
+            os.environ.pop(key, None)
 
 
 def test_work_order_puts_costly_members_first_and_cheap_fits_last():
