@@ -105,6 +105,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
             for future in as_completed(list(pending)):
                 name, k, key = pending[future]
                 result = _result(future, f"member {name!r} {_what(k)}")
+                logger.debug("member %r %s: fitted in %.2f s", name, _what(k), result.seconds)
                 _keep(fold_results, refits, name, k, result)
                 try:
                     cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
