@@ -40,16 +40,18 @@ class Api:
         r.raise_for_status()
         return dict(r.json())
 
-    def create_run(self, deployment_id: str, parameters: dict[str, Any]) -> httpx.Response:
-        """POST create_flow_run as the UI does; a server error (5xx, e.g. SQLite busy) is retried twice."""
+    def post(self, path: str, json: Any) -> httpx.Response:
+        """POST; a server error (5xx, e.g. SQLite busy) is retried twice, as Prefect's own client does."""
         for _ in range(2):
-            r = self.http.post(
-                f"deployments/{deployment_id}/create_flow_run", json={"parameters": parameters}
-            )
+            r = self.http.post(path, json=json)
             if r.status_code < 500:
                 return r
             time.sleep(2)
-        return self.http.post(f"deployments/{deployment_id}/create_flow_run", json={"parameters": parameters})
+        return self.http.post(path, json=json)
+
+    def create_run(self, deployment_id: str, parameters: dict[str, Any]) -> httpx.Response:
+        """POST create_flow_run as the UI does."""
+        return self.post(f"deployments/{deployment_id}/create_flow_run", {"parameters": parameters})
 
     def run(self, run_id: str) -> dict[str, Any]:
         r = self.http.get(f"flow_runs/{run_id}")
@@ -68,7 +70,7 @@ class Api:
         )
 
     def filter(self, what: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        r = self.http.post(f"{what}/filter", json=body)
+        r = self.post(f"{what}/filter", body)
         r.raise_for_status()
         return list(r.json())
 

@@ -132,7 +132,7 @@ def test_a_near_due_schedule_fires_and_completes(served):
             "parameters": {"config": small_config(store, "scheduled")},
         }
     ]
-    r = api.http.post(f"deployments/{deployment['id']}/schedules", json=body)
+    r = api.post(f"deployments/{deployment['id']}/schedules", body)
     assert r.status_code == 201, r.text
     schedule_id = r.json()[0]["id"]
     try:
