@@ -125,20 +125,13 @@ def partitioned(client: Client, data: Prepared, chunk_rows: int = CHUNK_ROWS) ->
     if is_parquet(data.source):
         # every worker gets the (small) roles and targets once and reads its own row groups
         role_f, y_f = client.scatter([role, y], hash=False, broadcast=True)
-        parts = [
-            client.submit(
-                _read_part,
-                chunk,
-                i * chunk_rows,
-                role_f,
-                y_f,
-                data.schema,
-                workers=[addresses[i % len(addresses)]],
-                allow_other_workers=True,
-                pure=False,
-            )
-            for i, chunk in enumerate(plan(data.source, chunk_rows).chunks)
-        ]
+        chunks = plan(data.source, chunk_rows).chunks
+        parts = _spread(
+            client,
+            addresses,
+            _read_part,
+            [(c, i * chunk_rows, role_f, y_f, data.schema) for i, c in enumerate(chunks)],
+        )
     else:
         train = data.X_train.assign(**{ROLE: role[data.train_rows], TARGET: data.y_train})
         test = data.X_test.assign(**{ROLE: np.full(len(data.y_test), TEST_ROLE, "int8"), TARGET: data.y_test})
@@ -146,13 +139,18 @@ def partitioned(client: Client, data: Prepared, chunk_rows: int = CHUNK_ROWS) ->
         # A scatter from inside a task keeps every chunk on this worker; the copy task
         # sent to each worker in turn moves its chunk there.
         local = client.scatter([whole.iloc[i : i + chunk_rows] for i in range(0, len(whole), chunk_rows)])
-        parts = [
-            client.submit(
-                _copy, piece, workers=[addresses[j % len(addresses)]], allow_other_workers=True, pure=False
-            )
-            for j, piece in enumerate(local)
-        ]
+        parts = _spread(client, addresses, _copy, [(piece,) for piece in local])
     return dd.from_delayed(parts, meta=meta, verify_meta=False)
+
+
+def _spread(client: Client, addresses: list[str], func: Any, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """Submit ``func(*args)`` for each args, sent to the workers in turn (loosely: another may take it)."""
+    return [
+        client.submit(
+            func, *args, workers=[addresses[i % len(addresses)]], allow_other_workers=True, pure=False
+        )
+        for i, args in enumerate(calls)
+    ]
 
 
 def is_parquet(source: str) -> bool:

@@ -40,22 +40,23 @@ def test_local_workers_use_one_thread_per_library_and_the_shared_api():
 
 
 def _malloc() -> dict[str, str | None]:
-    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")}
+    return {k: os.environ.get(k) for k in WORKER_MALLOC}
+
+
+def _clear_malloc() -> None:
+    # Dask's nanny also writes these into the process that starts it, and what is set
+    # there wins over any config.
+    for key in WORKER_MALLOC:
+        os.environ.pop(key, None)
 
 
 def test_local_workers_get_accords_malloc_settings(monkeypatch):
-    # Dask's nanny also writes them into the process that starts it, and what is set there
-    # wins: clear what an earlier cluster of this test session left.
-    for key in _malloc():
+    for key in WORKER_MALLOC:  # restored afterwards
         monkeypatch.delenv(key, raising=False)
     kwargs = {**task_runner_for(make_config({"workers": 1})).cluster_kwargs, "n_workers": 1}
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-        assert client.submit(_malloc, pure=False).result() == {
-            "MALLOC_TRIM_THRESHOLD_": str(WORKER_MALLOC["MALLOC_TRIM_THRESHOLD_"]),
-            "MALLOC_MMAP_THRESHOLD_": str(WORKER_MALLOC["MALLOC_MMAP_THRESHOLD_"]),
-        }
-    for key in _malloc():  # the nanny wrote them here too
-        os.environ.pop(key, None)
+        assert client.submit(_malloc, pure=False).result() == {k: str(v) for k, v in WORKER_MALLOC.items()}
+    _clear_malloc()
     try:  # what Dask's own nanny does, so the check above can fail
         with (
             LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
@@ -63,8 +64,7 @@ def test_local_workers_get_accords_malloc_settings(monkeypatch):
         ):
             assert client.submit(_malloc, pure=False).result()["MALLOC_TRIM_THRESHOLD_"] == "65536"
     finally:
-        for key in _malloc():
-            os.environ.pop(key, None)
+        _clear_malloc()
 
 
 def test_work_order_puts_costly_members_first_and_cheap_fits_last():
