@@ -7,8 +7,10 @@ from typing import Any
 
 from distributed import Client, LocalCluster
 
+from accord import publishing
 from accord.config import TrainConfig
 from accord.evaluation import Report, evaluate
+from accord.store.registry import Registry
 from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_order
 from flows.runtime import WorkerNanny, worker_env
 
@@ -26,8 +28,19 @@ def local_cluster(workers: int = 2) -> LocalCluster:
     )
 
 
-def run_on_client(client: Client, config: TrainConfig, data: Prepared) -> tuple[Report, float, float]:
+def publish_run(config: TrainConfig, data: Prepared, refits: dict[str, Any], report: Report) -> str:
+    """Publish a run's version as the flow's publish task does (same files, manifest and store)."""
+    files, manifest = publishing.version_payload(data, refits, report, config=config.model_dump(mode="json"))
+    return publishing.publish(Registry(config.store), config.name, files, manifest)
+
+
+def run_on_client(
+    client: Client, config: TrainConfig, data: Prepared, publish: bool = False
+) -> tuple[Report, float, float]:
     """accord's training graph (member x fold, refits, weights) via plain `client.submit`.
+
+    With `publish`, the version is then published as the flow publishes it, so the run
+    does the flow's whole job without Prefect.
 
     Returns:
         The report, the wall time and the sum of the fits' own seconds on the workers.
@@ -35,6 +48,8 @@ def run_on_client(client: Client, config: TrainConfig, data: Prepared) -> tuple[
     start = time.perf_counter()
     oof, refit_results, fit_seconds = fit_members(client, config, data)
     report = evaluate(data, oof, refit_results, config.method, config.ensemble_size)
+    if publish:
+        publish_run(config, data, refit_results, report)
     return report, time.perf_counter() - start, fit_seconds
 
 
@@ -59,8 +74,11 @@ def fit_members(
     return oof, refit_results, seconds
 
 
-def run_sequential(config: TrainConfig, data: Prepared) -> tuple[Report, float, float]:
-    """The same fits one after another in this process: report, wall time, the fits' own seconds."""
+def run_sequential(config: TrainConfig, data: Prepared, publish: bool = False) -> tuple[Report, float, float]:
+    """The same fits one after another in this process: report, wall time, the fits' own seconds.
+
+    With `publish`, the version is then published as in `run_on_client`.
+    """
     start = time.perf_counter()
     oof: dict[str, Any] = {}
     refits: dict[str, Any] = {}
@@ -72,4 +90,6 @@ def run_sequential(config: TrainConfig, data: Prepared) -> tuple[Report, float, 
         refits[name] = fit_full(spec, data, config.seed)
         seconds += sum(f.seconds for f in folds) + refits[name].seconds
     report = evaluate(data, oof, refits, config.method, config.ensemble_size)
+    if publish:
+        publish_run(config, data, refits, report)
     return report, time.perf_counter() - start, seconds

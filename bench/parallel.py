@@ -8,7 +8,8 @@ Three runs of one workload in one session:
 3. accord: the `train_ensemble` flow (Prefect tasks on a DaskTaskRunner with a
    LocalCluster of 2 workers, start-up, weights and publishing to memory:// included).
 
-Prints the speedups and Prefect's overhead per task. Targets on 2 cores: >= 1.8x over
+Each run ends by publishing the version to memory:// as the flow does, so all three do the
+same job. Prints the speedups and Prefect's overhead per task. Targets on 2 cores: >= 1.8x over
 sequential on >= 60 CPU-seconds of work; accord within 1.10x of plain Dask.
 
 It also prints where a speedup short of 2x goes: the fits' own seconds summed over the
@@ -16,12 +17,13 @@ workers against the same sum in one process (two fits at once on two cores each 
 slower: shared caches, memory bandwidth, clocks), the cluster's start-up, and the
 scheduling (wall time against the ideal split of the summed fit seconds).
 
-    python -m bench.parallel [--rows 10000]
+    python -m bench.parallel [--rows 10000] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 
@@ -29,18 +31,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # the sequential baseline uses one core, as each worker does
 
-from distributed import Client
-
-from accord.config import make_config
-from accord.training import prepare
-from bench.common import local_cluster, run_on_client, run_sequential
 from flows.server import prefect_api
 
 
 def main() -> None:
+    # Prefect reads PREFECT_API_URL when first imported (flows.runtime imports it): imported
+    # before the server's URL is in the environment, the flow would start a temporary server of
+    # its own, and its task runs would go to another server than the workers'.
+    with prefect_api(log=False):
+        compare()
+
+
+def compare() -> None:
+    """Run the workload three ways and print the ratios."""
+    from distributed import Client
+
+    from accord.config import make_config
+    from accord.training import prepare
+    from bench.common import local_cluster, run_on_client, run_sequential
+    from flows.train import train_ensemble
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="plain Dask and accord runs, alternated")
     args = parser.parse_args()
     config = make_config(
         {
@@ -62,28 +76,49 @@ def main() -> None:
     data = prepare(config)
     n_tasks = len(config.members) * (args.folds + 1)
 
-    _, t_seq, fits_seq = run_sequential(config, data)
+    _, t_seq, fits_seq = run_sequential(config, data, publish=True)
     print(f"sequential: {t_seq:7.1f}s for {n_tasks} fits (the workload: {t_seq:.0f} CPU-seconds)", flush=True)
 
-    start = time.perf_counter()
-    with local_cluster(2) as cluster, Client(cluster) as client:
-        t_start = time.perf_counter() - start
-        _, t_compute, fits_dask = run_on_client(client, config, data)
-    t_dask = time.perf_counter() - start
-    print(f"plain dask: {t_dask:7.1f}s (2 workers, start-up included)", flush=True)
+    def plain() -> dict[str, float]:
+        start = time.perf_counter()
+        with local_cluster(2) as cluster, Client(cluster) as client:
+            t_start = time.perf_counter() - start
+            _, t_compute, fits_dask = run_on_client(client, config, data, publish=True)
+        wall = time.perf_counter() - start
+        return {"wall": wall, "start": t_start, "compute": t_compute, "fits": fits_dask}
 
-    with prefect_api(log=False) as url:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings({PREFECT_API_URL: url}):
-            from flows.train import train_ensemble
-
+    def accord(store: str) -> dict[str, float]:
+        fits = FitSeconds()
+        logger = logging.getLogger("prefect.flow_runs")
+        logger.addHandler(fits)
+        logger.setLevel(logging.DEBUG)  # the flow logs each member task's fit seconds at debug level
+        try:
             start = time.perf_counter()
-            train_ensemble(config)
-            t_accord = time.perf_counter() - start
-    print(f"accord:     {t_accord:7.1f}s (Prefect flow on a DaskTaskRunner, 2 workers)", flush=True)
+            train_ensemble(config.model_copy(update={"store": store}))
+            return {"wall": time.perf_counter() - start, "fits": fits.total}
+        finally:
+            logger.removeHandler(fits)
 
+    # Rounds alternate which runs first, so a machine that speeds up or slows down during
+    # the session does not favour either.
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "accord": []}
+    for r in range(args.rounds):
+        for name in ("plain", "accord") if r % 2 == 0 else ("accord", "plain"):
+            # each accord run gets a store of its own: in one store it would reuse the
+            # previous run's cached fits (they exist for resuming a crashed run)
+            runs[name].append(plain() if name == "plain" else accord(f"{config.store}-{r}"))
+            print(f"round {r + 1}: {name:7s} {runs[name][-1]['wall']:7.1f}s", flush=True)
+
+    def mean(name: str, key: str) -> float:
+        return sum(run[key] for run in runs[name]) / len(runs[name])
+
+    t_dask, t_accord = mean("plain", "wall"), mean("accord", "wall")
+    fits_dask, fits_accord = mean("plain", "fits"), mean("accord", "fits")
     print()
+    print(f"means over {args.rounds} rounds: plain dask {t_dask:.1f}s, accord {t_accord:.1f}s")
+    for r in range(args.rounds):
+        ratio = runs["accord"][r]["wall"] / runs["plain"][r]["wall"]
+        print(f"  round {r + 1}: accord / plain dask {ratio:.3f}")
     print(f"speedup plain dask / sequential: {t_seq / t_dask:.2f}x")
     print(f"speedup accord / sequential:     {t_seq / t_accord:.2f}x   (target >= 1.8x)")
     print(f"accord / plain dask:             {t_accord / t_dask:.3f}   (target <= 1.10)")
@@ -94,10 +129,31 @@ def main() -> None:
     print("where plain Dask's speedup goes (2 workers on 2 cores):")
     print(f"  fits' own seconds, summed: {fits_seq:6.1f}s in one process, {fits_dask:6.1f}s on the workers "
           f"(each fit {fits_dask / fits_seq:.2f}x slower when two run at once)")  # fmt: skip
-    print(f"  cluster start-up:          {t_start:6.1f}s")
+    print(f"  cluster start-up:          {mean('plain', 'start'):6.1f}s")
+    t_compute = mean("plain", "compute")
     print(f"  scheduling: compute {t_compute:.1f}s vs ideal split {fits_dask / 2:.1f}s "
           f"({t_compute / (fits_dask / 2):.3f})")  # fmt: skip
     print(f"  ceiling from contention alone: {2 * fits_seq / fits_dask:.2f}x")
+    print("where accord's time goes beyond plain Dask's:")
+    print(f"  fits' own seconds, summed: {fits_accord:6.1f}s on accord's workers "
+          f"vs {fits_dask:6.1f}s with plain Dask ({fits_accord / fits_dask:.2f}x)")  # fmt: skip
+
+
+class FitSeconds(logging.Handler):
+    """Sums the fit seconds the flow logs for each member task ("... fitted in %.2f s")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.total = 0.0
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Add one task's fit seconds."""
+        if "fitted in" in str(record.msg) and isinstance(record.args, tuple):
+            seconds = record.args[-1]
+            assert isinstance(seconds, float), record.args
+            self.total += seconds
+            self.count += 1
 
 
 if __name__ == "__main__":

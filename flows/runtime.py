@@ -24,6 +24,9 @@ WORKER_THREAD_ENV = {
 }
 
 
+# Imported by each local worker as it starts (see flows/worker_preload.py).
+WORKER_PRELOAD = ["flows.worker_preload"]
+
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 4 * 2**20, "MALLOC_TRIM_THRESHOLD_": 16 * 2**20}
 
 
@@ -50,7 +53,7 @@ class WorkerNanny(Nanny):
 def worker_env() -> dict[str, str]:
     """Environment for local worker processes: thread limits plus the Prefect API they must share."""
     env = dict(WORKER_THREAD_ENV)
-    for key in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_HOME"):
+    for key in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_HOME", "PREFECT_API_SSL_CERT_FILE"):
         if os.environ.get(key):
             env[key] = os.environ[key]
     return env
@@ -105,5 +108,6 @@ def task_runner_for(config: ClusterOptions) -> DaskTaskRunner:
         "dashboard_address": ":0",
         "silence_logs": logging.WARNING,
         "env": worker_env(),
+        "preload": WORKER_PRELOAD,
     }
     return DaskTaskRunner(cluster_kwargs=cluster_kwargs, adapt_kwargs=adapt_kwargs)

@@ -24,7 +24,7 @@ _state: dict[str, object] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from flows.server import LocalPrefectServer, free_port
+    from flows.server import LocalPrefectServer, free_port, local_api_environment
 
     home = Path(tempfile.mkdtemp(prefix="accord-test-prefect-"))
     os.environ["PREFECT_HOME"] = str(home)
@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
         server = LocalPrefectServer(
             env={"PREFECT_HOME": str(home), "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
         )
-        os.environ["PREFECT_API_URL"] = server.start()
+        os.environ.update(local_api_environment(server.start(), home))
         _state["prefect"] = server
 
     from moto.server import ThreadedMotoServer

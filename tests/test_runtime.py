@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import ssl
+from pathlib import Path
 
 from distributed import Client, LocalCluster
 
 from accord.config import make_config
 from accord.training import work_order
 from flows.runtime import WORKER_MALLOC, task_runner_for, worker_env
+from flows.server import local_api_environment
 
 
 def _thread_report() -> dict[str, object]:
@@ -25,6 +28,7 @@ def _thread_report() -> dict[str, object]:
         "tf_intra": tf.config.threading.get_intra_op_parallelism_threads(),
         "accord": threads_per_task(),
         "api": os.environ.get("PREFECT_API_URL"),
+        "ca": os.environ.get("PREFECT_API_SSL_CERT_FILE"),
     }
 
 
@@ -36,7 +40,19 @@ def test_local_workers_use_one_thread_per_library_and_the_shared_api():
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, env=worker_env(), dashboard_address=":0")
     with cluster, Client(cluster) as client:
         report = client.submit(_thread_report, pure=False).result()
-    assert report == {"blas_openmp": [1], "tf_intra": 1, "accord": 1, "api": os.environ["PREFECT_API_URL"]}
+    api, ca = os.environ["PREFECT_API_URL"], os.environ["PREFECT_API_SSL_CERT_FILE"]
+    assert report == {"blas_openmp": [1], "tf_intra": 1, "accord": 1, "api": api, "ca": ca}
+
+
+def test_clients_of_a_local_http_server_load_one_certificate(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_SSL_CERT_FILE", raising=False)
+    env = local_api_environment("http://127.0.0.1:4200/api", tmp_path)
+    pem = Path(env["PREFECT_API_SSL_CERT_FILE"]).read_text()
+    assert pem.count("BEGIN CERTIFICATE") == 1
+    ssl.create_default_context(cafile=env["PREFECT_API_SSL_CERT_FILE"])  # a file ssl accepts
+    assert "PREFECT_API_SSL_CERT_FILE" not in local_api_environment("https://prefect.example/api", tmp_path)
+    monkeypatch.setenv("PREFECT_API_SSL_CERT_FILE", "/etc/ssl/mine.pem")  # the user's own wins
+    assert "PREFECT_API_SSL_CERT_FILE" not in local_api_environment("http://127.0.0.1:4200/api", tmp_path)
 
 
 def _malloc() -> dict[str, str | None]:
@@ -50,11 +66,24 @@ def _clear_malloc() -> None:
         os.environ.pop(key, None)
 
 
-def test_local_workers_get_accords_malloc_settings(monkeypatch):
+def test_local_workers_get_accords_malloc_settings_and_preload(monkeypatch):
     for key in WORKER_MALLOC:  # restored afterwards
         monkeypatch.delenv(key, raising=False)
+
+    def _preloaded() -> list[str]:
+        # A local function travels by value: running it imports nothing (a module-level one
+        # would make the worker import this test module, and accord and Prefect with it).
+        import sys
+
+        return sorted(m for m in ("accord.training", "prefect.task_engine", "tasks.training") if m in sys.modules)
+
     kwargs = {**task_runner_for(make_config({"workers": 1})).cluster_kwargs, "n_workers": 1}
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+        assert client.submit(_preloaded, pure=False).result() == [
+            "accord.training",
+            "prefect.task_engine",
+            "tasks.training",
+        ]
         assert client.submit(_malloc, pure=False).result() == {k: str(v) for k, v in WORKER_MALLOC.items()}
     _clear_malloc()
     try:  # what Dask's own nanny does, so the check above can fail
@@ -62,6 +91,7 @@ def test_local_workers_get_accords_malloc_settings(monkeypatch):
             LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
             Client(cluster) as client,
         ):
+            assert client.submit(_preloaded, pure=False).result() == []  # before _malloc imports this module
             assert client.submit(_malloc, pure=False).result()["MALLOC_TRIM_THRESHOLD_"] == "65536"
     finally:
         _clear_malloc()
