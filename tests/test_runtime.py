@@ -75,7 +75,8 @@ def test_local_workers_get_accords_malloc_settings_and_preload(monkeypatch):
         # would make the worker import this test module, and accord and Prefect with it).
         import sys
 
-        return sorted(m for m in ("accord.training", "prefect.task_engine", "tasks.training") if m in sys.modules)
+        wanted = ("accord.training", "prefect.task_engine", "tasks.training")
+        return sorted(m for m in wanted if m in sys.modules)
 
     kwargs = {**task_runner_for(make_config({"workers": 1})).cluster_kwargs, "n_workers": 1}
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
