@@ -167,6 +167,13 @@ def summary(label: str, sweep: list[dict[str, float]]) -> None:
     print(f"{label}: time ~ rows^{exp:.2f} (target <= 1.00: {'met' if exp <= 1.0 else 'missed'}); "
           f"peak/share at {int(largest['rows']):,} rows {ratio:.2f} (target <= 3: "
           f"{'met' if ratio <= 3 else 'missed'})")  # fmt: skip
+    if len(sweep) > 1:  # what the work costs per row, apart from what any run costs a worker
+        prev = sweep[-2]
+        marginal = (largest["peak_mb"] - prev["peak_mb"]) / (largest["share_mb"] - prev["share_mb"])
+        first = sweep[0]
+        print(f"  of which: {first['peak_mb']:.0f} MiB at {int(first['rows']):,} rows (what any run costs "
+              f"a worker), and {marginal:.2f} MiB more per MiB of share from {int(prev['rows']):,} to "
+              f"{int(largest['rows']):,} rows")  # fmt: skip
 
 
 def main() -> None:
