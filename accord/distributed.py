@@ -6,16 +6,22 @@ but its task does not fit anything itself: it secedes from its worker thread
 (several ``xgboost.dask`` fits at once can hang when workers have one thread), and
 drives a fit in which every worker trains on the partitions it holds.
 
-The table is a Dask DataFrame of every row with two extra columns: ``__role__`` (the
-fold a training row validates, or -1 for a test row) and ``__y__`` (the encoded
-target). A Parquet source is read by the workers row group by row group, straight from
-its URL; any other source is partitioned from the prepared frames. Filtering on the role
-keeps row order, so a fold's predictions line up with the in-memory members' folds.
+Each row of the table carries its role (the fold a training row validates, or -1 for a
+test row) and its encoded target. A Parquet source is read by the workers row group by
+row group, straight from its URL; any other source is partitioned from the prepared
+frames. The task that reads (or holds) a partition also splits it into the rows the fit
+trains on and the rows it predicts, encoded for the member, so the raw partition is gone
+when its task ends: a worker holds its share of the table once, encoded, not also raw.
+Filtering on the role keeps row order, so a fold's predictions line up with the in-memory
+members' folds.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,28 +98,62 @@ def _read_part(chunk: Chunk, start: int, role: np.ndarray, y: np.ndarray, schema
     return frame
 
 
-def _copy(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame
+Encoder = Callable[[pd.DataFrame], pd.DataFrame]
 
 
-def _meta(schema: Schema, y_dtype: Any) -> pd.DataFrame:
-    columns: dict[str, pd.Series] = {
-        c.name: pd.Series(dtype="float64" if c.kind == "numeric" else "object") for c in schema.columns
-    }
-    columns[ROLE] = pd.Series(dtype="int8")
-    columns[TARGET] = pd.Series(dtype=y_dtype)
-    return pd.DataFrame(columns)
+def _split(
+    frame: pd.DataFrame, names: list[str], fold: int | None, encode: Encoder
+) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    """A partition's encoded training rows, their targets and its encoded rows to predict."""
+    role = frame[ROLE].to_numpy()
+    if fold is None:
+        train, predict = role >= 0, role == TEST_ROLE
+    else:
+        train, predict = (role >= 0) & (role != fold), role == fold
+    features = frame[names]
+    return encode(features[train]), frame[TARGET][train], encode(features[predict])
 
 
-def partitioned(client: Client, data: Prepared, chunk_rows: int = CHUNK_ROWS) -> dd.DataFrame:
-    """Every row of the source with its role and target, as a Dask DataFrame.
+def _read_split(
+    chunk: Chunk,
+    start: int,
+    role: np.ndarray,
+    y: np.ndarray,
+    schema: Schema,
+    fold: int | None,
+    encode: Encoder,
+) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    return _split(_read_part(chunk, start, role, y, schema), schema.names, fold, encode)
+
+
+@dataclass
+class Split:
+    """One fold's rows on the cluster, encoded: training features and targets, rows to predict."""
+
+    X_train: dd.DataFrame
+    y_train: dd.Series
+    X_predict: dd.DataFrame
+    workers: int  # how many workers hold training rows
+
+
+def partitioned(
+    client: Client,
+    data: Prepared,
+    fold: int | None,
+    encode: Encoder,
+    meta: pd.DataFrame,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Split:
+    """The rows of fold `fold` (None: the refit) split and encoded on the workers.
 
     A Parquet source is planned by row groups and each partition is read by a worker;
     the roles and targets (one small array each, sent to every worker once) are sliced
     beside it. Other sources are sent to the cluster once, chunk by chunk. There are at
-    least two partitions per worker, so every worker holds a part of the table.
+    least two partitions per worker, so every worker holds a part of the table. `encode`
+    turns a partition's features into the member's input, described by `meta`.
     """
     import dask.dataframe as dd
+    from distributed import wait
 
     role, y = roles(data)
     # Each partition's task is sent to the workers in turn: left to itself, the scheduler
@@ -121,26 +161,43 @@ def partitioned(client: Client, data: Prepared, chunk_rows: int = CHUNK_ROWS) ->
     # The preference is loose, so a partition still finds a home if its worker leaves.
     addresses = sorted(client.nthreads())
     chunk_rows = max(1, min(chunk_rows, -(-len(role) // (2 * len(addresses)))))
-    meta = _meta(data.schema, y.dtype)
     if is_parquet(data.source):
         # every worker gets the (small) roles and targets once and reads its own row groups
         role_f, y_f = client.scatter([role, y], hash=False, broadcast=True)
         chunks = plan(data.source, chunk_rows).chunks
-        parts = _spread(
-            client,
-            addresses,
-            _read_part,
-            [(c, i * chunk_rows, role_f, y_f, data.schema) for i, c in enumerate(chunks)],
-        )
+        calls = [(c, i * chunk_rows, role_f, y_f, data.schema, fold, encode) for i, c in enumerate(chunks)]
+        parts = _spread(client, addresses, _read_split, calls)
     else:
         train = data.X_train.assign(**{ROLE: role[data.train_rows], TARGET: data.y_train})
         test = data.X_test.assign(**{ROLE: np.full(len(data.y_test), TEST_ROLE, "int8"), TARGET: data.y_test})
         whole = pd.concat([train, test], ignore_index=True)
-        # A scatter from inside a task keeps every chunk on this worker; the copy task
+        # A scatter from inside a task keeps every chunk on this worker; the split task
         # sent to each worker in turn moves its chunk there.
         local = client.scatter([whole.iloc[i : i + chunk_rows] for i in range(0, len(whole), chunk_rows)])
-        parts = _spread(client, addresses, _copy, [(piece,) for piece in local])
-    return dd.from_delayed(parts, meta=meta, verify_meta=False)
+        parts = _spread(client, addresses, _split, [(p, data.schema.names, fold, encode) for p in local])
+    # Each piece is taken on the worker holding its partition (left to itself, an idle
+    # worker may fetch small partitions); the partition's tuple is then released.
+    wait(parts)
+    where = client.who_has(parts)
+    pieces = [
+        [
+            client.submit(
+                operator.getitem, p, i, workers=list(where[p.key]), allow_other_workers=True, pure=False
+            )
+            for p in parts
+        ]
+        for i in range(3)
+    ]
+    del parts
+    wait(pieces[0])
+    holders = {w for ws in client.who_has(pieces[0]).values() for w in ws}
+    y_meta = pd.Series(dtype=y.dtype, name=TARGET)
+    return Split(
+        dd.from_delayed(pieces[0], meta=meta, verify_meta=False),
+        dd.from_delayed(pieces[1], meta=y_meta, verify_meta=False),
+        dd.from_delayed(pieces[2], meta=meta, verify_meta=False),
+        workers=len(holders),
+    )
 
 
 def _spread(client: Client, addresses: list[str], func: Any, calls: list[tuple[Any, ...]]) -> list[Any]:
@@ -173,13 +230,8 @@ def fit_on_cluster(
     cls = member_class(spec.kind)
     member = cls(data.task, spec.params, n_classes=data.n_classes, seed=seed, threads=threads)
     with cluster_client() as client:
-        frame = partitioned(client, data)
-        features = frame[data.schema.names]
-        role = frame[ROLE]
-        if fold is None:
-            train, predict = role >= 0, role == TEST_ROLE
-        else:
-            train, predict = (role >= 0) & (role != fold), role == fold
-        member.fit_partitioned(client, features[train], frame[TARGET][train], data.schema)  # type: ignore[attr-defined]
-        predictions = member.predict_partitioned(client, features[predict])  # type: ignore[attr-defined]
+        member.prepare_encoding(data.schema)  # type: ignore[attr-defined]
+        split = partitioned(client, data, fold, member.encoder(), member.encoded_meta())  # type: ignore[attr-defined]
+        member.fit_encoded(client, split.X_train, split.y_train, split.workers)  # type: ignore[attr-defined]
+        predictions = member.predict_encoded(client, split.X_predict)  # type: ignore[attr-defined]
     return member, predictions

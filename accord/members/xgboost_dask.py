@@ -12,6 +12,7 @@ so every partition is encoded alike without a pass over the table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
@@ -65,24 +66,33 @@ class XGBoostDaskMember(XGBoostMember):
         self.booster_ = model.get_booster()
         return self
 
-    def encode(self, frame: dd.DataFrame) -> dd.DataFrame:
-        """Encode a partitioned feature table, partition by partition, as `predict` encodes a table."""
+    def encoder(self) -> Callable[[pd.DataFrame], pd.DataFrame]:
+        """The function that encodes one partition's features, as `predict` encodes a table.
+
+        It runs on the workers, inside the task that reads the partition.
+        """
         prep = self.prep_
-        width = len(prep.get_feature_names_out())
-        columns = [f"f{i}" for i in range(width)]
+        columns = list(self.encoded_meta().columns)
 
         def transform(part: pd.DataFrame) -> pd.DataFrame:
             return pd.DataFrame(prep.transform(part), columns=columns, index=part.index)
 
-        meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-        return frame.map_partitions(transform, meta=meta)
+        return transform
 
-    def fit_partitioned(self, client: Client, X: dd.DataFrame, y: dd.Series, schema: Schema) -> Self:
-        """Train one booster across the cluster with `xgboost.dask`; partitions never leave their workers."""
+    def encoded_meta(self) -> pd.DataFrame:
+        """An empty frame shaped like the encoded features (Dask's ``meta``)."""
+        width = len(self.prep_.get_feature_names_out())
+        return pd.DataFrame({f"f{i}": pd.Series(dtype="float64") for i in range(width)})
+
+    def fit_encoded(self, client: Client, X: dd.DataFrame, y: dd.Series, workers: int) -> Self:
+        """Train one booster across the cluster with `xgboost.dask` on encoded partitions.
+
+        The partitions are already in the memory of the `workers` workers that read them;
+        they do not move. `prepare_encoding` must have built the encoder that made them.
+        """
         import xgboost as xgb
         import xgboost.dask  # a submodule; `import xgboost` does not load it
 
-        self.prepare_encoding(schema)
         common = {**self.params, "n_jobs": self.threads, "random_state": self.seed}
         model: Any
         if self.task == "classification":
@@ -90,14 +100,9 @@ class XGBoostDaskMember(XGBoostMember):
         else:
             model = xgb.dask.DaskXGBRegressor(**common)
         model.client = client
-        from distributed import futures_of, wait
-
-        encoded, target = client.persist([self.encode(X), y])  # each partition stays where it was read
-        wait([encoded, target])
-        holders = {w for ws in client.who_has(futures_of(encoded)).values() for w in ws}
-        model.fit(encoded, target)
+        model.fit(X, y)
         self.booster_ = model.get_booster()
-        self.trained_on_ = {"workers": len(holders), "partitions": int(encoded.npartitions)}
+        self.trained_on_ = {"workers": workers, "partitions": int(X.npartitions)}
         return self
 
     def info(self) -> dict[str, Any]:
@@ -106,12 +111,12 @@ class XGBoostDaskMember(XGBoostMember):
         out["trained_on"] = self.trained_on_ or {"workers": 0, "partitions": 0}
         return out
 
-    def predict_partitioned(self, client: Client, X: dd.DataFrame) -> np.ndarray:
-        """Predict a partitioned table on the cluster; the (small) predictions come back in row order."""
+    def predict_encoded(self, client: Client, X: dd.DataFrame) -> np.ndarray:
+        """Predict encoded partitions on the cluster; the (small) predictions come back in row order."""
         import xgboost as xgb
         import xgboost.dask  # a submodule; `import xgboost` does not load it
 
-        raw = xgb.dask.inplace_predict(client, self.booster_, self.encode(X))
+        raw = xgb.dask.inplace_predict(client, self.booster_, X)
         values = np.asarray(client.compute(raw).result(), dtype="float64")
         if self.task == "regression":
             return values.reshape(-1)
