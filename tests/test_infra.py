@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -70,6 +71,8 @@ def test_compose_wires_services_that_exist():
     assert env["ACCORD_DASK_ADDRESS"] == "tcp://dask-scheduler:8786"
     assert "--port 8786" in services["dask-scheduler"]["command"]
     assert "tcp://dask-scheduler:8786" in services["dask-worker"]["command"]
+    preload = shlex.split(services["dask-worker"]["command"])
+    assert importlib.util.find_spec(preload[preload.index("--preload") + 1]) is not None
     assert (
         env["AWS_ENDPOINT_URL"] == "http://minio:9000" and "--address :9000" in services["minio"]["command"]
     )
@@ -91,6 +94,7 @@ def test_dask_cli_accepts_the_flags_infra_uses():
             "--name",
             "--dashboard-address",
             "--no-dashboard",
+            "--preload",
         ],
     }
     for command, flags in used.items():
