@@ -135,7 +135,7 @@ def loopback_ca_file(home: Path) -> Path:
 
     Prefect builds an SSL context for every API client it makes, loading the whole CA
     bundle (certifi's, about 23 ms here), and a Dask worker makes two or three clients per
-    task: about 5% of a worker's time on accord's member tasks. A client of
+    task: about 3% of a worker's time on bench/parallel's member tasks. A client of
     ``http://127.0.0.1`` never uses that context; with this file as
     ``PREFECT_API_SSL_CERT_FILE`` it costs 0.5 ms. Trusting fewer roots can only make a TLS
     connection fail, never accept one the full bundle would refuse.
