@@ -110,8 +110,7 @@ def _split(
         train, predict = role >= 0, role == TEST_ROLE
     else:
         train, predict = (role >= 0) & (role != fold), role == fold
-    features = frame[names]
-    return encode(features[train]), frame[TARGET][train], encode(features[predict])
+    return encode(frame.loc[train, names]), frame[TARGET][train], encode(frame.loc[predict, names])
 
 
 def _read_split(

@@ -145,7 +145,6 @@ class FitSeconds(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.total = 0.0
-        self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         """Add one task's fit seconds."""
@@ -153,7 +152,6 @@ class FitSeconds(logging.Handler):
             seconds = record.args[-1]
             assert isinstance(seconds, float), record.args
             self.total += seconds
-            self.count += 1
 
 
 if __name__ == "__main__":
