@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import secrets
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -95,15 +94,16 @@ class ResultCache:
     def _put(self, key: str, kind: str, meta: dict[str, Any], files: dict[str, bytes]) -> None:
         entry_dir = self._dir(key)
         entries = {}
+        for path, data in sorted(files.items()):
+            # The bytes are whole in memory, so one pipe writes them without a temporary
+            # file (a refit's files are hundreds of MiB for big forests). A write cut short
+            # leaves a file whose hash the entry, written last, does not match: a miss.
+            if self._local:
+                self.fs.makedirs(f"{entry_dir}/{path}".rsplit("/", 1)[0], exist_ok=True)
+            self.fs.pipe_file(f"{entry_dir}/{path}", data)
+            entries[path] = hashlib.sha256(data).hexdigest()
+        body = json.dumps({"kind": kind, "meta": meta, "files": entries}, sort_keys=True).encode()
         with tempfile.TemporaryDirectory(prefix="accord-cache-") as tmp:
-            for path, data in sorted(files.items()):
-                local = Path(tmp) / secrets.token_hex(8)
-                local.write_bytes(data)
-                if self._local:
-                    self.fs.makedirs(f"{entry_dir}/{path}".rsplit("/", 1)[0], exist_ok=True)
-                self.fs.put_file(str(local), f"{entry_dir}/{path}")
-                entries[path] = hashlib.sha256(data).hexdigest()
-            body = json.dumps({"kind": kind, "meta": meta, "files": entries}, sort_keys=True).encode()
             local = Path(tmp) / ENTRY
             local.write_bytes(body)
             put_whole(self.fs, local, f"{entry_dir}/{ENTRY}")  # last: the entry exists once whole
