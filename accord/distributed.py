@@ -44,7 +44,7 @@ LOCK_NAME = "accord-distributed-fit"
 ROLE = "__role__"
 TARGET = "__y__"
 TEST_ROLE = -1
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = 50_000
 
 
 def is_distributed(kind: str) -> bool:

@@ -106,8 +106,13 @@ def split(dataset: Dataset, folds: int, test_size: float, seed: int) -> Prepared
         splitter: Any = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     else:
         splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    # Row indices as int32 (while they fit): they are the largest part of a partitioned
+    # run's prepared data, which a worker holds through the run.
+    index_dtype = np.int32 if n < 2**31 else np.int64
+    train_idx, test_idx = train_idx.astype(index_dtype), test_idx.astype(index_dtype)
     fold_idx = tuple(
-        (np.asarray(tr), np.asarray(va)) for tr, va in splitter.split(np.zeros(len(y_train)), y_train)
+        (tr.astype(index_dtype), va.astype(index_dtype))
+        for tr, va in splitter.split(np.zeros(len(y_train)), y_train)
     )
     return Prepared(
         X_train=dataset.X.iloc[train_idx].reset_index(drop=True),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, wait
 
 from accord import publishing
 from accord.config import TrainConfig
+from accord.distributed import is_distributed
 from accord.evaluation import Report, evaluate
 from accord.store.registry import Registry
 from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_order
@@ -61,11 +62,17 @@ def fit_members(
     members = data.members or tuple(config.members)
     folds: dict[Any, Any] = {}
     refits: dict[Any, Any] = {}
-    for s, k in work_order(members, len(data.folds)):  # the same order as the flow
+    work = work_order(members, len(data.folds))
+    # the same order as the flow: members that span the cluster first, one task at a time
+    for s, k in [w for w in work if is_distributed(w[0].kind)] + [
+        w for w in work if not is_distributed(w[0].kind)
+    ]:
         if k is None:
             refits[s.name] = client.submit(fit_full, s, staged, config.seed, pure=False)
         else:
             folds[(s.name, k)] = client.submit(fit_fold, s, staged, k, config.seed, pure=False)
+        if is_distributed(s.kind):
+            wait(refits[s.name] if k is None else folds[(s.name, k)])
     fold_results = {key: f.result() for key, f in folds.items()}
     refit_results = {name: f.result() for name, f in refits.items()}
     names = [s.name for s in members]

@@ -78,13 +78,29 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     work = work_order(data.members, len(data.folds))
     # Members that span the whole cluster (xgboost_dask) run first and alone: a worker busy
     # with another member would let Dask move their per-worker training tasks elsewhere.
+    # They also run one task at a time. Their fits take turns on a cluster-wide lock
+    # anyway, and a task waiting for it holds a worker thread of its own. Each such thread
+    # kept its own malloc arena of the fit's freed memory: with all four of a member's tasks
+    # submitted at once, the worker driving them held 366 MiB at 1M rows instead of 207.
     phases = [
-        [w for w in work if is_distributed(w[0].kind)],
-        [w for w in work if not is_distributed(w[0].kind)],
+        ([w for w in work if is_distributed(w[0].kind)], True),
+        ([w for w in work if not is_distributed(w[0].kind)], False),
     ]
+
+    def collect(future: Any, name: str, k: int | None, key: str) -> None:
+        result = _result(future, f"member {name!r} {_what(k)}")
+        logger.debug("member %r %s: fitted in %.2f s", name, _what(k), result.seconds)
+        _keep(fold_results, refits, name, k, result)
+        try:
+            cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
+        except Exception as e:  # a cache that cannot be written costs a retrain later, not this run
+            logger.warning("could not cache member %r %s: %s", name, _what(k), e)
+        if 2 * (len(fold_results) + len(refits)) >= len(work):
+            failpoint("train:mid-training")
+
     with task_runner_for(config) as runner:
         staged = None
-        for phase in phases:
+        for phase, one_at_a_time in phases:
             pending: dict[Any, tuple[str, int | None, str]] = {}
             for spec, k in phase:  # longest first; results a crashed run already computed are reused
                 name = spec.name or spec.kind
@@ -101,18 +117,12 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                 else:
                     params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
                     future = runner.submit(fit_member_fold, params)
-                pending[future] = (name, k, key)
+                if one_at_a_time:
+                    collect(future, name, k, key)
+                else:
+                    pending[future] = (name, k, key)
             for future in as_completed(list(pending)):
-                name, k, key = pending[future]
-                result = _result(future, f"member {name!r} {_what(k)}")
-                logger.debug("member %r %s: fitted in %.2f s", name, _what(k), result.seconds)
-                _keep(fold_results, refits, name, k, result)
-                try:
-                    cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
-                except Exception as e:  # a cache that cannot be written costs a retrain later, not this run
-                    logger.warning("could not cache member %r %s: %s", name, _what(k), e)
-                if 2 * (len(fold_results) + len(refits)) >= len(work):
-                    failpoint("train:mid-training")
+                collect(future, *pending[future])
     names = [spec.name for spec in data.members if spec.name]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
     report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size)

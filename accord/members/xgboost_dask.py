@@ -75,14 +75,15 @@ class XGBoostDaskMember(XGBoostMember):
         columns = list(self.encoded_meta().columns)
 
         def transform(part: pd.DataFrame) -> pd.DataFrame:
-            return pd.DataFrame(prep.transform(part), columns=columns, index=part.index)
+            values = np.asarray(prep.transform(part), dtype="float32")
+            return pd.DataFrame(values, columns=columns, index=part.index, copy=False)
 
         return transform
 
     def encoded_meta(self) -> pd.DataFrame:
         """An empty frame shaped like the encoded features (Dask's ``meta``)."""
         width = len(self.prep_.get_feature_names_out())
-        return pd.DataFrame({f"f{i}": pd.Series(dtype="float64") for i in range(width)})
+        return pd.DataFrame({f"f{i}": pd.Series(dtype="float32") for i in range(width)})
 
     def fit_encoded(self, client: Client, X: dd.DataFrame, y: dd.Series, workers: int) -> Self:
         """Train one booster across the cluster with `xgboost.dask` on encoded partitions.
