@@ -1,8 +1,9 @@
 """Parallel speed: the same member x fold fits sequentially, through accord on Dask, and as plain Dask.
 
-Three runs of one workload in one session:
+Three runs of one workload in one session, each in a fresh Python process of its own (one
+run's threads, heap and caches never weigh on the next); they share one Prefect server:
 
-1. sequential: every fit one after another in this process;
+1. sequential: every fit one after another in one process;
 2. plain Dask: `client.submit` of the same functions on a LocalCluster of 2 workers
    (cluster start-up included);
 3. accord: the `train_ensemble` flow (Prefect tasks on a DaskTaskRunner with a
@@ -23,9 +24,13 @@ scheduling (wall time against the ideal split of the summed fit seconds).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -33,34 +38,38 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 from flows.server import prefect_api
 
+if TYPE_CHECKING:
+    from accord.config import TrainConfig
+
+MARK = "bench.parallel result: "
+
 
 def main() -> None:
-    # Prefect reads PREFECT_API_URL when first imported (flows.runtime imports it): imported
-    # before the server's URL is in the environment, the flow would start a temporary server of
-    # its own, and its task runs would go to another server than the workers'.
-    with prefect_api(log=False):
-        compare()
-
-
-def compare() -> None:
-    """Run the workload three ways and print the ratios."""
-    from distributed import Client
-
-    from accord.config import make_config
-    from accord.training import prepare
-    from bench.common import local_cluster, run_on_client, run_sequential
-    from flows.train import train_ensemble
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="plain Dask and accord runs, alternated")
+    parser.add_argument("--run", choices=["sequential", "plain", "accord"], help=argparse.SUPPRESS)
+    parser.add_argument("--store", default="memory://bench-parallel", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    config = make_config(
+    if args.run:  # one run, in a process of its own (see `compare`)
+        print(MARK + json.dumps(run_one(args.run, args.rows, args.folds, args.store)), flush=True)
+        return
+    # Prefect reads PREFECT_API_URL when first imported: every run's process inherits the
+    # URL of this one server, so no flow starts a temporary server of its own.
+    with prefect_api(log=False):
+        compare(args.rows, args.folds, args.rounds)
+
+
+def workload(rows: int, folds: int, store: str) -> TrainConfig:
+    """The fits every run does: 6 members x (folds + refit) on a synthetic table."""
+    from accord.config import make_config
+
+    return make_config(
         {
-            "data": f"synthetic:classification?n_rows={args.rows}&n_features=30&n_classes=3&seed=0",
-            "folds": args.folds,
-            "store": "memory://bench-parallel",
+            "data": f"synthetic:classification?n_rows={rows}&n_features=30&n_classes=3&seed=0",
+            "folds": folds,
+            "store": store,
             "name": "parallel",
             "workers": 2,
             "members": [
@@ -73,40 +82,63 @@ def compare() -> None:
             ],
         }
     )
-    data = prepare(config)
-    n_tasks = len(config.members) * (args.folds + 1)
 
-    _, t_seq, fits_seq = run_sequential(config, data, publish=True)
-    print(f"sequential: {t_seq:7.1f}s for {n_tasks} fits (the workload: {t_seq:.0f} CPU-seconds)", flush=True)
 
-    def plain() -> dict[str, float]:
-        start = time.perf_counter()
-        with local_cluster(2) as cluster, Client(cluster) as client:
-            t_start = time.perf_counter() - start
-            _, t_compute, fits_dask = run_on_client(client, config, data, publish=True)
-        wall = time.perf_counter() - start
-        return {"wall": wall, "start": t_start, "compute": t_compute, "fits": fits_dask}
+def run_one(kind: str, rows: int, folds: int, store: str) -> dict[str, float]:
+    """One run of the workload in this process: its wall time and the fits' own seconds."""
+    from distributed import Client
 
-    def accord(store: str) -> dict[str, float]:
+    from accord.training import prepare
+    from bench.common import local_cluster, run_on_client, run_sequential
+
+    config = workload(rows, folds, store)
+    if kind == "accord":
+        from flows.train import train_ensemble
+
         fits = FitSeconds()
         logger = logging.getLogger("prefect.flow_runs")
         logger.addHandler(fits)
         logger.setLevel(logging.DEBUG)  # the flow logs each member task's fit seconds at debug level
-        try:
-            start = time.perf_counter()
-            train_ensemble(config.model_copy(update={"store": store}))
-            return {"wall": time.perf_counter() - start, "fits": fits.total}
-        finally:
-            logger.removeHandler(fits)
+        start = time.perf_counter()
+        train_ensemble(config)  # loads and splits the data itself, inside the timing
+        return {"wall": time.perf_counter() - start, "fits": fits.total}
+    data = prepare(config)
+    if kind == "sequential":
+        _, wall, fit_seconds = run_sequential(config, data, publish=True)
+        return {"wall": wall, "fits": fit_seconds}
+    start = time.perf_counter()
+    with local_cluster(2) as cluster, Client(cluster) as client:
+        t_start = time.perf_counter() - start
+        _, t_compute, fit_seconds = run_on_client(client, config, data, publish=True)
+    return {"wall": time.perf_counter() - start, "start": t_start, "compute": t_compute, "fits": fit_seconds}
+
+
+def in_process(kind: str, rows: int, folds: int, store: str) -> dict[str, float]:
+    """`run_one` in a fresh Python process, so no run inherits another's threads, heap or caches."""
+    command = [sys.executable, "-m", "bench.parallel", "--run", kind, "--rows", str(rows)]
+    command += ["--folds", str(folds), "--store", store]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(MARK):
+            result: dict[str, float] = json.loads(line.removeprefix(MARK))
+            return result
+    raise SystemExit(f"the {kind} run failed (exit code {done.returncode}):\n{done.stderr[-4000:]}")
+
+
+def compare(rows: int, folds: int, rounds: int) -> None:
+    """Run the workload three ways, each run in a fresh process, and print the ratios."""
+    n_tasks = 6 * (folds + 1)
+    store = "memory://bench-parallel"  # every process has its own memory://: runs never share a cache
+    seq = in_process("sequential", rows, folds, store)
+    t_seq, fits_seq = seq["wall"], seq["fits"]
+    print(f"sequential: {t_seq:7.1f}s for {n_tasks} fits (the workload: {t_seq:.0f} CPU-seconds)", flush=True)
 
     # Rounds alternate which runs first, so a machine that speeds up or slows down during
     # the session does not favour either.
     runs: dict[str, list[dict[str, float]]] = {"plain": [], "accord": []}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for name in ("plain", "accord") if r % 2 == 0 else ("accord", "plain"):
-            # each accord run gets a store of its own: in one store it would reuse the
-            # previous run's cached fits (they exist for resuming a crashed run)
-            runs[name].append(plain() if name == "plain" else accord(f"{config.store}-{r}"))
+            runs[name].append(in_process(name, rows, folds, store))
             print(f"round {r + 1}: {name:7s} {runs[name][-1]['wall']:7.1f}s", flush=True)
 
     def mean(name: str, key: str) -> float:
@@ -115,8 +147,8 @@ def compare() -> None:
     t_dask, t_accord = mean("plain", "wall"), mean("accord", "wall")
     fits_dask, fits_accord = mean("plain", "fits"), mean("accord", "fits")
     print()
-    print(f"means over {args.rounds} rounds: plain dask {t_dask:.1f}s, accord {t_accord:.1f}s")
-    for r in range(args.rounds):
+    print(f"means over {rounds} rounds: plain dask {t_dask:.1f}s, accord {t_accord:.1f}s")
+    for r in range(rounds):
         ratio = runs["accord"][r]["wall"] / runs["plain"][r]["wall"]
         print(f"  round {r + 1}: accord / plain dask {ratio:.3f}")
     print(f"speedup plain dask / sequential: {t_seq / t_dask:.2f}x")
