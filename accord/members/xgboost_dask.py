@@ -69,7 +69,9 @@ class XGBoostDaskMember(XGBoostMember):
     def encoder(self) -> Callable[[pd.DataFrame], pd.DataFrame]:
         """The function that encodes one partition's features, as `predict` encodes a table.
 
-        It runs on the workers, inside the task that reads the partition.
+        It runs on the workers, inside the task that reads the partition. The encoded
+        rows are float32, as XGBoost stores them anyway (the ``xgboost`` kind's `predict`
+        hands it float64, which it converts alike), so a worker holds half the bytes.
         """
         prep = self.prep_
         columns = list(self.encoded_meta().columns)
