@@ -9,10 +9,9 @@ from distributed import Client, LocalCluster, wait
 
 from accord import publishing
 from accord.config import TrainConfig
-from accord.distributed import is_distributed
 from accord.evaluation import Report, evaluate
 from accord.store.registry import Registry
-from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_order
+from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_phases
 from flows.runtime import WorkerNanny, worker_env
 
 
@@ -62,17 +61,14 @@ def fit_members(
     members = data.members or tuple(config.members)
     folds: dict[Any, Any] = {}
     refits: dict[Any, Any] = {}
-    work = work_order(members, len(data.folds))
-    # the same order as the flow: members that span the cluster first, one task at a time
-    for s, k in [w for w in work if is_distributed(w[0].kind)] + [
-        w for w in work if not is_distributed(w[0].kind)
-    ]:
-        if k is None:
-            refits[s.name] = client.submit(fit_full, s, staged, config.seed, pure=False)
-        else:
-            folds[(s.name, k)] = client.submit(fit_fold, s, staged, k, config.seed, pure=False)
-        if is_distributed(s.kind):
-            wait(refits[s.name] if k is None else folds[(s.name, k)])
+    for phase, one_at_a_time in work_phases(members, len(data.folds)):  # as the flow submits them
+        for s, k in phase:
+            if k is None:
+                future = refits[s.name] = client.submit(fit_full, s, staged, config.seed, pure=False)
+            else:
+                future = folds[(s.name, k)] = client.submit(fit_fold, s, staged, k, config.seed, pure=False)
+            if one_at_a_time:
+                wait(future)
     fold_results = {key: f.result() for key, f in folds.items()}
     refit_results = {name: f.result() for name, f in refits.items()}
     names = [s.name for s in members]

@@ -14,10 +14,9 @@ from prefect.futures import as_completed
 
 from accord.cache import ResultCache, result_key, run_key, split_digest
 from accord.config import TrainConfig
-from accord.distributed import is_distributed
 from accord.faults import failpoint
 from accord.store.refs import parse_ref
-from accord.training import FoldResult, RefitResult, out_of_fold, work_order
+from accord.training import FoldResult, RefitResult, out_of_fold, work_phases
 from flows.runtime import task_runner_for
 from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts
 from tasks.training import MemberFailed, fit_member_fold, prepare_data, refit_member, stage_data
@@ -75,17 +74,8 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     split = split_digest(data)  # hashed once; every cache key and the run key start from it
     fold_results: dict[tuple[str | None, int], FoldResult] = {}
     refits: dict[str, RefitResult] = {}
-    work = work_order(data.members, len(data.folds))
-    # Members that span the whole cluster (xgboost_dask) run first and alone: a worker busy
-    # with another member would let Dask move their per-worker training tasks elsewhere.
-    # They also run one task at a time. Their fits take turns on a cluster-wide lock
-    # anyway, and a task waiting for it holds a worker thread of its own. Each such thread
-    # kept its own malloc arena of the fit's freed memory: with all four of a member's tasks
-    # submitted at once, the worker driving them held 366 MiB at 1M rows instead of 207.
-    phases = [
-        ([w for w in work if is_distributed(w[0].kind)], True),
-        ([w for w in work if not is_distributed(w[0].kind)], False),
-    ]
+    phases = work_phases(data.members, len(data.folds))
+    total = sum(len(work) for work, _ in phases)
 
     def collect(future: Any, name: str, k: int | None, key: str) -> None:
         result = _result(future, f"member {name!r} {_what(k)}")
@@ -95,7 +85,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
             cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
         except Exception as e:  # a cache that cannot be written costs a retrain later, not this run
             logger.warning("could not cache member %r %s: %s", name, _what(k), e)
-        if 2 * (len(fold_results) + len(refits)) >= len(work):
+        if 2 * (len(fold_results) + len(refits)) >= total:
             failpoint("train:mid-training")
 
     with task_runner_for(config) as runner:

@@ -9,7 +9,7 @@ from pathlib import Path
 from distributed import Client, LocalCluster
 
 from accord.config import make_config
-from accord.training import work_order
+from accord.training import work_order, work_phases
 from flows.runtime import WORKER_MALLOC, task_runner_for, worker_env
 from flows.server import local_api_environment
 
@@ -106,6 +106,18 @@ def test_work_order_puts_costly_members_first_and_cheap_fits_last():
     assert len(order) == 16 and len(set(order)) == 16
     assert order[:4] == [("hist_gb", None), ("hist_gb", 0), ("hist_gb", 1), ("hist_gb", 2)]
     assert {kind for kind, _ in order[-8:]} == {"logreg", "knn"}  # the tail holds only cheap fits
+
+
+def test_work_phases_run_cluster_wide_members_first_one_task_at_a_time():
+    members = make_config(
+        {"members": [{"kind": "logreg"}, {"kind": "xgboost_dask"}, {"kind": "hist_gb"}]}
+    ).members
+    (first, one_at_a_time), (rest, all_at_once) = work_phases(members, 3)
+    assert [(s.kind, k) for s, k in first] == [("xgboost_dask", k) for k in (None, 0, 1, 2)]
+    assert one_at_a_time and not all_at_once
+    assert [(s.kind, k) for s, k in rest] == [
+        (s.kind, k) for s, k in work_order(members, 3) if s.kind != "xgboost_dask"
+    ]
 
 
 def test_dask_address_selects_an_existing_scheduler():
