@@ -50,10 +50,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="plain Dask and accord runs, alternated")
     parser.add_argument("--run", choices=["sequential", "plain", "accord"], help=argparse.SUPPRESS)
-    parser.add_argument("--store", default="memory://bench-parallel", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:  # one run, in a process of its own (see `compare`)
-        print(MARK + json.dumps(run_one(args.run, args.rows, args.folds, args.store)), flush=True)
+        print(MARK + json.dumps(run_one(args.run, args.rows, args.folds)), flush=True)
         return
     # Prefect reads PREFECT_API_URL when first imported: every run's process inherits the
     # URL of this one server, so no flow starts a temporary server of its own.
@@ -61,15 +60,18 @@ def main() -> None:
         compare(args.rows, args.folds, args.rounds)
 
 
-def workload(rows: int, folds: int, store: str) -> TrainConfig:
-    """The fits every run does: 6 members x (folds + refit) on a synthetic table."""
+def workload(rows: int, folds: int) -> TrainConfig:
+    """The fits every run does: 6 members x (folds + refit) on a synthetic table.
+
+    Each run's process has a memory:// of its own, so runs never share the result cache.
+    """
     from accord.config import make_config
 
     return make_config(
         {
             "data": f"synthetic:classification?n_rows={rows}&n_features=30&n_classes=3&seed=0",
             "folds": folds,
-            "store": store,
+            "store": "memory://bench-parallel",
             "name": "parallel",
             "workers": 2,
             "members": [
@@ -84,14 +86,14 @@ def workload(rows: int, folds: int, store: str) -> TrainConfig:
     )
 
 
-def run_one(kind: str, rows: int, folds: int, store: str) -> dict[str, float]:
+def run_one(kind: str, rows: int, folds: int) -> dict[str, float]:
     """One run of the workload in this process: its wall time and the fits' own seconds."""
     from distributed import Client
 
     from accord.training import prepare
     from bench.common import local_cluster, run_on_client, run_sequential
 
-    config = workload(rows, folds, store)
+    config = workload(rows, folds)
     if kind == "accord":
         from flows.train import train_ensemble
 
@@ -113,10 +115,19 @@ def run_one(kind: str, rows: int, folds: int, store: str) -> dict[str, float]:
     return {"wall": time.perf_counter() - start, "start": t_start, "compute": t_compute, "fits": fit_seconds}
 
 
-def in_process(kind: str, rows: int, folds: int, store: str) -> dict[str, float]:
+def in_process(kind: str, rows: int, folds: int) -> dict[str, float]:
     """`run_one` in a fresh Python process, so no run inherits another's threads, heap or caches."""
-    command = [sys.executable, "-m", "bench.parallel", "--run", kind, "--rows", str(rows)]
-    command += ["--folds", str(folds), "--store", store]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.parallel",
+        "--run",
+        kind,
+        "--rows",
+        str(rows),
+        "--folds",
+        str(folds),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(MARK):
@@ -127,9 +138,8 @@ def in_process(kind: str, rows: int, folds: int, store: str) -> dict[str, float]
 
 def compare(rows: int, folds: int, rounds: int) -> None:
     """Run the workload three ways, each run in a fresh process, and print the ratios."""
-    n_tasks = 6 * (folds + 1)
-    store = "memory://bench-parallel"  # every process has its own memory://: runs never share a cache
-    seq = in_process("sequential", rows, folds, store)
+    n_tasks = len(workload(rows, folds).members) * (folds + 1)
+    seq = in_process("sequential", rows, folds)
     t_seq, fits_seq = seq["wall"], seq["fits"]
     print(f"sequential: {t_seq:7.1f}s for {n_tasks} fits (the workload: {t_seq:.0f} CPU-seconds)", flush=True)
 
@@ -138,7 +148,7 @@ def compare(rows: int, folds: int, rounds: int) -> None:
     runs: dict[str, list[dict[str, float]]] = {"plain": [], "accord": []}
     for r in range(rounds):
         for name in ("plain", "accord") if r % 2 == 0 else ("accord", "plain"):
-            runs[name].append(in_process(name, rows, folds, store))
+            runs[name].append(in_process(name, rows, folds))
             print(f"round {r + 1}: {name:7s} {runs[name][-1]['wall']:7.1f}s", flush=True)
 
     def mean(name: str, key: str) -> float:
