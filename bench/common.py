@@ -63,16 +63,19 @@ def fit_members(
     refits: dict[Any, Any] = {}
     for phase, one_at_a_time in work_phases(members, len(data.folds)):  # as the flow submits them
         for s, k in phase:
+            name = s.name or s.kind
             if k is None:
-                future = refits[s.name] = client.submit(fit_full, s, staged, config.seed, pure=False)
+                future = refits[name] = client.submit(fit_full, s, staged, config.seed, pure=False)
             else:
-                future = folds[(s.name, k)] = client.submit(fit_fold, s, staged, k, config.seed, pure=False)
+                future = folds[(name, k)] = client.submit(fit_fold, s, staged, k, config.seed, pure=False)
             if one_at_a_time:
                 wait(future)
     fold_results = {key: f.result() for key, f in folds.items()}
     refit_results = {name: f.result() for name, f in refits.items()}
-    names = [s.name for s in members]
-    oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
+    names = [s.name or s.kind for s in members]
+    oof: dict[str, Any] = {
+        n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names
+    }
     seconds = sum(r.seconds for r in fold_results.values()) + sum(r.seconds for r in refit_results.values())
     return oof, refit_results, seconds
 

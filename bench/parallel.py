@@ -14,9 +14,12 @@ same job. Prints the speedups and Prefect's overhead per task. Targets on 2 core
 sequential on >= 60 CPU-seconds of work; accord within 1.10x of plain Dask.
 
 It also prints where a speedup short of 2x goes: the fits' own seconds summed over the
-workers against the same sum in one process (two fits at once on two cores each run
-slower: shared caches, memory bandwidth, clocks), the cluster's start-up, and the
-scheduling (wall time against the ideal split of the summed fit seconds).
+workers against the same sum in one process, the cluster's start-up, and the scheduling
+(wall time against the ideal split of the summed fit seconds). To tell the machine from
+Dask, it runs the sequential workload twice at once in two plain processes (no Dask, no
+Prefect): two fits at once on two cores each run slower (shared caches, memory bandwidth,
+clocks), and ``2 x`` one process's fit seconds over the pair's mean is the most any
+scheduler could reach on this machine.
 
     python -m bench.parallel [--rows 10000] [--rounds 2]
 """
@@ -117,23 +120,24 @@ def run_one(kind: str, rows: int, folds: int) -> dict[str, float]:
 
 def in_process(kind: str, rows: int, folds: int) -> dict[str, float]:
     """`run_one` in a fresh Python process, so no run inherits another's threads, heap or caches."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.parallel",
-        "--run",
-        kind,
-        "--rows",
-        str(rows),
-        "--folds",
-        str(folds),
+    return in_processes([kind], rows, folds)[0]
+
+
+def in_processes(kinds: list[str], rows: int, folds: int) -> list[dict[str, float]]:
+    """`run_one` of each kind, all at once, each in a fresh Python process of its own."""
+    command = [sys.executable, "-m", "bench.parallel", "--rows", str(rows), "--folds", str(folds), "--run"]
+    started = [
+        (kind, subprocess.Popen([*command, kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for kind in kinds
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(MARK):
-            result: dict[str, float] = json.loads(line.removeprefix(MARK))
-            return result
-    raise SystemExit(f"the {kind} run failed (exit code {done.returncode}):\n{done.stderr[-4000:]}")
+    results = []
+    for kind, process in started:
+        stdout, stderr = process.communicate()
+        found = [line for line in stdout.splitlines() if line.startswith(MARK)]
+        if not found:
+            raise SystemExit(f"the {kind} run failed (exit code {process.returncode}):\n{stderr[-4000:]}")
+        results.append(json.loads(found[-1].removeprefix(MARK)))
+    return results
 
 
 def compare(rows: int, folds: int, rounds: int) -> None:
@@ -142,6 +146,9 @@ def compare(rows: int, folds: int, rounds: int) -> None:
     seq = in_process("sequential", rows, folds)
     t_seq, fits_seq = seq["wall"], seq["fits"]
     print(f"sequential: {t_seq:7.1f}s for {n_tasks} fits (the workload: {t_seq:.0f} CPU-seconds)", flush=True)
+    pair = in_processes(["sequential", "sequential"], rows, folds)
+    fits_pair = sum(run["fits"] for run in pair) / len(pair)
+    print(f"sequential x2 at once: {max(run['wall'] for run in pair):7.1f}s", flush=True)
 
     # Rounds alternate which runs first, so a machine that speeds up or slows down during
     # the session does not favour either.
@@ -175,7 +182,9 @@ def compare(rows: int, folds: int, rounds: int) -> None:
     t_compute = mean("plain", "compute")
     print(f"  scheduling: compute {t_compute:.1f}s vs ideal split {fits_dask / 2:.1f}s "
           f"({t_compute / (fits_dask / 2):.3f})")  # fmt: skip
-    print(f"  ceiling from contention alone: {2 * fits_seq / fits_dask:.2f}x")
+    print(f"  ceiling from contention alone: {2 * fits_seq / fits_dask:.2f}x on Dask's workers")
+    print(f"  the machine's own ceiling:     {2 * fits_seq / fits_pair:.2f}x (two plain processes at once: "
+          f"each fit {fits_pair / fits_seq:.2f}x slower)")  # fmt: skip
     print("where accord's time goes beyond plain Dask's:")
     print(f"  fits' own seconds, summed: {fits_accord:6.1f}s on accord's workers "
           f"vs {fits_dask:6.1f}s with plain Dask ({fits_accord / fits_dask:.2f}x)")  # fmt: skip

@@ -67,8 +67,11 @@ class MemberEstimator(BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> MemberEstimator:
         self.member_ = member_class(self.kind)(
-            self.task, self.params or {}, n_classes=self.n_classes, seed=self.seed
-        )  # type: ignore[arg-type]
+            self.task,  # type: ignore[arg-type]
+            self.params or {},
+            n_classes=self.n_classes,
+            seed=self.seed,
+        )
         self.member_.fit(X, np.asarray(y), self.schema)  # type: ignore[arg-type]
         self.classes_ = np.arange(self.n_classes)
         return self

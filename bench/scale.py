@@ -42,14 +42,14 @@ from accord.training import prepare
 from bench.common import fit_members, local_cluster
 
 FEATURES = 20
-XGB_DASK = [{"kind": "xgboost_dask", "params": {"n_estimators": 100}}]
-DEFAULT = [{"kind": kind} for kind in DEFAULT_MEMBER_KINDS]
-BASE = [
+XGB_DASK: list[dict[str, Any]] = [{"kind": "xgboost_dask", "params": {"n_estimators": 100}}]
+DEFAULT: list[dict[str, Any]] = [{"kind": kind} for kind in DEFAULT_MEMBER_KINDS]
+BASE: list[dict[str, Any]] = [
     {"kind": "logreg"},
     {"kind": "hist_gb", "params": {"max_iter": 100}},
     {"kind": "xgboost", "params": {"n_estimators": 100}},
 ]
-MORE = [
+MORE: list[dict[str, Any]] = [
     {"kind": "logreg", "name": "logreg-c01", "params": {"C": 0.1}},
     {"kind": "hist_gb", "name": "hist-gb-deep", "params": {"max_iter": 100, "max_depth": 8}},
     {"kind": "xgboost", "name": "xgb-shallow", "params": {"n_estimators": 100, "max_depth": 3}},

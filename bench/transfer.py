@@ -23,6 +23,7 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,7 +58,7 @@ def pretrain(client: Client, store: str) -> str:
     report, _, _ = run_on_client(client, config, data)
     from accord.training import fit_full
 
-    refits = {s.name: fit_full(s, data, 0) for s in data.members}
+    refits = {s.name or s.kind: fit_full(s, data, 0) for s in data.members}
     files, manifest = version_payload(data, refits, report, config={})
     version = Registry(store).publish("digits10", files, manifest)
     return f"{store}/digits10:{version}"
@@ -115,7 +116,10 @@ def main() -> None:
         print(f"parent: {parent}", flush=True)
         transfer = {"kind": "keras_transfer", "params": {"parent": parent, "parent_member": "keras_cnn"}}
         scratch = {"kind": "keras_cnn"}
-        base = [{"kind": "logreg"}, {"kind": "xgboost", "params": {"n_estimators": 150}}]
+        base: list[dict[str, Any]] = [
+            {"kind": "logreg"},
+            {"kind": "xgboost", "params": {"n_estimators": 150}},
+        ]
         for per_class in sizes:
             for seed in range(args.seeds):
                 # scenario A: parity, `per_class` labelled rows per parity class
