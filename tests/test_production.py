@@ -49,19 +49,36 @@ def test_prefect_deploy_and_a_process_worker_run_the_yaml_deployments(tmp_path):
         assert len(Registry(store).versions("from-pool")) == 1
         # embedded mode from the module, too: it registers (updates) every deployment
         before = {n: api.deployment(n)["updated"] for n in ("train-ensemble/nightly", "batch-predict/daily")}
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "deployments.serve"], cwd=ROOT, env=env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        output = tmp_path / "serve.out"
+        with output.open("wb") as out:
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "deployments.serve"], cwd=ROOT, env=env, start_new_session=True,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         try:
             deadline = time.monotonic() + 120
-            while any(api.deployment(n)["updated"] == updated for n, updated in before.items()):
+            # interrupted only once it serves: one CI run saw it outlive Ctrl-C by 30 s, sent as soon
+            # as two deployments were updated, perhaps while Prefect still registered the third
+            while any(
+                api.deployment(n)["updated"] == updated for n, updated in before.items()
+            ) or "being served" not in output.read_text(errors="replace"):
                 assert serve.poll() is None and time.monotonic() < deadline, (
-                    "python -m deployments.serve failed"
+                    "python -m deployments.serve failed:\n" + output.read_text(errors="replace")[-3000:]
                 )
                 time.sleep(1)
-        finally:
-            os.killpg(serve.pid, signal.SIGINT)
+        except BaseException:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+            raise
+        os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C stops it
+        try:
             serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+            raise AssertionError(
+                "python -m deployments.serve did not stop within 30 s of Ctrl-C; its output:\n"
+                + output.read_text(errors="replace")[-3000:]
+            ) from None
     finally:
         server.stop()
