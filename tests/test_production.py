@@ -50,6 +50,10 @@ def test_prefect_deploy_and_a_process_worker_run_the_yaml_deployments(tmp_path):
         # embedded mode from the module, too: it registers (updates) every deployment
         before = {n: api.deployment(n)["updated"] for n in ("train-ensemble/nightly", "batch-predict/daily")}
         output = tmp_path / "serve.out"
+
+        def said() -> str:
+            return output.read_text(errors="replace")
+
         with output.open("wb") as out:
             serve = subprocess.Popen(
                 [sys.executable, "-m", "deployments.serve"], cwd=ROOT, env=env, start_new_session=True,
@@ -60,11 +64,12 @@ def test_prefect_deploy_and_a_process_worker_run_the_yaml_deployments(tmp_path):
         try:
             deadline = time.monotonic() + 120
             # Ctrl-C once it serves (its handler is in place from then on)
-            while any(
-                api.deployment(n)["updated"] == updated for n, updated in before.items()
-            ) or "being served" not in output.read_text(errors="replace"):
+            while (
+                any(api.deployment(n)["updated"] == updated for n, updated in before.items())
+                or "being served" not in said()
+            ):
                 assert serve.poll() is None and time.monotonic() < deadline, (
-                    "python -m deployments.serve failed:\n" + output.read_text(errors="replace")[-3000:]
+                    "python -m deployments.serve failed:\n" + said()[-3000:]
                 )
                 time.sleep(1)
         except BaseException:
@@ -79,7 +84,7 @@ def test_prefect_deploy_and_a_process_worker_run_the_yaml_deployments(tmp_path):
             serve.wait()
             raise AssertionError(
                 "python -m deployments.serve did not stop within 30 s of Ctrl-C; its output:\n"
-                + output.read_text(errors="replace")[-3000:]
+                + said()[-3000:]
             ) from None
     finally:
         server.stop()
