@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from accord.losses import loss
+from accord.losses import loss, paired_gap, row_losses
 from accord.metrics import primary_metric, score
 from accord.training import Prepared, RefitResult
 from accord.weights import EnsembleWeights, fit_weights, weighted_sum
@@ -26,6 +26,8 @@ class Report:
     test: dict[str, dict[str, float | None]]
     ensemble: dict[str, float | None]
     baselines: dict[str, dict[str, Any]]
+    vs_ensemble: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Leaderboard model -> its held-out loss minus the ensemble's, per row, with a standard error."""
 
     @property
     def weights(self) -> dict[str, float] | None:
@@ -42,15 +44,24 @@ class Report:
             "members": self.test,
             "baselines": self.baselines,
             "cv_loss": {**self.cv_loss, "ensemble": self.ensemble_cv_loss},
+            "vs_ensemble": self.vs_ensemble,
         }
 
     def leaderboard(self) -> list[dict[str, Any]]:
-        """Rows sorted by the primary metric: the ensemble, baselines and members."""
+        """Rows sorted by the primary metric: the ensemble, baselines and members.
+
+        Each row but the ensemble's also holds ``loss_vs_ensemble`` and ``loss_vs_ensemble_se``
+        (see `vs_ensemble`).
+        """
         rows: list[dict[str, Any]] = [{"model": "ensemble", "kind": self.rule.method, **self.ensemble}]
         for name, b in self.baselines.items():
             rows.append({"model": f"baseline:{name}", "kind": b.get("member", "vote"), **b["metrics"]})
         for name in self.members:
             rows.append({"model": name, "kind": "member", **self.test[name]})
+        if self.vs_ensemble:
+            for row in rows:
+                gap = self.vs_ensemble.get(row["model"], {})  # the ensemble's own row: none
+                row["loss_vs_ensemble"], row["loss_vs_ensemble_se"] = gap.get("gap"), gap.get("se")
         sign = 1 if self.primary in ("log_loss", "rmse") else -1
         return sorted(rows, key=lambda r: sign * float(r[self.primary]))
 
@@ -73,11 +84,18 @@ def evaluate(
 
     test_preds = [refits[n].test_predictions for n in names]
     test = {n: score(task, data.y_test, refits[n].test_predictions, k) for n in names}
-    ensemble = score(task, data.y_test, rule.combine(test_preds), k)
+    combined = rule.combine(test_preds)
+    ensemble = score(task, data.y_test, combined, k)
     equal = weighted_sum(test_preds, np.full(len(names), 1.0 / len(names)))
     best = min(names, key=lambda n: cv_loss[n])
     baselines: dict[str, dict[str, Any]] = {
         "equal_vote": {"metrics": score(task, data.y_test, equal, k)},
         "best_cv_member": {"member": best, "metrics": test[best]},
     }
-    return Report(task, primary_metric(task), rule, names, cv_loss, ensemble_cv, test, ensemble, baselines)
+    reference = row_losses(task, data.y_test, combined)
+    compared = {"baseline:equal_vote": equal, "baseline:best_cv_member": test_preds[names.index(best)]}
+    compared.update(zip(names, test_preds, strict=True))
+    vs_ensemble = {m: paired_gap(row_losses(task, data.y_test, p), reference) for m, p in compared.items()}
+    return Report(
+        task, primary_metric(task), rule, names, cv_loss, ensemble_cv, test, ensemble, baselines, vs_ensemble
+    )

@@ -114,11 +114,16 @@ SUMMARY_METRICS = {
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    """Leaderboard, reference and a two-line loading example, for people."""
+    """Leaderboard, reference and a two-line loading example, for people.
+
+    Beside each model other than the ensemble, ``vs ensemble`` is its held-out loss minus
+    the ensemble's with one standard error (``result["vs_ensemble"]``, when present): on a
+    small test split a ranking can be chance, and this says when it is.
+    """
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 100))
+    console = Console(width=max(Console().width, 124))
     metrics = result["metrics"]
     task = "classification" if "log_loss" in metrics["ensemble"] else "regression"
     names = SUMMARY_METRICS[task]
@@ -127,19 +132,31 @@ def print_summary(result: dict[str, Any]) -> None:
     rows += [(f"baseline:{k}", v["metrics"]) for k, v in metrics["baselines"].items()]
     rows += list(metrics["members"].items())
     rows.sort(key=lambda r: r[1][primary])
+    gaps = result.get("vs_ensemble") or {}
+    loss_name = "log loss" if task == "classification" else "squared error"
     table = Table(title=f"held-out leaderboard (sorted by {primary}, lower is better)")
     table.add_column("model")
     table.add_column("weight", justify="right")
     for n in names:
         table.add_column(n, justify="right")
+    if gaps:
+        table.add_column("vs ensemble", justify="right", no_wrap=True)
     weights = result.get("weights") or {}
     for model, values in rows:
         w = f"{weights[model]:.3f}" if model in weights else ""
         style = "bold" if model == "ensemble" else None
-        table.add_row(
-            model, w, *("" if values.get(n) is None else f"{values[n]:.4f}" for n in names), style=style
-        )
+        cells = ["" if values.get(n) is None else f"{values[n]:.4f}" for n in names]
+        if gaps:
+            gap = gaps.get(model)
+            cells.append("" if gap is None else f"{gap['gap']:+.4f} ± {gap['se']:.4f}")
+        table.add_row(model, w, *cells, style=style)
     console.print(table)
+    if gaps:
+        print(
+            f"vs ensemble: the model's {loss_name} per held-out row minus the ensemble's, on average, "
+            "± one standard error; positive: the ensemble did better. A gap within about two "
+            "standard errors is within the noise of this test split."
+        )
     print(f"published: {result['ref']}")
     print("load it:")
     print("  import accord")

@@ -58,7 +58,9 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     """Train, weight, evaluate and publish an ensemble described by `config`.
 
     Returns:
-        ``{"ref", "version", "weights", "metrics": {"ensemble", "members", "baselines"}, "promotion"}``.
+        ``{"ref", "version", "weights", "metrics": {"ensemble", "members", "baselines"}, "promotion",
+        "vs_ensemble"}``; ``vs_ensemble`` maps each other leaderboard model to its held-out loss
+        minus the ensemble's, per row, with a standard error (`accord.losses.paired_gap`).
     """
     logger = get_run_logger()
     data = prepare_data(config)  # in this process: bad input fails here, before any cluster starts
@@ -131,6 +133,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         "weights": report.weights,
         "metrics": {"ensemble": report.ensemble, "members": report.test, "baselines": report.baselines},
         "promotion": decision.to_dict(),
+        "vs_ensemble": report.vs_ensemble,
     }
 
 

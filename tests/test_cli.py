@@ -249,3 +249,38 @@ def test_json_mode_keeps_stdout_for_the_json_object():
     assert json.loads(lines[0]) == {"ref": "x"}
     assert lines[1:] == ["stdout is back"]
     assert "a child process talking" in done.stderr and "a library talking" in done.stderr
+
+
+def _summary_result(with_gaps: bool) -> dict:
+    ensemble = {"log_loss": 0.12, "accuracy": 0.96, "balanced_accuracy": 0.95, "f1_macro": 0.95, "roc_auc": 0.99}
+    logreg = {**ensemble, "log_loss": 0.0777}
+    result = {
+        "ref": "file:///tmp/registry/demo:v1",
+        "weights": {"logreg": 0.25, "knn": 0.75},
+        "metrics": {
+            "ensemble": ensemble,
+            "members": {"logreg": logreg, "knn": {**ensemble, "log_loss": 0.2}},
+            "baselines": {"best_cv_member": {"member": "logreg", "metrics": logreg}},
+        },
+    }
+    if with_gaps:
+        result["vs_ensemble"] = {
+            "logreg": {"gap": -0.0423, "se": 0.0273},
+            "knn": {"gap": 0.08, "se": 0.031},
+            "baseline:best_cv_member": {"gap": -0.0423, "se": 0.0273},
+        }
+    return result
+
+
+def test_summary_shows_each_models_gap_to_the_ensemble_with_its_standard_error(capsys):
+    from deployments.cli import print_summary
+
+    print_summary(_summary_result(with_gaps=True))
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "vs ensemble" in out.splitlines()[2] and "log loss per held-out row" in out
+    assert "-0.0423 ± 0.0273" in rows["logreg"] and "+0.0800 ± 0.0310" in rows["knn"]
+    assert "±" not in rows["ensemble"]
+    assert "within the noise of this test split" in out
+    print_summary(_summary_result(with_gaps=False))  # a result from before the gaps: no column
+    assert "vs ensemble" not in capsys.readouterr().out

@@ -43,7 +43,7 @@ def flow_run(tmp_path_factory):
 
 def test_flow_publishes_a_loadable_version(flow_run):
     config, result = flow_run
-    assert set(result) == {"ref", "version", "weights", "metrics", "promotion"}
+    assert set(result) == {"ref", "version", "weights", "metrics", "promotion", "vs_ensemble"}
     assert result["promotion"]["promoted"] is True  # the alias was unset
     assert set(result["metrics"]) == {"ensemble", "members", "baselines"}
     assert set(result["metrics"]["baselines"]) == {"equal_vote", "best_cv_member"}
@@ -57,6 +57,22 @@ def test_flow_publishes_a_loadable_version(flow_run):
     assert score("classification", data.y_test, proba, 3) == pytest.approx(
         result["metrics"]["ensemble"], rel=1e-9
     )
+
+
+def test_flow_reports_each_models_held_out_gap_to_the_ensemble(flow_run):
+    config, result = flow_run
+    gaps = result["vs_ensemble"]
+    members = result["metrics"]["members"]
+    assert set(gaps) == {*members, "baseline:equal_vote", "baseline:best_cv_member"}
+    ensemble = result["metrics"]["ensemble"]["log_loss"]
+    for name, metrics in members.items():  # the mean per-row gap is the gap between the log losses
+        assert gaps[name]["gap"] == pytest.approx(metrics["log_loss"] - ensemble, abs=1e-9)
+        assert gaps[name]["se"] > 0
+    equal = result["metrics"]["baselines"]["equal_vote"]["metrics"]["log_loss"]
+    assert gaps["baseline:equal_vote"]["gap"] == pytest.approx(equal - ensemble, abs=1e-9)
+    published = accord.load(result["ref"]).manifest["metrics"]["vs_ensemble"]
+    assert set(published) == set(gaps)
+    assert all(published[m] == pytest.approx(gaps[m]) for m in gaps)
 
 
 def test_flow_weights_equal_a_sequential_run_with_the_same_seed(flow_run):
@@ -99,6 +115,9 @@ def test_run_reports_leaderboard_weights_and_link_as_artifacts(flow_run):
     table = by_key["flowtest-leaderboard"].data
     rows = json.loads(table) if isinstance(table, str) else table
     assert {r["model"] for r in rows} >= {"ensemble", "logreg", "keras_mlp", "baseline:equal_vote"}
+    by_model = {r["model"]: r for r in rows}
+    assert by_model["ensemble"]["loss_vs_ensemble"] is None
+    assert by_model["logreg"]["loss_vs_ensemble"] == round(result["vs_ensemble"]["logreg"]["gap"], 4)
     assert result["ref"] in by_key["flowtest-version"].data
     assert "keras_mlp" in by_key["flowtest-weights"].data
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from accord.errors import ConfigError
-from accord.losses import loss
+from accord.losses import loss, paired_gap, row_losses
 from accord.weights import EnsembleWeights, caruana, fit_temperature, fit_weights, weighted_sum
 
 
@@ -110,3 +110,25 @@ def test_stacking_and_hard_vote_and_round_trip():
 def test_hard_vote_is_refused_for_regression():
     with pytest.raises(ConfigError, match=r"'hard' .* needs classes, but the task is regression"):
         fit_weights([np.zeros(3)], np.zeros(3), "regression", "hard")
+
+
+def test_paired_gap_is_the_mean_row_difference_with_its_standard_error():
+    gap = paired_gap(np.array([1.0, 2.0, 3.0, 6.0]), np.zeros(4))
+    # differences 1, 2, 3, 6: mean 3, sample variance (4 + 1 + 0 + 9) / 3, se sqrt(14 / 3) / 2
+    assert gap["gap"] == pytest.approx(3.0)
+    assert gap["se"] == pytest.approx(np.sqrt(14 / 3) / 2)
+    assert paired_gap(np.array([2.0, 5.0]), np.array([1.0, 4.0])) == {"gap": 1.0, "se": 0.0}
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_row_losses_average_to_the_loss_and_gaps_are_differences_of_losses(task):
+    preds, y = _members(3)
+    if task == "regression":
+        y = y.astype(float) * 2.5
+        preds = [p @ np.array([0.0, 2.5, 5.0]) for p in preds]
+    a, b = preds[0], preds[4]
+    assert row_losses(task, y, a).shape == (len(y),)
+    assert row_losses(task, y, a).mean() == pytest.approx(loss(task, y, a), rel=1e-12)
+    gap = paired_gap(row_losses(task, y, a), row_losses(task, y, b))
+    assert gap["gap"] == pytest.approx(loss(task, y, a) - loss(task, y, b), rel=1e-9)
+    assert gap["se"] > 0
