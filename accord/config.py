@@ -72,6 +72,11 @@ class MemberSpec(BaseModel):
         description="Parameters passed to the model (e.g. n_estimators); unknown ones are refused.",
     )
 
+    @property
+    def label(self) -> str:
+        """The member's name, or its kind while it has none (before `TrainConfig` names it)."""
+        return self.name or self.kind
+
 
 def _default_members() -> list[MemberSpec]:
     return [MemberSpec(kind=kind) for kind in DEFAULT_MEMBER_KINDS]  # type: ignore[arg-type]
@@ -169,12 +174,12 @@ class TrainConfig(BaseModel):
         seen: dict[str, int] = {}
         named: list[MemberSpec] = []
         for spec in self.members:
-            base = spec.name or spec.kind
+            base = spec.label
             count = seen.get(base, 0)
             seen[base] = count + 1
             name = base if count == 0 else f"{base}-{count + 1}"
             named.append(spec.model_copy(update={"name": name}))
-        names = [s.name or s.kind for s in named]
+        names = [s.label for s in named]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"member names must be unique; repeated: {duplicates}")

@@ -143,14 +143,10 @@ def prepare(config: TrainConfig) -> Prepared:
     else:
         dataset = load_dataset(config.data, config.target, config.task)
     check_method(config.method, dataset.task)
-    check_member_specs(((s.name or s.kind, s.kind, s.params) for s in config.members), dataset.task)
+    check_member_specs(((s.label, s.kind, s.params) for s in config.members), dataset.task)
     resolved = tuple(
         spec.model_copy(
-            update={
-                "params": member_class(spec.kind).resolve_params(
-                    spec.name or spec.kind, spec.params, dataset.schema
-                )
-            }
+            update={"params": member_class(spec.kind).resolve_params(spec.label, spec.params, dataset.schema)}
         )
         for spec in config.members
     )
@@ -267,13 +263,13 @@ def fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldResu
     start = time.perf_counter()
     if is_distributed(spec.kind) and on_worker():
         _, pred = fit_on_cluster(spec, data, fold, seed, threads_per_task())
-        return FoldResult(spec.name or spec.kind, fold, pred, time.perf_counter() - start)
+        return FoldResult(spec.label, fold, pred, time.perf_counter() - start)
     _needs_features(data, spec)
     train, valid = data.folds[fold]
     member = _member(spec, data, seed)
     member.fit(data.X_train.iloc[train], data.y_train[train], data.schema)
     pred = member.predict(data.X_train.iloc[valid])
-    return FoldResult(spec.name or spec.kind, fold, pred, time.perf_counter() - start)
+    return FoldResult(spec.label, fold, pred, time.perf_counter() - start)
 
 
 def fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
@@ -287,9 +283,7 @@ def fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
         member.fit(data.X_train, data.y_train, data.schema)
         test_pred = member.predict(data.X_test)
     files = member.save()
-    return RefitResult(
-        spec.name or spec.kind, spec.kind, member.info(), files, test_pred, time.perf_counter() - start
-    )
+    return RefitResult(spec.label, spec.kind, member.info(), files, test_pred, time.perf_counter() - start)
 
 
 def out_of_fold(data: Prepared, results: list[FoldResult]) -> np.ndarray:
@@ -316,7 +310,7 @@ def fit_all(data: Prepared, seed: int) -> tuple[dict[str, np.ndarray], dict[str,
     oof: dict[str, np.ndarray] = {}
     refits: dict[str, RefitResult] = {}
     for spec in data.members:
-        name = spec.name or spec.kind
+        name = spec.label
         oof[name] = out_of_fold(data, [fit_fold(spec, data, k, seed) for k in range(len(data.folds))])
         refits[name] = fit_full(spec, data, seed)
     return oof, refits

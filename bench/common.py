@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from distributed import Client, LocalCluster, wait
@@ -13,6 +14,36 @@ from accord.evaluation import Report, evaluate
 from accord.store.registry import Registry
 from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_phases
 from flows.runtime import WorkerNanny, worker_env
+
+
+def _cpu_times() -> tuple[int, int]:
+    """Busy and total jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(busy_below: float = 0.1, window: float = 1.0, timeout: float = 60.0) -> float:
+    """Wait until the machine is quiet: CPU use under `busy_below` for two windows in a row.
+
+    The processes of the run before (a cluster's workers shutting down, a Prefect server
+    still storing the last run's events) would otherwise slow the next run and not their own.
+
+    Returns:
+        Seconds waited (`timeout` when the machine never went quiet; Linux only, else 0).
+    """
+    if not Path("/proc/stat").exists():
+        return 0.0
+    start = time.perf_counter()
+    quiet = 0
+    busy, total = _cpu_times()
+    while quiet < 2 and time.perf_counter() - start < timeout:
+        time.sleep(window)
+        busy2, total2 = _cpu_times()
+        share = (busy2 - busy) / max(1, total2 - total)
+        busy, total = busy2, total2
+        quiet = quiet + 1 if share < busy_below else 0
+    return time.perf_counter() - start
 
 
 def local_cluster(workers: int = 2) -> LocalCluster:
@@ -63,7 +94,7 @@ def fit_members(
     refits: dict[Any, Any] = {}
     for phase, one_at_a_time in work_phases(members, len(data.folds)):  # as the flow submits them
         for s, k in phase:
-            name = s.name or s.kind
+            name = s.label
             if k is None:
                 future = refits[name] = client.submit(fit_full, s, staged, config.seed, pure=False)
             else:
@@ -72,7 +103,7 @@ def fit_members(
                 wait(future)
     fold_results = {key: f.result() for key, f in folds.items()}
     refit_results = {name: f.result() for name, f in refits.items()}
-    names = [s.name or s.kind for s in members]
+    names = [s.label for s in members]
     oof: dict[str, Any] = {
         n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names
     }
@@ -90,7 +121,7 @@ def run_sequential(config: TrainConfig, data: Prepared, publish: bool = False) -
     refits: dict[str, Any] = {}
     seconds = 0.0
     for spec in data.members:
-        name = spec.name or spec.kind
+        name = spec.label
         folds = [fit_fold(spec, data, k, config.seed) for k in range(len(data.folds))]
         oof[name] = out_of_fold(data, folds)
         refits[name] = fit_full(spec, data, config.seed)

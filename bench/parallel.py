@@ -1,7 +1,8 @@
 """Parallel speed: the same member x fold fits sequentially, through accord on Dask, and as plain Dask.
 
 Three runs of one workload in one session, each in a fresh Python process of its own (one
-run's threads, heap and caches never weigh on the next); they share one Prefect server:
+run's threads, heap and caches never weigh on the next) started once the machine's CPUs are
+idle again; they share one Prefect server:
 
 1. sequential: every fit one after another in one process;
 2. plain Dask: `client.submit` of the same functions on a LocalCluster of 2 workers
@@ -125,7 +126,16 @@ def in_process(kind: str, rows: int, folds: int) -> dict[str, float]:
 
 
 def in_processes(kinds: list[str], rows: int, folds: int) -> list[dict[str, float]]:
-    """`run_one` of each kind, all at once, each in a fresh Python process of its own."""
+    """`run_one` of each kind, all at once, each in a fresh Python process of its own.
+
+    They start once the machine is quiet (`settle`): what the previous run left running
+    weighs on no run but its own.
+    """
+    from bench.common import settle
+
+    waited = settle()
+    if waited >= 60:
+        print(f"  (the machine was still busy after {waited:.0f} s; starting anyway)", flush=True)
     command = [sys.executable, "-m", "bench.parallel", "--rows", str(rows), "--folds", str(folds), "--run"]
     started = [
         (kind, subprocess.Popen([*command, kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

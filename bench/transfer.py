@@ -58,7 +58,7 @@ def pretrain(client: Client, store: str) -> str:
     report, _, _ = run_on_client(client, config, data)
     from accord.training import fit_full
 
-    refits = {s.name or s.kind: fit_full(s, data, 0) for s in data.members}
+    refits = {s.label: fit_full(s, data, 0) for s in data.members}
     files, manifest = version_payload(data, refits, report, config={})
     version = Registry(store).publish("digits10", files, manifest)
     return f"{store}/digits10:{version}"

@@ -95,7 +95,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         for phase, one_at_a_time in phases:
             pending: dict[Any, tuple[str, int | None, str]] = {}
             for spec, k in phase:  # longest first; results a crashed run already computed are reused
-                name = spec.name or spec.kind
+                name = spec.label
                 key = result_key(split, spec, k, config.seed)
                 cached = cache.get_refit(key) if k is None else cache.get_fold(key)
                 if cached is not None:

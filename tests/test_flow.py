@@ -60,7 +60,7 @@ def test_flow_publishes_a_loadable_version(flow_run):
 
 
 def test_flow_reports_each_models_held_out_gap_to_the_ensemble(flow_run):
-    config, result = flow_run
+    _, result = flow_run
     gaps = result["vs_ensemble"]
     members = result["metrics"]["members"]
     assert set(gaps) == {*members, "baseline:equal_vote", "baseline:best_cv_member"}
