@@ -109,6 +109,37 @@ def test_skops_refuses_untrusted_types():
         skops_io.loads(b"\x80\x04K\x01.")  # a pickle is not a skops file
 
 
+def test_random_forest_caps_each_trees_leaves_unless_the_cap_is_lifted(classification):
+    from accord.members.sklearn_kinds import MAX_LEAF_NODES
+
+    data, cls = classification, member_class("random_forest")
+
+    def forest(**params):
+        member = cls(data.task, {"n_estimators": 5, **params}, n_classes=data.n_classes, seed=0)
+        return member.fit(data.X_train, data.y_train, data.schema).pipeline_[-1]
+
+    assert forest().max_leaf_nodes == MAX_LEAF_NODES
+    assert max(tree.get_n_leaves() for tree in forest(max_leaf_nodes=8).estimators_) <= 8
+    lifted = forest(max_leaf_nodes=None)
+    assert lifted.max_leaf_nodes is None
+    assert max(tree.get_n_leaves() for tree in lifted.estimators_) > 8
+    extra = member_class("extra_trees")(data.task, {"n_estimators": 5}, n_classes=data.n_classes, seed=0)
+    assert extra.fit(data.X_train, data.y_train, data.schema).pipeline_[-1].max_leaf_nodes is None
+
+
+def test_skops_files_hold_their_arrays_deflated(classification):
+    import io
+    import zipfile
+
+    data = classification
+    member = member_class("extra_trees")(data.task, {"n_estimators": 20}, n_classes=data.n_classes, seed=0)
+    files = member.fit(data.X_train, data.y_train, data.schema).save()
+    with zipfile.ZipFile(io.BytesIO(files["model.skops"])) as archive:
+        arrays = [i for i in archive.infolist() if i.filename.endswith(".npy")]
+    assert arrays and {i.compress_type for i in arrays} == {zipfile.ZIP_DEFLATED}
+    assert sum(i.compress_size for i in arrays) < sum(i.file_size for i in arrays) / 2
+
+
 def test_keras_cnn_on_images_round_trips():
     data = prepare(make_config({"data": "sklearn:digits?n_rows=400", "folds": 3, "store": "memory://unused"}))
     assert data.members[0].kind != "keras_cnn"  # default members; the CNN is built directly below

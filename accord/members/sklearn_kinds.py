@@ -35,6 +35,14 @@ from accord.members.preprocess import Encoding, make_preprocessor
 from accord.schema import Schema
 
 MODEL_FILE = "model.skops"
+# A fully grown tree has about one leaf per few training rows, so a forest's size grows with
+# the table: 200 random-forest trees on 100k rows took 140 MiB, on 1M rows they would take
+# gigabytes in every worker that fits one. Capping each tree's leaves (AutoGluon's forests
+# default to the same 15000) bounds the forest whatever the rows; trees on fewer than about
+# 50k rows never reach it. On 160k training rows the capped forest's log loss was 0.1974
+# against 0.1982 uncapped. extra_trees is not capped: there the cap cost 19% of log loss
+# (0.266 against 0.224). `max_leaf_nodes` sets or (None) lifts it.
+MAX_LEAF_NODES = 15_000
 # Parameters accord sets itself; users set them through the config's seed and the cluster.
 MANAGED = frozenset({"random_state", "n_jobs", "verbose", "warm_start", "probability"})
 
@@ -162,8 +170,8 @@ class RandomForest(SklearnMember):
         "regression": RandomForestRegressor,
     }
     defaults: ClassVar[dict[str, dict[str, Any]]] = {
-        "classification": {"n_estimators": 200, "min_samples_leaf": 1},
-        "regression": {"n_estimators": 200, "min_samples_leaf": 2},
+        "classification": {"n_estimators": 200, "min_samples_leaf": 1, "max_leaf_nodes": MAX_LEAF_NODES},
+        "regression": {"n_estimators": 200, "min_samples_leaf": 2, "max_leaf_nodes": MAX_LEAF_NODES},
     }
 
 
