@@ -23,7 +23,10 @@ def _cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def settle(busy_below: float = 0.1, window: float = 1.0, timeout: float = 60.0) -> float:
+SETTLE_TIMEOUT_S = 60.0
+
+
+def settle(busy_below: float = 0.1, window: float = 1.0, timeout: float = SETTLE_TIMEOUT_S) -> float:
     """Wait until the machine is quiet: CPU use under `busy_below` for two windows in a row.
 
     The processes of the run before (a cluster's workers shutting down, a Prefect server

@@ -131,10 +131,10 @@ def in_processes(kinds: list[str], rows: int, folds: int) -> list[dict[str, floa
     They start once the machine is quiet (`settle`): what the previous run left running
     weighs on no run but its own.
     """
-    from bench.common import settle
+    from bench.common import SETTLE_TIMEOUT_S, settle
 
     waited = settle()
-    if waited >= 60:
+    if waited >= SETTLE_TIMEOUT_S:
         print(f"  (the machine was still busy after {waited:.0f} s; starting anyway)", flush=True)
     command = [sys.executable, "-m", "bench.parallel", "--rows", str(rows), "--folds", str(folds), "--run"]
     started = [
