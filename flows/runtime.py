@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from typing import Any, Protocol
@@ -29,9 +30,24 @@ WORKER_PRELOAD = ["flows.worker_preload"]
 
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 4 * 2**20, "MALLOC_TRIM_THRESHOLD_": 16 * 2**20}
 
+# Dask settings of accord's local workers that cost fits' time when every core runs a fit.
+WORKER_CONFIG: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
+
+
+def _user_set(key: str) -> bool:
+    """Whether the user chose `key`: a ``DASK_*`` variable names it, or it differs from Dask's default."""
+    if f"DASK_{key.upper().replace('.', '__').replace('-', '_')}" in os.environ:
+        return True
+    default = dask.config.get(key, config=dask.config.merge(*dask.config.defaults), default=None)
+    return bool(dask.config.get(key, default=None) != default)
+
 
 class WorkerNanny(Nanny):
-    """The nanny of accord's local workers: malloc settings for fits that allocate a lot.
+    """The nanny of accord's local workers: malloc settings and quiet housekeeping for busy cores.
 
     Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker so freed memory goes
     back to the OS sooner. That also pins glibc's mmap threshold at 128 KiB, so every
@@ -39,15 +55,29 @@ class WorkerNanny(Nanny):
     boosting ran 10-25% slower here than in one process. Unsetting it (glibc's adaptive
     thresholds) brought the speed back but doubled ``xgboost_dask``'s peak per worker at
     1M rows (bench/scale). Arrays under 4 MiB now come from the heap, which keeps up to
-    16 MiB free at its top; larger ones are mmapped and returned when freed. A cluster a
-    user brings (an address, ``cluster_class``) keeps its own config.
+    16 MiB free at its top; larger ones are mmapped and returned when freed.
+
+    Each worker also samples its running task's stack 100 times a second for the
+    dashboard's profile, checks its event loop every 20 ms and reads system metrics every
+    0.5 s. With a fit on every core those wake-ups take their CPU from the fits: the same
+    fits ran 1.16x slower on two workers than in one process, against 1.04x for two plain
+    processes (bench/parallel, 30k rows). `WORKER_CONFIG` turns the profiler off and
+    slows the other two; plain Dask on two workers then ran 1.04x slower per fit and
+    1.86x faster than one process (was 1.67x). The dashboard loses its profile page; a
+    setting the user chose (a ``DASK_*`` variable, or a config file's value other than
+    Dask's default) is kept. A cluster a user brings (an address, ``cluster_class``) keeps its own config.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # A variable the user set in the environment wins over these.
+        # A variable the user set in the environment wins over the malloc settings.
         key = "distributed.nanny.pre-spawn-environ"
-        with dask.config.set({f"{key}.{k}": v for k, v in WORKER_MALLOC.items()}):
+        settings: dict[str, Any] = {f"{key}.{k}": v for k, v in WORKER_MALLOC.items()}
+        settings.update({k: v for k, v in WORKER_CONFIG.items() if not _user_set(k)})
+        with dask.config.set(settings):
             super().__init__(*args, **kwargs)
+            # The nanny hands its worker a shallow copy of the config, whose nested dicts
+            # `dask.config.set` restores in place on exit: keep a deep one of these settings.
+            self.config = copy.deepcopy(self.config)
 
 
 def worker_env() -> dict[str, str]:

@@ -6,11 +6,12 @@ import os
 import ssl
 from pathlib import Path
 
+import dask
 from distributed import Client, LocalCluster
 
 from accord.config import make_config
 from accord.training import work_order, work_phases
-from flows.runtime import WORKER_MALLOC, task_runner_for, worker_env
+from flows.runtime import WORKER_CONFIG, WORKER_MALLOC, _user_set, task_runner_for, worker_env
 from flows.server import local_api_environment
 
 
@@ -66,7 +67,15 @@ def _clear_malloc() -> None:
         os.environ.pop(key, None)
 
 
-def test_local_workers_get_accords_malloc_settings_and_preload(monkeypatch):
+def _housekeeping() -> dict[str, object]:
+    import dask
+
+    keys = ("distributed.worker.profile.enabled", "distributed.admin.tick.interval")
+    keys += ("distributed.admin.system-monitor.interval",)
+    return {k: dask.config.get(k) for k in keys}
+
+
+def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
     for key in WORKER_MALLOC:  # restored afterwards
         monkeypatch.delenv(key, raising=False)
 
@@ -79,7 +88,15 @@ def test_local_workers_get_accords_malloc_settings_and_preload(monkeypatch):
         return sorted(m for m in wanted if m in sys.modules)
 
     kwargs = {**task_runner_for(make_config({"workers": 1})).cluster_kwargs, "n_workers": 1}
+    # A setting the user chose is kept; the others are accord's.
+    chosen = dask.config.set({"distributed.admin.tick.interval": "50ms"})
+    with chosen, LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+        assert client.submit(_housekeeping, pure=False).result() == {
+            **WORKER_CONFIG,
+            "distributed.admin.tick.interval": "50ms",
+        }
     with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+        assert client.submit(_housekeeping, pure=False).result() == WORKER_CONFIG
         assert client.submit(_preloaded, pure=False).result() == [
             "accord.training",
             "prefect.task_engine",
@@ -93,6 +110,10 @@ def test_local_workers_get_accords_malloc_settings_and_preload(monkeypatch):
             Client(cluster) as client,
         ):
             assert client.submit(_preloaded, pure=False).result() == []  # before _malloc imports this module
+            assert (
+                client.submit(_housekeeping, pure=False).result()["distributed.worker.profile.enabled"]
+                is True
+            )
             assert client.submit(_malloc, pure=False).result()["MALLOC_TRIM_THRESHOLD_"] == "65536"
     finally:
         _clear_malloc()
@@ -190,3 +211,13 @@ def test_an_adaptive_cluster_grows_with_the_work(tmp_path):
     workers = {m.group(1) for log in logs if (m := re.search(r"on worker (tcp://\S+)", log.message))}
     # started with one worker; the queue of 18 member tasks made Dask start the second
     assert len(workers) == 2, workers
+
+
+def test_a_dask_variable_counts_as_the_users_choice_even_at_the_default(monkeypatch):
+    key = "distributed.worker.profile.enabled"
+    monkeypatch.delenv("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", raising=False)
+    assert not _user_set(key)
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "True")
+    assert _user_set(key)
+    with dask.config.set({"distributed.admin.system-monitor.interval": "3s"}):
+        assert _user_set("distributed.admin.system-monitor.interval")
