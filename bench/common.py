@@ -13,7 +13,7 @@ from accord.config import TrainConfig
 from accord.evaluation import Report, evaluate
 from accord.store.registry import Registry
 from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_phases
-from flows.runtime import WorkerNanny, worker_env
+from flows.runtime import AccordLocalCluster, WorkerNanny, worker_env
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -51,7 +51,7 @@ def settle(busy_below: float = 0.1, window: float = 1.0, timeout: float = SETTLE
 
 def local_cluster(workers: int = 2) -> LocalCluster:
     """A LocalCluster configured as accord's flow configures it."""
-    return LocalCluster(
+    return AccordLocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,

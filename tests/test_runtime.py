@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 
 import dask
 from distributed import Client, LocalCluster
 
 from accord.config import make_config
 from accord.training import work_order, work_phases
-from flows.runtime import WORKER_CONFIG, WORKER_MALLOC, _user_set, task_runner_for, worker_env
+from flows.runtime import (
+    QUIET_CONFIG,
+    WORKER_MALLOC,
+    AccordLocalCluster,
+    _user_set,
+    task_runner_for,
+    worker_env,
+)
 from flows.server import local_api_environment
 
 
@@ -75,6 +83,10 @@ def _housekeeping() -> dict[str, object]:
     return {k: dask.config.get(k) for k in keys}
 
 
+def _scheduler_intervals(dask_scheduler: Any) -> dict[str, float]:
+    return {k: dask_scheduler.periodic_callbacks[k].callback_time for k in ("tick", "monitor")}
+
+
 def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
     for key in WORKER_MALLOC:  # restored afterwards
         monkeypatch.delenv(key, raising=False)
@@ -87,16 +99,20 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
         wanted = ("accord.training", "prefect.task_engine", "tasks.training")
         return sorted(m for m in wanted if m in sys.modules)
 
-    kwargs = {**task_runner_for(make_config({"workers": 1})).cluster_kwargs, "n_workers": 1}
-    # A setting the user chose is kept; the others are accord's.
+    runner = task_runner_for(make_config({"workers": 1}))
+    cluster_class, kwargs = runner.cluster_class, {**runner.cluster_kwargs, "n_workers": 1}
+    assert cluster_class is AccordLocalCluster
+    # A setting the user chose is kept; the others are accord's, on workers and scheduler.
     chosen = dask.config.set({"distributed.admin.tick.interval": "50ms"})
-    with chosen, LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+    with chosen, cluster_class(**kwargs) as cluster, Client(cluster) as client:
         assert client.submit(_housekeeping, pure=False).result() == {
-            **WORKER_CONFIG,
+            **QUIET_CONFIG,
             "distributed.admin.tick.interval": "50ms",
         }
-    with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-        assert client.submit(_housekeeping, pure=False).result() == WORKER_CONFIG
+        assert client.run_on_scheduler(_scheduler_intervals) == {"tick": 50, "monitor": 2000}
+    with cluster_class(**kwargs) as cluster, Client(cluster) as client:
+        assert client.submit(_housekeeping, pure=False).result() == QUIET_CONFIG
+        assert client.run_on_scheduler(_scheduler_intervals) == {"tick": 1000, "monitor": 2000}
         assert client.submit(_preloaded, pure=False).result() == [
             "accord.training",
             "prefect.task_engine",
@@ -114,6 +130,7 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
                 client.submit(_housekeeping, pure=False).result()["distributed.worker.profile.enabled"]
                 is True
             )
+            assert client.run_on_scheduler(_scheduler_intervals) == {"tick": 20, "monitor": 500}
             assert client.submit(_malloc, pure=False).result()["MALLOC_TRIM_THRESHOLD_"] == "65536"
     finally:
         _clear_malloc()
