@@ -91,7 +91,7 @@ class AccordLocalCluster(LocalCluster):
     The scheduler (and the client beside it) runs in the flow's process, on the cores
     the workers' fits use. Quieting the workers alone took plain Dask on two workers
     from 1.67x to 1.76x over one process (bench/parallel, 30k rows); quieting the
-    scheduler too, 1.85x. Settings the user chose are kept (see `WorkerNanny`).
+    scheduler too, 1.82x and 1.85x in two runs. Settings the user chose are kept (see `WorkerNanny`).
     """
 
     async def _start(self) -> None:
