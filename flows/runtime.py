@@ -96,6 +96,8 @@ class AccordLocalCluster(LocalCluster):
     """
 
     async def _start(self) -> None:
+        # SpecCluster._start builds the scheduler (distributed 2026.8); the test in
+        # tests/test_runtime.py reads the scheduler's intervals, so a change there shows.
         with dask.config.set(quiet_config()):  # read as the scheduler starts
             await super()._start()
 
