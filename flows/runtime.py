@@ -68,10 +68,10 @@ class WorkerNanny(Nanny):
     fits ran 1.16x slower on two workers than in one process, against 1.04x for two plain
     processes (bench/parallel, 30k rows). `QUIET_CONFIG` turns the profiler off and
     slows the other two: plain Dask on two workers then ran 1.76x faster than one
-    process (was 1.67x); with the scheduler quiet too (`AccordLocalCluster`), 1.82x and
-    1.85x. The dashboard loses its profile page. A setting the user chose (a ``DASK_*``
-    variable, or a config file's value other than Dask's default) is kept, and a
-    cluster a user brings (an address, ``cluster_class``) keeps its own config.
+    process (was 1.67x; `AccordLocalCluster` quiets the scheduler too). The dashboard
+    loses its profile page. A setting the user chose (a ``DASK_*`` variable, or a config
+    file's value other than Dask's default) is kept, and a cluster a user brings (an
+    address, ``cluster_class``) keeps its own config.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -75,11 +75,9 @@ def _clear_malloc() -> None:
         os.environ.pop(key, None)
 
 
-def _housekeeping() -> dict[str, object]:
+def _housekeeping(keys: tuple[str, ...] = tuple(QUIET_CONFIG)) -> dict[str, object]:
     import dask
 
-    keys = ("distributed.worker.profile.enabled", "distributed.admin.tick.interval")
-    keys += ("distributed.admin.system-monitor.interval",)
     return {k: dask.config.get(k) for k in keys}
 
 
