@@ -96,12 +96,16 @@ def fit_members(
     folds: dict[Any, Any] = {}
     refits: dict[Any, Any] = {}
     for phase, one_at_a_time in work_phases(members, len(data.folds)):  # as the flow submits them
-        for s, k in phase:
-            name = s.label
+        for position, (s, k) in enumerate(phase):
+            name, priority = s.label, len(phase) - position
             if k is None:
-                future = refits[name] = client.submit(fit_full, s, staged, config.seed, pure=False)
+                future = refits[name] = client.submit(
+                    fit_full, s, staged, config.seed, pure=False, priority=priority
+                )
             else:
-                future = folds[(name, k)] = client.submit(fit_fold, s, staged, k, config.seed, pure=False)
+                future = folds[(name, k)] = client.submit(
+                    fit_fold, s, staged, k, config.seed, pure=False, priority=priority
+                )
             if one_at_a_time:
                 wait(future)
     fold_results = {key: f.result() for key, f in folds.items()}

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import dask
 from distributed import LocalCluster, Nanny
 from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import PrefectDaskFuture
 
 from accord.errors import ConfigError
 
@@ -38,6 +39,15 @@ QUIET_CONFIG: dict[str, Any] = {
 }
 
 
+# How accord's local scheduler hands out member tasks. Under Dask's default (1.1) a task
+# group is queued on the scheduler once it outgrows the cluster, but its first tasks go
+# straight to a worker, and those ran before queued tasks of higher priority: the runs'
+# longest-first order (`accord.training.work_order`) did not hold. Without queuing every
+# worker runs what it holds by priority and idle workers steal the rest. Member tasks last
+# seconds to minutes and return small results, which is not what queuing guards against.
+SCHEDULER_CONFIG: dict[str, Any] = {"distributed.scheduler.worker-saturation": float("inf")}
+
+
 def _user_set(key: str) -> bool:
     """Whether the user chose `key`: a ``DASK_*`` variable names it, or it differs from Dask's default."""
     if f"DASK_{key.upper().replace('.', '__').replace('-', '_')}" in os.environ:
@@ -46,9 +56,14 @@ def _user_set(key: str) -> bool:
     return bool(dask.config.get(key, default=None) != default)
 
 
+def unless_user_set(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` less those the user chose."""
+    return {k: v for k, v in settings.items() if not _user_set(k)}
+
+
 def quiet_config() -> dict[str, Any]:
     """`QUIET_CONFIG` less the settings the user chose."""
-    return {k: v for k, v in QUIET_CONFIG.items() if not _user_set(k)}
+    return unless_user_set(QUIET_CONFIG)
 
 
 class WorkerNanny(Nanny):
@@ -87,7 +102,7 @@ class WorkerNanny(Nanny):
 
 
 class AccordLocalCluster(LocalCluster):
-    """accord's LocalCluster: its scheduler keeps the quiet housekeeping of its workers.
+    """accord's LocalCluster: a scheduler with its workers' quiet housekeeping and `SCHEDULER_CONFIG`.
 
     The scheduler (and the client beside it) runs in the flow's process, on the cores
     the workers' fits use. Quieting the workers alone took plain Dask on two workers
@@ -98,8 +113,40 @@ class AccordLocalCluster(LocalCluster):
     async def _start(self) -> None:
         # SpecCluster._start builds the scheduler (distributed 2026.8); the test in
         # tests/test_runtime.py reads the scheduler's intervals, so a change there shows.
-        with dask.config.set(quiet_config()):  # read as the scheduler starts
+        with dask.config.set(unless_user_set({**QUIET_CONFIG, **SCHEDULER_CONFIG})):  # read as it starts
             await super()._start()
+
+
+class AccordDaskTaskRunner(DaskTaskRunner):
+    """prefect-dask's `DaskTaskRunner`, submitting each task to Dask with ``pure=False``.
+
+    prefect-dask submits with Dask's default ``pure=True``: Dask then tokenizes the task,
+    its parameters and Prefect's serialized context to name the key, although every
+    submission carries a new task run id and so a new key anyway (PrefectHQ/prefect#18191).
+    That cost 30-40 ms of the flow process's CPU per member task here (68-73 ms per
+    submit against 30-42 ms), taken from the cores the workers' fits run on. Everything
+    else is prefect-dask's own `submit`.
+    """
+
+    def submit(  # type: ignore[override]
+        self,
+        task: Any,
+        parameters: dict[str, Any],
+        wait_for: Any = None,
+        dependencies: Any = None,
+    ) -> PrefectDaskFuture[Any]:
+        """Submit `task` with `parameters` as prefect-dask does, without tokenizing them."""
+        if not self._started:
+            raise RuntimeError("The task runner must be started before submitting work.")
+        future = self.client.submit(
+            task,
+            parameters=self._optimize_futures(parameters),
+            wait_for=self._optimize_futures(wait_for) if wait_for else None,
+            dependencies=dependencies,
+            return_type="state",
+            pure=False,
+        )
+        return PrefectDaskFuture[Any](wrapped_future=future, task_run_id=future.task_run_id)
 
 
 def worker_env() -> dict[str, str]:
@@ -123,8 +170,8 @@ class ClusterOptions(Protocol):
         """Address of an existing scheduler, or None."""
 
 
-def task_runner_for(config: ClusterOptions) -> DaskTaskRunner:
-    """A `DaskTaskRunner` for the run.
+def task_runner_for(config: ClusterOptions) -> AccordDaskTaskRunner:
+    """A `DaskTaskRunner` (`AccordDaskTaskRunner`) for the run.
 
     In order: the scheduler at ``config.dask_address`` (or ``$ACCORD_DASK_ADDRESS``); a
     cluster of ``config.cluster_class`` (Dask Kubernetes, dask-jobqueue) built with
@@ -135,14 +182,14 @@ def task_runner_for(config: ClusterOptions) -> DaskTaskRunner:
     """
     address = config.dask_address or os.environ.get("ACCORD_DASK_ADDRESS")
     if address:
-        return DaskTaskRunner(address=address)
+        return AccordDaskTaskRunner(address=address)
     adapt = getattr(config, "adapt", None)
     adapt_kwargs = {"minimum": adapt.minimum, "maximum": adapt.maximum} if adapt else None
     cluster_class = getattr(config, "cluster_class", None)
     if cluster_class:
         kwargs = dict(getattr(config, "cluster_kwargs", None) or {})
         try:
-            return DaskTaskRunner(
+            return AccordDaskTaskRunner(
                 cluster_class=cluster_class, cluster_kwargs=kwargs, adapt_kwargs=adapt_kwargs
             )
         except (ImportError, AttributeError, ValueError) as e:
@@ -162,6 +209,6 @@ def task_runner_for(config: ClusterOptions) -> DaskTaskRunner:
         "env": worker_env(),
         "preload": WORKER_PRELOAD,
     }
-    return DaskTaskRunner(
+    return AccordDaskTaskRunner(
         cluster_class=AccordLocalCluster, cluster_kwargs=cluster_kwargs, adapt_kwargs=adapt_kwargs
     )

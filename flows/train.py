@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import dask
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.futures import as_completed
@@ -94,7 +95,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         staged = None
         for phase, one_at_a_time in phases:
             pending: dict[Any, tuple[str, int | None, str]] = {}
-            for spec, k in phase:  # longest first; results a crashed run already computed are reused
+            for position, (spec, k) in enumerate(phase):  # longest first; reuses a crashed run's results
                 name = spec.label
                 key = result_key(split, spec, k, config.seed)
                 cached = cache.get_refit(key) if k is None else cache.get_fold(key)
@@ -104,11 +105,15 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                     continue
                 if staged is None:  # the cluster starts only if something must be trained
                     staged = runner.submit(stage_data, {"data": data})
-                if k is None:
-                    future = runner.submit(refit_member, {"spec": spec, "data": staged, "seed": config.seed})
-                else:
-                    params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
-                    future = runner.submit(fit_member_fold, params)
+                # Dask runs tasks submitted within 100 ms of each other in no set order; a
+                # priority per task keeps the longest-first order of `work_order`.
+                with dask.annotate(priority=len(phase) - position):
+                    if k is None:
+                        params = {"spec": spec, "data": staged, "seed": config.seed}
+                        future = runner.submit(refit_member, params)
+                    else:
+                        params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
+                        future = runner.submit(fit_member_fold, params)
                 if one_at_a_time:
                     collect(future, name, k, key)
                 else:

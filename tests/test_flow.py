@@ -19,7 +19,7 @@ from accord.errors import DataError
 from accord.evaluation import evaluate
 from accord.metrics import score
 from accord.store.registry import Registry
-from accord.training import fit_all, prepare
+from accord.training import fit_all, prepare, work_order
 from flows.train import train_ensemble
 
 MEMBERS = [
@@ -163,3 +163,26 @@ def test_memory_store_is_refused_by_nothing_but_works_in_process(memory_store):
     result = train_ensemble(config)
     assert np.isfinite(result["metrics"]["ensemble"]["log_loss"])
     assert accord.load(result["ref"]).manifest["name"] == "mem"
+
+
+def test_member_tasks_start_longest_first_in_work_order(memory_store):
+    # One worker runs one task at a time, so the order it starts them in is the order Dask
+    # chose; the flow submits them in `work_order` (costly kinds first, refits first).
+    members = [
+        {"kind": "knn"},
+        {"kind": "logreg"},
+        {"kind": "random_forest", "params": {"n_estimators": 20}},
+        {"kind": "hist_gb", "params": {"max_iter": 20}},
+    ]
+    config = make_config(
+        {"data": DATA, "members": members, "folds": 3, "store": memory_store, "name": "order", "workers": 1}
+    )
+    result = train_ensemble(config)
+    run_id = uuid.UUID(accord.load(result["ref"]).manifest["lineage"]["flow_run_id"])
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    started = sorted((t.start_time, t.name) for t in task_runs if t.name.startswith(("fit-", "refit-")))
+    expected = [
+        f"refit-{s.name}" if k is None else f"fit-{s.name}-fold-{k}" for s, k in work_order(config.members, 3)
+    ]
+    assert [name for _, name in started] == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from accord.config import make_config
 from accord.training import work_order, work_phases
 from flows.runtime import (
     QUIET_CONFIG,
+    SCHEDULER_CONFIG,
     WORKER_MALLOC,
     AccordLocalCluster,
     _user_set,
@@ -82,7 +84,8 @@ def _housekeeping(keys: tuple[str, ...] = tuple(QUIET_CONFIG)) -> dict[str, obje
 
 
 def _scheduler_intervals(dask_scheduler: Any) -> dict[str, float]:
-    return {k: dask_scheduler.periodic_callbacks[k].callback_time for k in ("tick", "monitor")}
+    found = {k: dask_scheduler.periodic_callbacks[k].callback_time for k in ("tick", "monitor")}
+    return {**found, "saturation": dask_scheduler.WORKER_SATURATION}
 
 
 def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
@@ -101,16 +104,26 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
     cluster_class, kwargs = runner.cluster_class, {**runner.cluster_kwargs, "n_workers": 1}
     assert cluster_class is AccordLocalCluster
     # A setting the user chose is kept; the others are accord's, on workers and scheduler.
-    chosen = dask.config.set({"distributed.admin.tick.interval": "50ms"})
+    chosen = dask.config.set(
+        {"distributed.admin.tick.interval": "50ms", "distributed.scheduler.worker-saturation": 1.5}
+    )
     with chosen, cluster_class(**kwargs) as cluster, Client(cluster) as client:
         assert client.submit(_housekeeping, pure=False).result() == {
             **QUIET_CONFIG,
             "distributed.admin.tick.interval": "50ms",
         }
-        assert client.run_on_scheduler(_scheduler_intervals) == {"tick": 50, "monitor": 2000}
+        assert client.run_on_scheduler(_scheduler_intervals) == {
+            "tick": 50,
+            "monitor": 2000,
+            "saturation": 1.5,
+        }
     with cluster_class(**kwargs) as cluster, Client(cluster) as client:
         assert client.submit(_housekeeping, pure=False).result() == QUIET_CONFIG
-        assert client.run_on_scheduler(_scheduler_intervals) == {"tick": 1000, "monitor": 2000}
+        assert client.run_on_scheduler(_scheduler_intervals) == {
+            "tick": 1000,
+            "monitor": 2000,
+            "saturation": SCHEDULER_CONFIG["distributed.scheduler.worker-saturation"],
+        }
         assert client.submit(_preloaded, pure=False).result() == [
             "accord.training",
             "prefect.task_engine",
@@ -128,7 +141,11 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
                 client.submit(_housekeeping, pure=False).result()["distributed.worker.profile.enabled"]
                 is True
             )
-            assert client.run_on_scheduler(_scheduler_intervals) == {"tick": 20, "monitor": 500}
+            assert client.run_on_scheduler(_scheduler_intervals) == {
+                "tick": 20,
+                "monitor": 500,
+                "saturation": 1.1,
+            }
             assert client.submit(_malloc, pure=False).result()["MALLOC_TRIM_THRESHOLD_"] == "65536"
     finally:
         _clear_malloc()
@@ -154,6 +171,23 @@ def test_work_phases_run_cluster_wide_members_first_one_task_at_a_time():
     assert [(s.kind, k) for s, k in rest] == [
         (s.kind, k) for s, k in work_order(members, 3) if s.kind != "xgboost_dask"
     ]
+
+
+def test_tasks_reach_dask_without_tokenizing_their_arguments():
+    from prefect import flow
+
+    from tasks.training import stage_data
+
+    @flow
+    def submit_one() -> str:
+        with task_runner_for(make_config({"workers": 1})) as runner:
+            future = runner.submit(stage_data, {"data": list(range(1000))})
+            assert future.result() == list(range(1000))
+            return str(future.wrapped_future.key)
+
+    # pure=False names the key with a fresh UUID; Dask's tokenize would give 32 hex digits
+    key = submit_one()
+    assert re.fullmatch(r"stage_data-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", key), key
 
 
 def test_dask_address_selects_an_existing_scheduler():
