@@ -7,7 +7,9 @@ submitted with plain Dask so the workers can be measured):
   table read by the workers in partitions, never whole in one process) and for the
   default ensemble (every in-memory member holds the whole training table);
 * members 3 -> 6 -> 12 at 20k rows;
-* workers 1 -> 2 for the default-style ensemble and for ``xgboost_dask``.
+* workers 1 -> 2 for the default-style ensemble and for ``xgboost_dask``, and the
+  ceiling this machine sets on the latter: plain XGBoost training one fold's rows in one
+  process against half of them in each of two processes at once.
 
 Peak memory per worker: the peak resident set (VmHWM, reset through
 ``/proc/self/clear_refs`` once the worker is idle) above the idle resident set, against
@@ -124,6 +126,41 @@ def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str
     }
 
 
+def _hist_seconds(rows: int) -> float:
+    """Seconds XGBoost's hist method takes for 100 trees on `rows` synthetic rows with one thread."""
+    import numpy as np
+    import xgboost as xgb
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(rows, FEATURES)).astype("float32")
+    y = (X[:, 0] + rng.normal(size=rows) > 0).astype("int32")
+    matrix = xgb.QuantileDMatrix(X, y)
+    params = {"tree_method": "hist", "nthread": 1, "objective": "binary:logistic", "max_depth": 6}
+    start = time.perf_counter()
+    xgb.train(params, matrix, num_boost_round=100)
+    return time.perf_counter() - start
+
+
+def hist_ceiling(rows: int, repeats: int = 3) -> float:
+    """The most two workers can gain on XGBoost's own training here: no Dask, no collective.
+
+    One process trains on `rows` rows; then two processes train on half of them each, at
+    once. Two histogram builds at once each run slower than one alone (shared caches and
+    memory bandwidth), so the ratio is what ``xgboost_dask`` could reach on two workers
+    at best. Returns the median over `repeats` alternations.
+    """
+    import multiprocessing
+
+    ratios = []
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_hist_seconds, [1000, 1000])  # imports, in both processes
+        for _ in range(repeats):
+            whole = pool.apply(_hist_seconds, (rows,))
+            halves = max(pool.map(_hist_seconds, [rows // 2, rows // 2]))
+            ratios.append(whole / halves)
+    return sorted(ratios)[len(ratios) // 2]
+
+
 def slope(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of log(y) on log(x)."""
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
@@ -221,6 +258,13 @@ def main() -> None:
                     f"  {label}: 1 worker {one:7.1f}s  2 workers {two:7.1f}s  speedup {one / two:4.2f}x",
                     flush=True,
                 )
+            fold_rows = int(sizes[-1] * 0.8 * 2 / 3)  # one fold's training rows of the largest table
+            ceiling = hist_ceiling(fold_rows)
+            print(
+                f"  the machine's ceiling for xgboost_dask: XGBoost alone on {fold_rows:,} rows vs two "
+                f"processes on half each at once: {ceiling:.2f}x (median of 3)",
+                flush=True,
+            )
 
     print()
     if xgb:
