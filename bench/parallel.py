@@ -1,8 +1,10 @@
 """Parallel speed: the same member x fold fits sequentially, through accord on Dask, and as plain Dask.
 
-Three runs of one workload in one session, each in a fresh Python process of its own (one
+Rounds of three runs of one workload, each run in a fresh Python process of its own (one
 run's threads, heap and caches never weigh on the next) started once the machine's CPUs are
-idle again; they share one Prefect server:
+idle again; they share one Prefect server. The order of the three rotates from round to
+round, and each ratio is taken within a round (the machine's speed drifts by several
+percent within minutes), then printed as the rounds' median beside the ratio of means:
 
 1. sequential: every fit one after another in one process;
 2. plain Dask: `client.submit` of the same functions on a LocalCluster of 2 workers
@@ -53,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3, help="plain Dask and accord runs, alternated")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all three runs, order rotating")
     parser.add_argument("--run", choices=["sequential", "plain", "accord"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:  # one run, in a process of its own (see `compare`)
@@ -152,41 +154,59 @@ def in_processes(kinds: list[str], rows: int, folds: int) -> list[dict[str, floa
 
 
 def compare(rows: int, folds: int, rounds: int) -> None:
-    """Run the workload three ways, each run in a fresh process, and print the ratios."""
+    """Run the workload three ways, each run in a fresh process, and print the ratios.
+
+    Every round runs all three, back to back, in an order that rotates from round to
+    round: this machine's speed drifts by several percent within minutes, so a ratio is
+    taken within a round and the rounds' median is reported beside the ratio of means.
+    """
     n_tasks = len(workload(rows, folds).members) * (folds + 1)
-    seq = in_process("sequential", rows, folds)
-    t_seq, fits_seq = seq["wall"], seq["fits"]
-    print(f"sequential: {t_seq:7.1f}s for {n_tasks} fits (the workload: {t_seq:.0f} CPU-seconds)", flush=True)
+    kinds = ("sequential", "plain", "accord")
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    for r in range(rounds):
+        for kind in kinds[r % 3 :] + kinds[: r % 3]:
+            runs[kind].append(in_process(kind, rows, folds))
+            print(f"round {r + 1}: {kind:10s} {runs[kind][-1]['wall']:7.1f}s", flush=True)
     pair = in_processes(["sequential", "sequential"], rows, folds)
     fits_pair = sum(run["fits"] for run in pair) / len(pair)
     print(f"sequential x2 at once: {max(run['wall'] for run in pair):7.1f}s", flush=True)
 
-    # Rounds alternate which runs first, so a machine that speeds up or slows down during
-    # the session does not favour either.
-    runs: dict[str, list[dict[str, float]]] = {"plain": [], "accord": []}
-    for r in range(rounds):
-        for name in ("plain", "accord") if r % 2 == 0 else ("accord", "plain"):
-            runs[name].append(in_process(name, rows, folds))
-            print(f"round {r + 1}: {name:7s} {runs[name][-1]['wall']:7.1f}s", flush=True)
-
     def mean(name: str, key: str) -> float:
         return sum(run[key] for run in runs[name]) / len(runs[name])
 
-    t_dask, t_accord = mean("plain", "wall"), mean("accord", "wall")
-    fits_dask, fits_accord = mean("plain", "fits"), mean("accord", "fits")
+    def per_round(a: str, b: str) -> list[float]:
+        return [x["wall"] / y["wall"] for x, y in zip(runs[a], runs[b], strict=True)]
+
+    t_seq, t_dask, t_accord = mean("sequential", "wall"), mean("plain", "wall"), mean("accord", "wall")
+    fits_seq, fits_dask, fits_accord = (
+        mean("sequential", "fits"),
+        mean("plain", "fits"),
+        mean("accord", "fits"),
+    )
     print()
-    print(f"means over {rounds} rounds: plain dask {t_dask:.1f}s, accord {t_accord:.1f}s")
-    ratios = [a["wall"] / p["wall"] for a, p in zip(runs["accord"], runs["plain"], strict=True)]
-    for r, ratio in enumerate(ratios):
-        print(f"  round {r + 1}: accord / plain dask {ratio:.3f}")
-    # this machine's speed drifts by tens of percent within minutes; the two runs of a round
-    # are back to back, so the median of the rounds' ratios is the steadier figure
-    print(f"  median of the rounds:          {statistics.median(ratios):.3f}")
-    print(f"speedup plain dask / sequential: {t_seq / t_dask:.2f}x")
-    print(f"speedup accord / sequential:     {t_seq / t_accord:.2f}x   (target >= 1.8x)")
-    print(f"accord / plain dask:             {t_accord / t_dask:.3f}   (target <= 1.10)")
+    print(f"the workload: {n_tasks} fits, {fits_seq:.0f} CPU-seconds of fitting in one process")
     print(
-        f"Prefect overhead per task:       {1000 * (t_accord - t_dask) / n_tasks:.0f} ms over {n_tasks} tasks"
+        f"means over {rounds} rounds: sequential {t_seq:.1f}s, plain dask {t_dask:.1f}s, "
+        f"accord {t_accord:.1f}s"
+    )
+    rows_out = [
+        ("speedup plain dask / sequential", per_round("sequential", "plain"), t_seq / t_dask, "x", ""),
+        (
+            "speedup accord / sequential",
+            per_round("sequential", "accord"),
+            t_seq / t_accord,
+            "x",
+            "target >= 1.8x",
+        ),
+        ("accord / plain dask", per_round("accord", "plain"), t_accord / t_dask, "", "target <= 1.10"),
+    ]
+    for label, ratios, of_means, unit, target in rows_out:
+        each = ", ".join(f"{x:.3f}" for x in ratios)
+        print(f"{label + ':':34s} median {statistics.median(ratios):.3f}{unit}  ratio of means "
+              f"{of_means:.3f}{unit}  (rounds: {each}){'   ' + target if target else ''}")  # fmt: skip
+    print(
+        f"Prefect overhead per task:         {1000 * (t_accord - t_dask) / n_tasks:.0f} ms "
+        f"over {n_tasks} tasks"
     )
     print()
     print("where plain Dask's speedup goes (2 workers on 2 cores):")
