@@ -146,8 +146,8 @@ def hist_ceiling(rows: int, repeats: int = 3) -> float:
 
     One process trains on `rows` rows; then two processes train on half of them each, at
     once. Two histogram builds at once each run slower than one alone (shared caches and
-    memory bandwidth), so the ratio is what ``xgboost_dask`` could reach on two workers
-    at best. Returns the median over `repeats` alternations.
+    memory bandwidth), so the ratio is about the most the fit step of ``xgboost_dask``
+    could gain from a second worker. Returns the median over `repeats` alternations.
     """
     import multiprocessing
 
