@@ -37,13 +37,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from distributed import Client
 
-from accord.config import DEFAULT_MEMBER_KINDS, make_config
+from accord.config import DEFAULT_MEMBER_KINDS, TrainConfig, make_config
 from accord.data import read_source
 from accord.evaluation import evaluate
 from accord.training import prepare
 from bench.common import fit_members, local_cluster
 
 FEATURES = 20
+FOLDS = 3
 XGB_DASK: list[dict[str, Any]] = [{"kind": "xgboost_dask", "params": {"n_estimators": 100}}]
 DEFAULT: list[dict[str, Any]] = [{"kind": kind} for kind in DEFAULT_MEMBER_KINDS]
 BASE: list[dict[str, Any]] = [
@@ -100,9 +101,15 @@ def _warm_up(keras: bool) -> float:
 
 
 def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str, float]:
-    """Train every member x fold (3 folds) and refit on a fresh cluster; return time and memory."""
+    """Train every member x fold (`FOLDS` folds) and refit on a fresh cluster; return time and memory."""
     config = make_config(
-        {"data": path.as_uri(), "target": "target", "members": members, "folds": 3, "store": "memory://scale"}
+        {
+            "data": path.as_uri(),
+            "target": "target",
+            "members": members,
+            "folds": FOLDS,
+            "store": "memory://scale",
+        }
     )
     data = prepare(config)
     rows = len(data.y_train) + len(data.y_test)
@@ -182,7 +189,7 @@ def rows_sweep(
     label: str, members: list[dict[str, Any]], sizes: list[int], tmp: Path
 ) -> list[dict[str, float]]:
     """Time and memory of one member set at each size (2 workers); prints a line per size."""
-    print(f"rows sweep: {label} (3 folds + refit, 2 workers)", flush=True)
+    print(f"rows sweep: {label} ({FOLDS} folds + refit, 2 workers)", flush=True)
     out = []
     for n in sizes:
         r = measure(table(n, tmp), members, 2)
@@ -258,7 +265,8 @@ def main() -> None:
                     f"  {label}: 1 worker {one:7.1f}s  2 workers {two:7.1f}s  speedup {one / two:4.2f}x",
                     flush=True,
                 )
-            fold_rows = int(sizes[-1] * 0.8 * 2 / 3)  # one fold's training rows of the largest table
+            test_size = TrainConfig.model_fields["test_size"].default  # `measure` keeps the default
+            fold_rows = int(sizes[-1] * (1 - test_size) * (FOLDS - 1) / FOLDS)  # one fold's training rows
             ceiling = hist_ceiling(fold_rows)
             print(
                 f"  the machine's ceiling for xgboost_dask: XGBoost alone on {fold_rows:,} rows vs two "

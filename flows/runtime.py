@@ -61,11 +61,6 @@ def unless_user_set(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if not _user_set(k)}
 
 
-def quiet_config() -> dict[str, Any]:
-    """`QUIET_CONFIG` less the settings the user chose."""
-    return unless_user_set(QUIET_CONFIG)
-
-
 class WorkerNanny(Nanny):
     """The nanny of accord's local workers: malloc settings and quiet housekeeping for busy cores.
 
@@ -93,7 +88,7 @@ class WorkerNanny(Nanny):
         # A variable the user set in the environment wins over the malloc settings.
         key = "distributed.nanny.pre-spawn-environ"
         settings: dict[str, Any] = {f"{key}.{k}": v for k, v in WORKER_MALLOC.items()}
-        settings.update(quiet_config())
+        settings.update(unless_user_set(QUIET_CONFIG))
         with dask.config.set(settings):
             super().__init__(*args, **kwargs)
             # The nanny hands its worker a shallow copy of the config, whose nested dicts
