@@ -237,9 +237,12 @@ def test_an_adaptive_cluster_grows_with_the_work(tmp_path):
     from accord.store.registry import Registry
     from flows.train import train_ensemble
 
+    # A new worker takes ~3.5 s here to start (spawn, imports, Prefect preload): with 150
+    # trees the work was done in ~5 s on one worker and a loaded CI machine finished it
+    # before the second joined. 400 trees make ~20 s of work on one worker.
     members = [
-        {"kind": "random_forest", "params": {"n_estimators": 150}},
-        {"kind": "extra_trees", "params": {"n_estimators": 150}},
+        {"kind": "random_forest", "params": {"n_estimators": 400}},
+        {"kind": "extra_trees", "params": {"n_estimators": 400}},
         {"kind": "logreg"},
     ]
     config = make_config(
