@@ -45,7 +45,13 @@ QUIET_CONFIG: dict[str, Any] = {
 # longest-first order (`accord.training.work_order`) did not hold. Without queuing every
 # worker runs what it holds by priority and idle workers steal the rest. Member tasks last
 # seconds to minutes and return small results, which is not what queuing guards against.
-SCHEDULER_CONFIG: dict[str, Any] = {"distributed.scheduler.worker-saturation": float("inf")}
+# Dask balances work by stealing once a second by default; at 10k rows an idle worker
+# waited 1.5 s and 0.9 s for a stolen task and idle was 3.9% of the run. Every 100 ms no
+# wait exceeded 0.3 s, idle fell to 2.5% and the run took 87.0 s against 93.6 s.
+SCHEDULER_CONFIG: dict[str, Any] = {
+    "distributed.scheduler.worker-saturation": float("inf"),
+    "distributed.scheduler.work-stealing-interval": "100ms",
+}
 
 
 def _user_set(key: str) -> bool:

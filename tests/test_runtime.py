@@ -84,7 +84,7 @@ def _housekeeping(keys: tuple[str, ...] = tuple(QUIET_CONFIG)) -> dict[str, obje
 
 
 def _scheduler_intervals(dask_scheduler: Any) -> dict[str, float]:
-    found = {k: dask_scheduler.periodic_callbacks[k].callback_time for k in ("tick", "monitor")}
+    found = {k: dask_scheduler.periodic_callbacks[k].callback_time for k in ("tick", "monitor", "stealing")}
     return {**found, "saturation": dask_scheduler.WORKER_SATURATION}
 
 
@@ -105,7 +105,11 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
     assert cluster_class is AccordLocalCluster
     # A setting the user chose is kept; the others are accord's, on workers and scheduler.
     chosen = dask.config.set(
-        {"distributed.admin.tick.interval": "50ms", "distributed.scheduler.worker-saturation": 1.5}
+        {
+            "distributed.admin.tick.interval": "50ms",
+            "distributed.scheduler.worker-saturation": 1.5,
+            "distributed.scheduler.work-stealing-interval": "250ms",
+        }
     )
     with chosen, cluster_class(**kwargs) as cluster, Client(cluster) as client:
         assert client.submit(_housekeeping, pure=False).result() == {
@@ -115,6 +119,7 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
         assert client.run_on_scheduler(_scheduler_intervals) == {
             "tick": 50,
             "monitor": 2000,
+            "stealing": 250,
             "saturation": 1.5,
         }
     with cluster_class(**kwargs) as cluster, Client(cluster) as client:
@@ -122,6 +127,7 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
         assert client.run_on_scheduler(_scheduler_intervals) == {
             "tick": 1000,
             "monitor": 2000,
+            "stealing": 100,
             "saturation": SCHEDULER_CONFIG["distributed.scheduler.worker-saturation"],
         }
         assert client.submit(_preloaded, pure=False).result() == [
@@ -144,6 +150,7 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
             assert client.run_on_scheduler(_scheduler_intervals) == {
                 "tick": 20,
                 "monitor": 500,
+                "stealing": 1000,
                 "saturation": 1.1,
             }
             assert client.submit(_malloc, pure=False).result()["MALLOC_TRIM_THRESHOLD_"] == "65536"
