@@ -7,8 +7,9 @@ submitted with plain Dask so the workers can be measured):
   table read by the workers in partitions, never whole in one process) and for the
   default ensemble (every in-memory member holds the whole training table);
 * members 3 -> 6 -> 12 at 20k rows;
-* workers 1 -> 2 for the default-style ensemble and for ``xgboost_dask``, and the
-  ceilings on the latter: plain XGBoost training one fold's rows in one process against
+* workers 1 -> 2 for the default-style ensemble and for ``xgboost_dask``; the latter's
+  time split into its boosting and the rest (the same member with one tree), and the
+  ceilings on it: plain XGBoost training one fold's rows in one process against
   half of them alone (the work that does not shrink with rows) and against half of them
   in each of two processes at once (and the two slowing each other).
 
@@ -273,14 +274,28 @@ def main() -> None:
         ]
         if "workers" in sweeps:
             print("workers sweep", flush=True)
+            xgb_seconds: dict[int, float] = {}
             for label, members, n in workloads:
                 one = measure(table(n, tmp), members, 1)["seconds"]
                 two = measure(table(n, tmp), members, 2)["seconds"]
                 speedups[label] = one / two
+                if members is XGB_DASK:
+                    xgb_seconds = {1: one, 2: two}
                 print(
                     f"  {label}: 1 worker {one:7.1f}s  2 workers {two:7.1f}s  speedup {one / two:4.2f}x",
                     flush=True,
                 )
+            # The same member with one tree: everything but the boosting (reading, encoding,
+            # xgboost.dask's matrices, tracker and collective set-up, predicting), per worker count.
+            one_tree = [{**XGB_DASK[0], "params": {**XGB_DASK[0]["params"], "n_estimators": 1}}]
+            setup = {w: measure(table(sizes[-1], tmp), one_tree, w)["seconds"] for w in (1, 2)}
+            boosting = {w: xgb_seconds[w] - setup[w] for w in (1, 2)}
+            print(
+                f"  xgboost_dask split in two: everything but the boosting (the member with one tree) "
+                f"{setup[1]:.1f}s -> {setup[2]:.1f}s ({setup[1] / setup[2]:.2f}x); the boosting "
+                f"{boosting[1]:.1f}s -> {boosting[2]:.1f}s ({boosting[1] / boosting[2]:.2f}x)",
+                flush=True,
+            )
             test_size = TrainConfig.model_fields["test_size"].default  # `measure` keeps the default
             fold_rows = int(sizes[-1] * (1 - test_size) * (FOLDS - 1) / FOLDS)  # one fold's training rows
             repeats = 3
