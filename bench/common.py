@@ -12,7 +12,7 @@ from accord import publishing
 from accord.config import TrainConfig
 from accord.evaluation import Report, evaluate
 from accord.store.registry import Registry
-from accord.training import Prepared, fit_fold, fit_full, out_of_fold, work_phases
+from accord.training import Prepared, fit_fold, fit_full, out_of_fold, task_key, work_phases
 from flows.runtime import AccordLocalCluster, WorkerNanny, worker_env
 
 
@@ -100,11 +100,11 @@ def fit_members(
             name, priority = s.label, len(phase) - position
             if k is None:
                 future = refits[name] = client.submit(
-                    fit_full, s, staged, config.seed, pure=False, priority=priority
+                    fit_full, s, staged, config.seed, key=task_key(s, k), priority=priority
                 )
             else:
                 future = folds[(name, k)] = client.submit(
-                    fit_fold, s, staged, k, config.seed, pure=False, priority=priority
+                    fit_fold, s, staged, k, config.seed, key=task_key(s, k), priority=priority
                 )
             if one_at_a_time:
                 wait(future)

@@ -135,8 +135,13 @@ class AccordDaskTaskRunner(DaskTaskRunner):
         parameters: dict[str, Any],
         wait_for: Any = None,
         dependencies: Any = None,
+        key: str | None = None,
     ) -> PrefectDaskFuture[Any]:
-        """Submit `task` with `parameters` as prefect-dask does, without tokenizing them."""
+        """Submit `task` with `parameters` as prefect-dask does, without tokenizing them.
+
+        `key` names the Dask task (`accord.training.task_key`); by default Dask names it
+        after the task's function.
+        """
         if not self._started:
             raise RuntimeError("The task runner must be started before submitting work.")
         future = self.client.submit(
@@ -146,6 +151,7 @@ class AccordDaskTaskRunner(DaskTaskRunner):
             dependencies=dependencies,
             return_type="state",
             pure=False,
+            key=key,
         )
         return PrefectDaskFuture[Any](wrapped_future=future, task_run_id=future.task_run_id)
 

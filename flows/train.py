@@ -17,7 +17,7 @@ from accord.cache import ResultCache, result_key, run_key, split_digest
 from accord.config import TrainConfig
 from accord.faults import failpoint
 from accord.store.refs import parse_ref
-from accord.training import FoldResult, RefitResult, out_of_fold, work_phases
+from accord.training import FoldResult, RefitResult, out_of_fold, task_key, work_phases
 from flows.runtime import task_runner_for
 from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts
 from tasks.training import MemberFailed, fit_member_fold, prepare_data, refit_member, stage_data
@@ -110,10 +110,10 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                 with dask.annotate(priority=len(phase) - position):
                     if k is None:
                         params = {"spec": spec, "data": staged, "seed": config.seed}
-                        future = runner.submit(refit_member, params)
+                        future = runner.submit(refit_member, params, key=task_key(spec, k))
                     else:
                         params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
-                        future = runner.submit(fit_member_fold, params)
+                        future = runner.submit(fit_member_fold, params, key=task_key(spec, k))
                 if one_at_a_time:
                     collect(future, name, k, key)
                 else:

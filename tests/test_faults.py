@@ -148,7 +148,7 @@ def test_workers_killed_until_dask_gives_up_fail_the_run_naming_the_member(tmp_p
             while not stop.is_set():
                 for worker, tasks in client.processing().items():
                     seen.update(map(str, tasks))
-                    if any("member" in key for key in map(str, tasks)):  # fit_member_fold, refit_member
+                    if any(key.startswith(("fold_", "refit_")) for key in map(str, tasks)):  # task_key
                         kills.append(worker)
                         with contextlib.suppress(Exception):
                             client.run(os._exit, 1, workers=[worker])

@@ -12,7 +12,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from accord.config import make_config
-from accord.training import work_order, work_phases
+from accord.training import task_key, work_order, work_phases
 from flows.runtime import (
     QUIET_CONFIG,
     SCHEDULER_CONFIG,
@@ -195,6 +195,40 @@ def test_tasks_reach_dask_without_tokenizing_their_arguments():
     # pure=False names the key with a fresh UUID; Dask's tokenize would give 32 hex digits
     key = submit_one()
     assert re.fullmatch(r"stage_data-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", key), key
+
+
+def test_task_keys_name_the_member_and_the_fold_or_refit():
+    from dask.utils import key_split
+
+    member = {"kind": "logreg", "name": "logreg-c0.1", "params": {"C": 0.1}}
+    spec = make_config({"members": [member]}).members[0]
+    assert key_split(task_key(spec, 3)) == "fold_logreg_c0_1"
+    assert key_split(task_key(spec, None)) == "refit_logreg_c0_1"
+    assert task_key(spec, 3) != task_key(spec, 3)  # unique: a rerun never meets an old result
+
+
+def test_dask_learns_each_members_durations_from_the_flows_task_keys(tmp_path):
+    from flows.train import train_ensemble
+
+    members = [{"kind": "random_forest", "params": {"n_estimators": 200}}, {"kind": "logreg"}]
+    config = {
+        "data": "synthetic:classification?n_rows=1500&n_features=12&seed=4",
+        "members": members,
+        "folds": 2,
+        "store": (tmp_path / "registry").as_uri(),
+    }
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, env=worker_env(), dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        train_ensemble(make_config({**config, "dask_address": cluster.scheduler_address}))
+
+        def durations(dask_scheduler: Any) -> dict[str, float]:
+            return {name: p.duration_average for name, p in dask_scheduler.task_prefixes.items()}
+
+        seen = client.run_on_scheduler(durations)
+    wanted = {"fold_random_forest", "refit_random_forest", "fold_logreg", "refit_logreg"}
+    assert wanted <= set(seen), seen
+    # one prefix per member: Dask's estimate of a forest fold is not a logistic regression's
+    assert seen["fold_random_forest"] > 3 * seen["fold_logreg"] > 0, seen
 
 
 def test_dask_address_selects_an_existing_scheduler():
