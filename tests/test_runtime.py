@@ -231,6 +231,38 @@ def test_dask_learns_each_members_durations_from_the_flows_task_keys(tmp_path):
     assert seen["fold_random_forest"] > 3 * seen["fold_logreg"] > 0, seen
 
 
+def test_tasks_get_the_flows_settings_serialised_once_per_settings_context():
+    from prefect import flow, task
+    from prefect.context import SettingsContext
+    from prefect.settings import PREFECT_TASK_DEFAULT_RETRIES, temporary_settings
+
+    @task
+    def default_retries() -> int:  # local: travels by value, as the flow's settings do
+        from prefect.settings import get_current_settings
+
+        return int(get_current_settings().tasks.default_retries)
+
+    @flow
+    def submit_some() -> dict[str, Any]:
+        with task_runner_for(make_config({"workers": 1})) as runner:
+            first = runner.submit(default_retries, {})
+            once = runner._settings_once
+            second = runner.submit(default_retries, {})
+            reused = runner._settings_once is once
+            current = SettingsContext.get()
+            assert once is not None and current is not None
+            same_form = once.serialize() == current.serialize()
+            with temporary_settings(updates={PREFECT_TASK_DEFAULT_RETRIES: 7}):
+                during = runner.submit(default_retries, {})
+            after = runner.submit(default_retries, {})
+            values = [f.result() for f in (first, second, during, after)]
+            return {"values": values, "reused": reused, "same_form": same_form}
+
+    seen = submit_some()
+    # serialised once for both submits, as Prefect would serialise it; new settings are seen
+    assert seen == {"values": [0, 0, 7, 0], "reused": True, "same_form": True}
+
+
 def test_dask_address_selects_an_existing_scheduler():
     runner = task_runner_for(make_config({"dask_address": "tcp://10.0.0.5:8786"}))
     assert runner.address == "tcp://10.0.0.5:8786"
