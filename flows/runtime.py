@@ -180,12 +180,7 @@ class AccordDaskTaskRunner(DaskTaskRunner):
         """
         if not self._started:
             raise RuntimeError("The task runner must be started before submitting work.")
-        current = SettingsContext.get()
-        once = self._settings_once
-        if current is not None and (once is None or not once.copies(current)):
-            once = self._settings_once = _SettingsSerializedOnce.of(current)  # new settings: anew
-        # A copy per submit: a context object can be entered by one thread at a time.
-        with once.model_copy() if current is not None and once is not None else contextlib.nullcontext():
+        with self._settings_serialized_once():
             future = self.client.submit(
                 task,
                 parameters=self._optimize_futures(parameters),
@@ -196,6 +191,15 @@ class AccordDaskTaskRunner(DaskTaskRunner):
                 key=key,
             )
         return PrefectDaskFuture[Any](wrapped_future=future, task_run_id=future.task_run_id)
+
+    def _settings_serialized_once(self) -> contextlib.AbstractContextManager[Any]:
+        """The current settings, to enter for one submit, in a form serialised once per settings context."""
+        current = SettingsContext.get()
+        if current is None:
+            return contextlib.nullcontext()
+        if self._settings_once is None or not self._settings_once.copies(current):
+            self._settings_once = _SettingsSerializedOnce.of(current)  # new settings: serialise anew
+        return self._settings_once.model_copy()  # a copy: a context is entered by one thread at a time
 
 
 def worker_env() -> dict[str, str]:
