@@ -93,9 +93,15 @@ def evaluate(
         "best_cv_member": {"member": best, "metrics": test[best]},
     }
     reference = row_losses(task, data.y_test, combined)
-    compared = {"baseline:equal_vote": equal, "baseline:best_cv_member": test_preds[names.index(best)]}
-    compared.update(zip(names, test_preds, strict=True))
-    vs_ensemble = {m: paired_gap(row_losses(task, data.y_test, p), reference) for m, p in compared.items()}
+    gaps = {
+        n: paired_gap(row_losses(task, data.y_test, p), reference)
+        for n, p in zip(names, test_preds, strict=True)
+    }
+    vs_ensemble = {
+        "baseline:equal_vote": paired_gap(row_losses(task, data.y_test, equal), reference),
+        "baseline:best_cv_member": dict(gaps[best]),  # that member's own predictions and gap
+        **gaps,
+    }
     return Report(
         task, primary_metric(task), rule, names, cv_loss, ensemble_cv, test, ensemble, baselines, vs_ensemble
     )

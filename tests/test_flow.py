@@ -70,6 +70,8 @@ def test_flow_reports_each_models_held_out_gap_to_the_ensemble(flow_run):
         assert gaps[name]["se"] > 0
     equal = result["metrics"]["baselines"]["equal_vote"]["metrics"]["log_loss"]
     assert gaps["baseline:equal_vote"]["gap"] == pytest.approx(equal - ensemble, abs=1e-9)
+    best = result["metrics"]["baselines"]["best_cv_member"]["member"]
+    assert gaps["baseline:best_cv_member"] == gaps[best]  # the baseline is that member's predictions
     published = accord.load(result["ref"]).manifest["metrics"]["vs_ensemble"]
     assert set(published) == set(gaps)
     assert all(published[m] == pytest.approx(gaps[m]) for m in gaps)
