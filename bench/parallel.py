@@ -24,7 +24,9 @@ workers against the same sum in one process, the cluster's start-up, and the sch
 Dask, it runs the sequential workload twice at once in two plain processes (no Dask, no
 Prefect): two fits at once on two cores each run slower (shared caches, memory bandwidth,
 clocks), and ``2 x`` one process's fit seconds over the pair's mean is the most any
-scheduler could reach on this machine.
+scheduler could reach on this machine. It also runs the sequential fits in a plain process
+and, at the same time, one at a time on a cluster of one Dask worker: what a fit costs more
+on a worker than in a plain process, measured without the drift between runs minutes apart.
 
     python -m bench.parallel [--rows 10000] [--rounds 3]
 """
@@ -48,7 +50,10 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 from flows.server import prefect_api
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from accord.config import TrainConfig
+    from accord.training import Prepared
 
 MARK = "bench.parallel result: "
 
@@ -58,7 +63,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all three runs, order rotating")
-    parser.add_argument("--run", choices=["sequential", "plain", "accord"], help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=["sequential", "plain", "accord", "worker"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:  # one run, in a process of its own (see `compare`)
         print(MARK + json.dumps(run_one(args.run, args.rows, args.folds)), flush=True)
@@ -118,11 +123,31 @@ def run_one(kind: str, rows: int, folds: int) -> dict[str, float]:
     if kind == "sequential":
         _, wall, fit_seconds = run_sequential(config, data, publish=True)
         return {"wall": wall, "fits": fit_seconds}
+    if kind == "worker":  # the sequential fits, one at a time, on a cluster of one worker
+        with local_cluster(1) as cluster, Client(cluster) as client:
+            start = time.perf_counter()
+            fit_seconds = one_at_a_time(client, data, config.seed)
+            return {"wall": time.perf_counter() - start, "fits": fit_seconds}
     start = time.perf_counter()
     with local_cluster(2) as cluster, Client(cluster) as client:
         t_start = time.perf_counter() - start
         _, t_compute, fit_seconds = run_on_client(client, config, data, publish=True)
     return {"wall": time.perf_counter() - start, "start": t_start, "compute": t_compute, "fits": fit_seconds}
+
+
+def one_at_a_time(client: Client, data: Prepared, seed: int) -> float:
+    """Every member's folds and refit on `client`, one task at a time: the fits' own seconds."""
+    from accord.training import fit_fold, fit_full
+
+    staged = client.scatter(data)
+    seconds = 0.0
+    for spec in data.members:
+        for k in [*range(len(data.folds)), None]:
+            if k is None:
+                seconds += client.submit(fit_full, spec, staged, seed, pure=False).result().seconds
+            else:
+                seconds += client.submit(fit_fold, spec, staged, k, seed, pure=False).result().seconds
+    return seconds
 
 
 def member_span(ref: str, started_at: float, wall: float) -> dict[str, float]:
@@ -196,6 +221,8 @@ def compare(rows: int, folds: int, rounds: int) -> None:
     pair = in_processes(["sequential", "sequential"], rows, folds)
     fits_pair = sum(run["fits"] for run in pair) / len(pair)
     print(f"sequential x2 at once: {max(run['wall'] for run in pair):7.1f}s", flush=True)
+    beside, worker = in_processes(["sequential", "worker"], rows, folds)
+    print(f"sequential and one Dask worker at once: {max(beside['wall'], worker['wall']):7.1f}s", flush=True)
 
     def mean(name: str, key: str) -> float:
         return sum(run[key] for run in runs[name]) / len(runs[name])
@@ -237,7 +264,8 @@ def compare(rows: int, folds: int, rounds: int) -> None:
     print()
     print("where plain Dask's speedup goes (2 workers on 2 cores):")
     print(f"  fits' own seconds, summed: {fits_seq:6.1f}s in one process, {fits_dask:6.1f}s on the workers "
-          f"(each fit {fits_dask / fits_seq:.2f}x slower when two run at once)")  # fmt: skip
+          f"(each fit {fits_dask / fits_seq:.2f}x slower when two run at once; runs minutes apart, "
+          "so this holds the machine's drift too)")  # fmt: skip
     print(f"  cluster start-up:          {mean('plain', 'start'):6.1f}s")
     t_compute = mean("plain", "compute")
     print(f"  scheduling: compute {t_compute:.1f}s vs ideal split {fits_dask / 2:.1f}s "
@@ -245,6 +273,8 @@ def compare(rows: int, folds: int, rounds: int) -> None:
     print(f"  ceiling from contention alone: {2 * fits_seq / fits_dask:.2f}x on Dask's workers")
     print(f"  the machine's own ceiling:     {2 * fits_seq / fits_pair:.2f}x (two plain processes at once: "
           f"each fit {fits_pair / fits_seq:.2f}x slower)")  # fmt: skip
+    print(f"  a Dask worker's own cost:      each fit {worker['fits'] / beside['fits']:.3f}x as long on a "
+          "one-worker cluster as in a plain process running at the same time")  # fmt: skip
     print("where accord's time goes beyond plain Dask's:")
     print(f"  fits' own seconds, summed: {fits_accord:6.1f}s on accord's workers "
           f"vs {fits_dask:6.1f}s with plain Dask ({fits_accord / fits_dask:.2f}x)")  # fmt: skip
