@@ -50,10 +50,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 from flows.server import prefect_api
 
 if TYPE_CHECKING:
-    from distributed import Client
-
     from accord.config import TrainConfig
-    from accord.training import Prepared
 
 MARK = "bench.parallel result: "
 
@@ -105,7 +102,7 @@ def run_one(kind: str, rows: int, folds: int) -> dict[str, float]:
     from distributed import Client
 
     from accord.training import prepare
-    from bench.common import local_cluster, run_on_client, run_sequential
+    from bench.common import fit_members, local_cluster, run_on_client, run_sequential
 
     config = workload(rows, folds)
     if kind == "accord":
@@ -123,31 +120,16 @@ def run_one(kind: str, rows: int, folds: int) -> dict[str, float]:
     if kind == "sequential":
         _, wall, fit_seconds = run_sequential(config, data, publish=True)
         return {"wall": wall, "fits": fit_seconds}
-    if kind == "worker":  # the sequential fits, one at a time, on a cluster of one worker
+    if kind == "worker":  # the same fits on a cluster of one worker with one thread: one at a time
         with local_cluster(1) as cluster, Client(cluster) as client:
             start = time.perf_counter()
-            fit_seconds = one_at_a_time(client, data, config.seed)
+            _, _, fit_seconds = fit_members(client, config, data)
             return {"wall": time.perf_counter() - start, "fits": fit_seconds}
     start = time.perf_counter()
     with local_cluster(2) as cluster, Client(cluster) as client:
         t_start = time.perf_counter() - start
         _, t_compute, fit_seconds = run_on_client(client, config, data, publish=True)
     return {"wall": time.perf_counter() - start, "start": t_start, "compute": t_compute, "fits": fit_seconds}
-
-
-def one_at_a_time(client: Client, data: Prepared, seed: int) -> float:
-    """Every member's folds and refit on `client`, one task at a time: the fits' own seconds."""
-    from accord.training import fit_fold, fit_full
-
-    staged = client.scatter(data)
-    seconds = 0.0
-    for spec in data.members:
-        for k in [*range(len(data.folds)), None]:
-            if k is None:
-                seconds += client.submit(fit_full, spec, staged, seed, pure=False).result().seconds
-            else:
-                seconds += client.submit(fit_fold, spec, staged, k, seed, pure=False).result().seconds
-    return seconds
 
 
 def member_span(ref: str, started_at: float, wall: float) -> dict[str, float]:
