@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -184,3 +188,21 @@ def test_an_all_filtered_source_is_refused():
 
     with pytest.raises(DataError, match=r"'sklearn:iris\?classes=7' has no rows"):
         load_dataset("sklearn:iris?classes=7")
+
+
+_IMPORT_KERAS_AND_RUN_AN_OP = (
+    "import os; from accord.members.keras_kind import import_keras; import_keras(); "
+    "import tensorflow as tf; tf.constant(1.0) + 1; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'))"
+)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "0"), ("1", "1")])
+def test_tensorflow_runs_without_onednn_and_its_notice_unless_asked(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given  # the user's own setting wins
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_KERAS_AND_RUN_AN_OP], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == [expected]
+    assert ("oneDNN custom operations are on" in done.stderr) is (expected == "1"), done.stderr
