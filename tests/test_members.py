@@ -202,7 +202,11 @@ def test_tensorflow_runs_without_onednn_and_its_notice_unless_asked(given, expec
     if given is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = given  # the user's own setting wins
     done = subprocess.run(
-        [sys.executable, "-c", _IMPORT_KERAS_AND_RUN_AN_OP], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", _IMPORT_KERAS_AND_RUN_AN_OP],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert done.stdout.split() == [expected]
     assert ("oneDNN custom operations are on" in done.stderr) is (expected == "1"), done.stderr
