@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -209,4 +210,8 @@ def test_tensorflow_runs_without_onednn_and_its_notice_unless_asked(given, expec
         check=True,
     )
     assert done.stdout.split() == [expected]
-    assert ("oneDNN custom operations are on" in done.stderr) is (expected == "1"), done.stderr
+    notice = "oneDNN custom operations are on" in done.stderr
+    if expected == "0":
+        assert not notice, done.stderr
+    elif sys.platform == "linux" and platform.machine() == "x86_64":  # where TensorFlow turns them on
+        assert notice, done.stderr  # so the check above looks for the words TensorFlow prints
