@@ -5,11 +5,49 @@ code while the cluster starts, all workers at once. Otherwise the first member t
 each worker pays for those imports (about 2 s here) and the worker that runs the staging
 task first holds up the others. Passed as ``preload=["flows.worker_preload"]``; a
 cluster a user brings can name it in its own worker options.
+
+Those imports leave about 240,000 objects that live as long as the worker, and Python's
+cyclic garbage collector kept walking all of them: during the imports (2.3 s with it
+paused, against 2.7 s), and as the worker's process exits, where the interpreter's last
+collections took 0.7 s (0.07 s with the objects frozen). A LocalCluster's close waits
+for every worker's process to end. So the collector is paused while these modules
+import, and a worker whose process a nanny owns freezes its objects (`gc.freeze`) after
+the imports and again as it closes; the collector skips them from then on. A LocalCluster
+of two workers with this preload started in 3.50 s and closed in 0.09 s, against 4.12 s
+and 0.90 s before (means of 6 each, alternating). The imports' cyclic garbage, about 4,700
+objects, stays frozen with the rest (collecting it first cost 0.2 s per worker); a process
+about to exit frees all its memory anyway.
 """
 
 from __future__ import annotations
 
-import prefect.task_engine  # noqa: F401  (runs every Prefect task on a worker)
+import gc
+from typing import Any
 
-import accord.training  # noqa: F401  (the fits; imports scikit-learn, XGBoost, pandas)
-import tasks.training  # noqa: F401  (the member tasks themselves)
+_collecting = gc.isenabled()
+gc.disable()
+try:
+    import prefect.task_engine  # noqa: F401  (runs every Prefect task on a worker)
+
+    import accord.training  # noqa: F401  (the fits; imports scikit-learn, XGBoost, pandas)
+    import tasks.training  # noqa: F401  (the member tasks themselves)
+finally:
+    if _collecting:
+        gc.enable()
+
+
+def _owns_its_process(worker: Any) -> bool:
+    """Whether `worker` runs in a process of its own, started by a nanny (not in a client's process)."""
+    return getattr(worker, "nanny", None) is not None
+
+
+def dask_setup(worker: Any) -> None:
+    """Freeze what the imports made, so the collector no longer walks it during fits."""
+    if _owns_its_process(worker):
+        gc.freeze()
+
+
+def dask_teardown(worker: Any) -> None:
+    """Freeze everything left, so the process ends without walking it; it exits right after."""
+    if _owns_its_process(worker):
+        gc.freeze()

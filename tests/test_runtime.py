@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from flows.runtime import (
     QUIET_CONFIG,
     SCHEDULER_CONFIG,
     WORKER_MALLOC,
+    WORKER_PRELOAD,
     AccordLocalCluster,
     _user_set,
     task_runner_for,
@@ -83,6 +85,22 @@ def _housekeeping(keys: tuple[str, ...] = tuple(QUIET_CONFIG)) -> dict[str, obje
     return {k: dask.config.get(k) for k in keys}
 
 
+def _collector(dask_worker: Any | None = None) -> dict[str, object]:
+    import gc
+
+    return {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+
+
+def _collector_after_teardown(dask_worker: Any) -> dict[str, object]:
+    import gc
+
+    import flows.worker_preload
+
+    gc.unfreeze()
+    flows.worker_preload.dask_teardown(dask_worker)  # what the worker runs as it closes
+    return _collector()
+
+
 def _scheduler_intervals(dask_scheduler: Any) -> dict[str, float]:
     found = {k: dask_scheduler.periodic_callbacks[k].callback_time for k in ("tick", "monitor", "stealing")}
     return {**found, "saturation": dask_scheduler.WORKER_SATURATION}
@@ -136,6 +154,12 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
             "tasks.training",
         ]
         assert client.submit(_malloc, pure=False).result() == {k: str(v) for k, v in WORKER_MALLOC.items()}
+        # The collector runs again after the imports, which it no longer walks (frozen),
+        # nor, once the worker closes, what the fits left (see flows/worker_preload.py).
+        (collector,) = client.run(_collector).values()
+        assert collector["enabled"] is True and collector["frozen"] > 100_000, collector
+        (collector,) = client.run(_collector_after_teardown).values()
+        assert collector["enabled"] is True and collector["frozen"] > 100_000, collector
     _clear_malloc()
     try:  # what Dask's own nanny does, so the check above can fail
         with (
@@ -154,8 +178,19 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
                 "saturation": 1.1,
             }
             assert client.submit(_malloc, pure=False).result()["MALLOC_TRIM_THRESHOLD_"] == "65536"
+            assert list(client.run(_collector).values()) == [{"enabled": True, "frozen": 0}]
     finally:
         _clear_malloc()
+
+
+def test_a_worker_in_the_clients_process_leaves_its_collector_alone():
+    # Freezing is for a worker whose process ends with it; here the process is the test's.
+    assert _collector() == {"enabled": True, "frozen": 0}
+    cluster = LocalCluster(n_workers=1, processes=False, preload=WORKER_PRELOAD, dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        assert "flows.worker_preload" in sys.modules  # the preload ran, here
+        assert list(client.run(_collector).values()) == [{"enabled": True, "frozen": 0}]
+    assert _collector() == {"enabled": True, "frozen": 0}  # nor at its teardown
 
 
 def test_work_order_puts_costly_members_first_and_cheap_fits_last():
