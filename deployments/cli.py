@@ -5,12 +5,13 @@ Exit codes: 0 done, 2 bad input (nothing trained or published), 1 any other fail
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
 
@@ -367,7 +368,7 @@ def models_promote(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``accord`` console script; returns the exit code."""
+    """Run the ``accord`` command line with `argv` (default: ``sys.argv[1:]``); return the exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
         app(args=args, prog_name="accord", standalone_mode=False)
@@ -385,5 +386,19 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+def console(argv: list[str] | None = None) -> NoReturn:
+    """The ``accord`` console script (and ``python -m flows.train`` etc.): `main`, then exit.
+
+    Before the process exits, everything it holds is frozen out of Python's cyclic garbage
+    collector (`gc.freeze`). A run leaves Prefect, Dask, scikit-learn and pandas loaded,
+    and the interpreter's last collections at exit walked all of their objects: the process
+    ended 0.86-0.89 s after printing its last line, against 0.09 s frozen. Exit handlers
+    (``atexit``, logging's flush) still run; the memory goes back to the OS with the process.
+    """
+    code = main(argv)
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

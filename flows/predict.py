@@ -95,6 +95,6 @@ def batch_predict(
 
 
 if __name__ == "__main__":
-    from deployments.cli import main
+    from deployments.cli import console
 
-    sys.exit(main(["predict", *sys.argv[1:]]))
+    console(["predict", *sys.argv[1:]])

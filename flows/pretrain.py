@@ -75,6 +75,6 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from deployments.cli import main
+    from deployments.cli import console
 
-    sys.exit(main(["pretrain", *sys.argv[1:]]))
+    console(["pretrain", *sys.argv[1:]])

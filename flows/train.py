@@ -143,6 +143,6 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from deployments.cli import main
+    from deployments.cli import console
 
-    sys.exit(main(["train", *sys.argv[1:]]))
+    console(["train", *sys.argv[1:]])

@@ -285,3 +285,22 @@ def test_summary_shows_each_models_gap_to_the_ensemble_with_its_standard_error(c
     assert "within the noise of this test split" in out
     print_summary(_summary_result(with_gaps=False))  # a result from before the gaps: no column
     assert "vs ensemble" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "code"), [(["--help"], 0), (["train", "--folds", "1"], 2)])
+def test_the_console_script_keeps_the_exit_code_and_exits_with_the_heap_frozen(args, code):
+    from importlib.metadata import entry_points
+
+    from deployments.cli import console
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "accord"]
+    assert script.load() is console  # what the installed `accord` runs
+    # What the collector holds frozen as the process exits (atexit runs after sys.exit).
+    probe = (
+        "import atexit, gc, sys; atexit.register(lambda: print('frozen', gc.get_freeze_count())); "
+        f"from deployments.cli import console; console({args!r})"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == code, run.stderr
+    frozen = [int(line.split()[1]) for line in run.stdout.splitlines() if line.startswith("frozen ")]
+    assert len(frozen) == 1 and frozen[0] > 10_000, run.stdout
