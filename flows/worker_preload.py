@@ -36,18 +36,15 @@ finally:
         gc.enable()
 
 
-def _owns_its_process(worker: Any) -> bool:
-    """Whether `worker` runs in a process of its own, started by a nanny (not in a client's process)."""
-    return getattr(worker, "nanny", None) is not None
+def _freeze(worker: Any) -> None:
+    """Freeze what the process holds now, if `worker` runs in a process of its own (a nanny's).
 
-
-def dask_setup(worker: Any) -> None:
-    """Freeze what the imports made, so the collector no longer walks it during fits."""
-    if _owns_its_process(worker):
+    As ``dask_setup``: the imports' objects, so the collector no longer walks them during
+    fits. As ``dask_teardown``: everything left, so the process, which exits right after,
+    ends without walking it. A worker in a client's own process leaves that process alone.
+    """
+    if getattr(worker, "nanny", None) is not None:
         gc.freeze()
 
 
-def dask_teardown(worker: Any) -> None:
-    """Freeze everything left, so the process ends without walking it; it exits right after."""
-    if _owns_its_process(worker):
-        gc.freeze()
+dask_setup = dask_teardown = _freeze

@@ -85,7 +85,7 @@ def _housekeeping(keys: tuple[str, ...] = tuple(QUIET_CONFIG)) -> dict[str, obje
     return {k: dask.config.get(k) for k in keys}
 
 
-def _collector(dask_worker: Any | None = None) -> dict[str, object]:
+def _collector() -> dict[str, object]:
     import gc
 
     return {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
