@@ -8,7 +8,8 @@ percent within minutes), then printed as the rounds' median beside the ratio of 
 
 1. sequential: every fit one after another in one process;
 2. plain Dask: `client.submit` of the same functions on a LocalCluster of 2 workers
-   (cluster start-up included);
+   (cluster start-up included; the workers spawn, Dask's default, and import accord's
+   code in their first tasks);
 3. accord: the `train_ensemble` flow (Prefect tasks on a DaskTaskRunner with a
    LocalCluster of 2 workers, start-up, weights and publishing to memory:// included).
 
@@ -125,6 +126,10 @@ def run_one(kind: str, rows: int, folds: int) -> dict[str, float]:
             start = time.perf_counter()
             _, _, fit_seconds = fit_members(client, config, data)
             return {"wall": time.perf_counter() - start, "fits": fit_seconds}
+    # A plain Dask script's workers spawn (Dask's default); accord's fork from a server
+    # process that imported its code once (flows.local_workers), which would also be a
+    # choice the user made here.
+    os.environ["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] = "spawn"
     start = time.perf_counter()
     with local_cluster(2) as cluster, Client(cluster) as client:
         t_start = time.perf_counter() - start

@@ -214,6 +214,9 @@ def train(
     from accord.training import prepare
 
     prepare(cfg)  # refuse bad input in seconds, before a server or cluster starts
+    from flows.local_workers import start_ahead
+
+    start_ahead(cfg.dask_address, cfg.cluster_class)
     with json_stdout(as_json) as out:
         _report(run_training(cfg), as_json, out)
 
@@ -262,6 +265,9 @@ def pretrain(
     from accord.training import prepare
 
     prepare(cfg.to_train_config())
+    from flows.local_workers import start_ahead
+
+    start_ahead(cfg.dask_address)
     with json_stdout(as_json) as out:
         _report(run_flow("pretrain", cfg), as_json, out)
 
@@ -288,6 +294,9 @@ def predict(
     ensemble = load(model)  # refuse a bad reference, tampered files or mismatched input in seconds
     head = sample(plan(input_url, chunk_rows))
     ensemble.schema.conform(head.drop(columns=[c for c in columns if c in head.columns]))
+    from flows.local_workers import start_ahead
+
+    start_ahead(dask_address)
     with json_stdout(as_json) as out:
         result = run_flow(
             "predict",

@@ -16,23 +16,15 @@ from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import PrivateAttr
 
 from accord.errors import ConfigError
-
-# Each Dask worker thread runs one task; the libraries inside it get one core each.
-WORKER_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "TF_NUM_INTRAOP_THREADS": "1",
-    "TF_NUM_INTEROP_THREADS": "1",
-    "ACCORD_THREADS_PER_TASK": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-}
-
-
-# Imported by each local worker as it starts (see flows/worker_preload.py).
-WORKER_PRELOAD = ["flows.worker_preload"]
-
-WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 4 * 2**20, "MALLOC_TRIM_THRESHOLD_": 16 * 2**20}
+from flows.local_workers import (
+    FORK_METHOD,
+    WORKER_PRELOAD,
+    WORKER_THREAD_ENV,
+    forking,
+    malloc_settings,
+    start_fork_server,
+    unless_user_set,
+)
 
 # Dask housekeeping of accord's local cluster that costs fits' time when every core runs a fit.
 QUIET_CONFIG: dict[str, Any] = {
@@ -57,19 +49,6 @@ SCHEDULER_CONFIG: dict[str, Any] = {
 }
 
 
-def _user_set(key: str) -> bool:
-    """Whether the user chose `key`: a ``DASK_*`` variable names it, or it differs from Dask's default."""
-    if f"DASK_{key.upper().replace('.', '__').replace('-', '_')}" in os.environ:
-        return True
-    default = dask.config.get(key, config=dask.config.merge(*dask.config.defaults), default=None)
-    return bool(dask.config.get(key, default=None) != default)
-
-
-def unless_user_set(settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` less those the user chose."""
-    return {k: v for k, v in settings.items() if not _user_set(k)}
-
-
 class WorkerNanny(Nanny):
     """The nanny of accord's local workers: malloc settings and quiet housekeeping for busy cores.
 
@@ -91,12 +70,18 @@ class WorkerNanny(Nanny):
     loses its profile page. A setting the user chose (a ``DASK_*`` variable, or a config
     file's value other than Dask's default) is kept, and a cluster a user brings (an
     address, ``cluster_class``) keeps its own config.
+
+    A worker forked from the fork server (`AccordLocalCluster`) gets this process's
+    environment as it is when the nanny starts, as a spawned one would: the fork server's
+    own dates from its start. A variable since removed from this process stays, though.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # A variable the user set in the environment wins over the malloc settings.
-        key = "distributed.nanny.pre-spawn-environ"
-        settings: dict[str, Any] = {f"{key}.{k}": v for k, v in WORKER_MALLOC.items()}
+        if forking():
+            # The fork server took this process's environment when it started, perhaps
+            # runs ago: hand the worker the environment as it is now, as a spawn would.
+            kwargs["env"] = {**os.environ, **(kwargs.get("env") or {})}
+        settings: dict[str, Any] = malloc_settings()
         settings.update(unless_user_set(QUIET_CONFIG))
         with dask.config.set(settings):
             super().__init__(*args, **kwargs)
@@ -112,6 +97,11 @@ class AccordLocalCluster(LocalCluster):
     the workers' fits use. Quieting the workers alone took plain Dask on two workers
     from 1.67x to 1.76x over one process (bench/parallel, 30k rows); quieting the
     scheduler too, 1.82x and 1.85x in two runs. Settings the user chose are kept (see `WorkerNanny`).
+
+    Workers fork from a server process that has imported what they run (`FORK_METHOD`,
+    `start_fork_server`), unless the user chose how Dask starts worker processes
+    (``distributed.worker.multiprocessing-method``). A worker a nanny restarts after a
+    crash spawns, as Dask's own do.
     """
 
     async def _start(self) -> None:
@@ -119,6 +109,12 @@ class AccordLocalCluster(LocalCluster):
         # tests/test_runtime.py reads the scheduler's intervals, so a change there shows.
         with dask.config.set(unless_user_set({**QUIET_CONFIG, **SCHEDULER_CONFIG})):  # read as it starts
             await super()._start()
+
+    async def _correct_state_internal(self) -> None:
+        # Where SpecCluster starts and stops workers, at start and as it scales.
+        with dask.config.set(unless_user_set(FORK_METHOD)):
+            start_fork_server()
+            await super()._correct_state_internal()
 
 
 class _SettingsSerializedOnce(SettingsContext):

@@ -17,17 +17,24 @@ of two workers with this preload started in 3.50 s and closed in 0.09 s, against
 and 0.90 s before (means of 6 each, alternating). The imports' cyclic garbage, about 4,700
 objects, stays frozen with the rest (collecting it first cost 0.2 s per worker); a process
 about to exit frees all its memory anyway.
+
+accord's own LocalCluster forks its workers from a server process that imported this
+module once (`flows.local_workers.start_fork_server`): there the imports run, and in each
+worker only ``dask_setup``, which also rereads Prefect's settings from the worker's own
+environment.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 from typing import Any
 
 _collecting = gc.isenabled()
 gc.disable()
 try:
-    import prefect.task_engine  # noqa: F401  (runs every Prefect task on a worker)
+    import prefect.context
+    import prefect.task_engine  # runs every Prefect task on a worker
 
     import accord.training  # noqa: F401  (the fits; imports scikit-learn, XGBoost, pandas)
     import tasks.training  # noqa: F401  (the member tasks themselves)
@@ -35,16 +42,26 @@ finally:
     if _collecting:
         gc.enable()
 
+_IMPORTED_IN = os.getpid()
 
-def _freeze(worker: Any) -> None:
-    """Freeze what the process holds now, if `worker` runs in a process of its own (a nanny's).
 
-    As ``dask_setup``: the imports' objects, so the collector no longer walks them during
-    fits. As ``dask_teardown``: everything left, so the process, which exits right after,
-    ends without walking it. A worker in a client's own process leaves that process alone.
+def dask_setup(worker: Any) -> None:
+    """Ready a worker that runs in a process of its own (a nanny's); leave a client's process alone.
+
+    A worker forked from the fork server that imported this module (see
+    `flows.local_workers.start_fork_server`) rereads Prefect's settings: Prefect read them on
+    import, from that server's environment, and the worker's (the Prefect API among it)
+    is the one its nanny handed it. Then the imports' objects are frozen, so the collector
+    no longer walks them during fits.
     """
+    if getattr(worker, "nanny", None) is None:
+        return
+    if os.getpid() != _IMPORTED_IN:
+        prefect.context.refresh_global_settings_context()
+    gc.freeze()
+
+
+def dask_teardown(worker: Any) -> None:
+    """Freeze everything left, so the process, which exits right after, ends without walking it."""
     if getattr(worker, "nanny", None) is not None:
         gc.freeze()
-
-
-dask_setup = dask_teardown = _freeze

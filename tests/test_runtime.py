@@ -5,22 +5,22 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import dask
+import pytest
 from distributed import Client, LocalCluster
 
 from accord.config import make_config
 from accord.training import task_key, work_order, work_phases
+from flows.local_workers import WORKER_MALLOC, WORKER_PRELOAD, _user_set
 from flows.runtime import (
     QUIET_CONFIG,
     SCHEDULER_CONFIG,
-    WORKER_MALLOC,
-    WORKER_PRELOAD,
     AccordLocalCluster,
-    _user_set,
     task_runner_for,
     worker_env,
 )
@@ -181,6 +181,73 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
             assert list(client.run(_collector).values()) == [{"enabled": True, "frozen": 0}]
     finally:
         _clear_malloc()
+
+
+def _process_report() -> dict[str, object]:
+    import prefect.settings
+
+    def proc(path: str) -> list[str]:
+        return Path(path).read_bytes().decode(errors="replace").split("\0")
+
+    at_start = dict(item.split("=", 1) for item in proc("/proc/self/environ") if "=" in item)
+    start_keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", *WORKER_MALLOC, "PYTHONHASHSEED")
+    return {
+        "parent": " ".join(proc(f"/proc/{os.getppid()}/cmdline")),
+        "at_start": {k: at_start.get(k) for k in start_keys},  # what the process started with
+        "hash": hash("accord"),
+        "marker": os.environ.get("ACCORD_TEST_MARKER"),
+        "api": str(prefect.settings.get_current_settings().api.url),
+    }
+
+
+def test_local_workers_fork_from_one_server_that_imported_their_preload(monkeypatch):
+    kwargs = task_runner_for(make_config({"workers": 2})).cluster_kwargs
+    forked = []
+    # The fork server outlives a cluster (and may have started in an earlier test): each
+    # cluster's workers must still get the environment and Prefect API of their own time.
+    for marker, api in (("first", "http://127.0.0.1:9/api"), ("second", "http://127.0.0.1:10/api")):
+        monkeypatch.setenv("ACCORD_TEST_MARKER", marker)
+        monkeypatch.setenv("PREFECT_API_URL", api)
+        with AccordLocalCluster(**{**kwargs, "env": worker_env()}) as cluster, Client(cluster) as client:
+            reports = list(client.run(_process_report).values())
+        assert [(r["marker"], r["api"]) for r in reports] == [(marker, api)] * 2
+        forked += reports
+    started_with = {
+        "OMP_NUM_THREADS": "1",  # read as OpenBLAS and OpenMP load, in the fork server
+        "OPENBLAS_NUM_THREADS": "1",
+        **{k: str(v) for k, v in WORKER_MALLOC.items()},  # read as the process starts
+        "PYTHONHASHSEED": "6640",  # Dask's nanny gives every spawned worker this seed
+    }
+    for report in forked:
+        assert "multiprocessing.forkserver import main" in str(report["parent"]), report["parent"]
+        assert "flows.worker_preload" in str(report["parent"])  # imported once, before the fork
+        assert report["at_start"] == started_with
+    # A method the user chose is kept: these spawn, as a crashed worker's nanny does, and
+    # must hash strings as the forked ones do (Dask's shuffles and groupbys rely on it).
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", "spawn")
+    with AccordLocalCluster(**{**kwargs, "env": worker_env()}) as cluster, Client(cluster) as client:
+        spawned = list(client.run(_process_report).values())
+    for report in spawned:
+        assert "forkserver" not in str(report["parent"]) and report["marker"] == "second"
+        assert report["at_start"]["PYTHONHASHSEED"] == "6640"
+    assert len({r["hash"] for r in forked + spawned}) == 1
+
+
+@pytest.mark.parametrize(("address", "starts"), [(None, True), ("tcp://127.0.0.1:8786", False)])
+def test_the_fork_server_starts_ahead_only_for_a_run_on_a_local_cluster(address, starts):
+    # What `accord train|pretrain|predict` call before they start a Prefect server.
+    code = (
+        "import psutil\n"
+        "from flows.local_workers import start_ahead\n"
+        f"start_ahead({address!r})\n"
+        "print('\\n'.join(' '.join(c.cmdline()) for c in psutil.Process().children()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ACCORD_DASK_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    servers = [line for line in done.stdout.splitlines() if "multiprocessing.forkserver import main" in line]
+    assert len(servers) == (1 if starts else 0), done.stdout
+    assert all("flows.worker_preload" in line for line in servers)
 
 
 def test_a_worker_in_the_clients_process_leaves_its_collector_alone():

@@ -1,0 +1,116 @@
+"""How accord's local Dask workers start: their environment, preload and fork server.
+
+Kept apart from `flows.runtime` so that the command line can start the fork server before
+it imports Prefect (see `start_ahead`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing.forkserver
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+from distributed.utils import get_mp_context
+
+# Each Dask worker thread runs one task; the libraries inside it get one core each.
+WORKER_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "ACCORD_THREADS_PER_TASK": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+# Imported by each local worker as it starts (see flows/worker_preload.py).
+WORKER_PRELOAD = ["flows.worker_preload"]
+
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 4 * 2**20, "MALLOC_TRIM_THRESHOLD_": 16 * 2**20}
+
+# How accord's local workers start: forked from one server process that imported Dask and
+# the preload once, instead of each spawning an interpreter that imports them all again.
+# Two workers started in 2.84 s instead of 3.0-3.3 s, and every later cluster in the same
+# process (a notebook, a test session) in 0.15-0.24 s. `accord train` starts that server
+# before its Prefect server and flow, so the imports overlap them: iris with two members
+# took 5.9-7.0 s instead of 7.7-8.7 s against a running Prefect server, and 8.4-9.6 s
+# instead of 11.4-11.6 s when it started its own.
+FORK_METHOD = {"distributed.worker.multiprocessing-method": "forkserver"}
+
+
+def _user_set(key: str) -> bool:
+    """Whether the user chose `key`: a ``DASK_*`` variable names it, or it differs from Dask's default."""
+    if f"DASK_{key.upper().replace('.', '__').replace('-', '_')}" in os.environ:
+        return True
+    default = dask.config.get(key, config=dask.config.merge(*dask.config.defaults), default=None)
+    return bool(dask.config.get(key, default=None) != default)
+
+
+def unless_user_set(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` less those the user chose."""
+    return {k: v for k, v in settings.items() if not _user_set(k)}
+
+
+def malloc_settings() -> dict[str, Any]:
+    """Dask config that gives worker processes `WORKER_MALLOC` (a variable the user set wins)."""
+    key = "distributed.nanny.pre-spawn-environ"
+    return {f"{key}.{k}": v for k, v in WORKER_MALLOC.items()}
+
+
+def forking() -> bool:
+    """Whether worker processes started now fork from a server process rather than spawn."""
+    return dask.config.get("distributed.worker.multiprocessing-method") != "spawn"
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """This process's environment with `values` set, restored on exit."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def start_fork_server() -> None:
+    """Start the process local workers fork from, having imported Dask and `WORKER_PRELOAD`.
+
+    A no-op if it already runs (then its modules are what it imported then; a worker imports
+    the rest as its preload). Its environment is fixed at start, and some of it is read only
+    as a process or a library starts: so it starts with the workers' thread limits (read
+    as OpenBLAS and OpenMP load), malloc settings (read as the process starts) and Python's
+    hash seed, the one Dask's nanny gives every spawned worker so that all hash alike.
+    A no-op too where worker processes do not start by fork server (`FORK_METHOD`, unless the
+    user chose ``distributed.worker.multiprocessing-method``).
+    """
+    with dask.config.set(unless_user_set(FORK_METHOD)):
+        if dask.config.get("distributed.worker.multiprocessing-method") != "forkserver":
+            return
+        context = get_mp_context()  # Dask's; its first call sets its own preload list
+    with dask.config.set(malloc_settings()):
+        pre_spawn = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    env = {k: os.environ.get(k, str(v)) for k, v in pre_spawn.items() if v is not None}
+    if env.get("PYTHONHASHSEED") in (None, "0"):
+        env["PYTHONHASHSEED"] = "6640"  # distributed.nanny's choice (dask/distributed#8400)
+    context.set_forkserver_preload(["distributed", *WORKER_PRELOAD])
+    with _environ({**env, **WORKER_THREAD_ENV}):
+        multiprocessing.forkserver.ensure_running()
+
+
+def start_ahead(dask_address: str | None, cluster_class: str | None = None) -> None:
+    """Start the fork server now if the run will start a LocalCluster (no address, no cluster class).
+
+    Its imports (about 2.5 CPU-seconds) then run on a core of their own while the command
+    line starts a Prefect server and the flow, not after, when the flow starts its cluster.
+    """
+    if not (dask_address or os.environ.get("ACCORD_DASK_ADDRESS") or cluster_class):
+        start_fork_server()
