@@ -7,6 +7,7 @@ it imports Prefect (see `start_ahead`).
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import multiprocessing.forkserver
 import os
 from collections.abc import Iterator
@@ -55,6 +56,13 @@ def unless_user_set(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if not _user_set(k)}
 
 
+def fork_method() -> dict[str, Any]:
+    """`FORK_METHOD`, unless the user chose a method or this platform has no fork servers (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return {}
+    return unless_user_set(FORK_METHOD)
+
+
 def malloc_settings() -> dict[str, Any]:
     """Dask config that gives worker processes `WORKER_MALLOC` (a variable the user set wins)."""
     key = "distributed.nanny.pre-spawn-environ"
@@ -89,10 +97,9 @@ def start_fork_server() -> None:
     as a process or a library starts: so it starts with the workers' thread limits (read
     as OpenBLAS and OpenMP load), malloc settings (read as the process starts) and Python's
     hash seed, the one Dask's nanny gives every spawned worker so that all hash alike.
-    A no-op too where worker processes do not start by fork server (`FORK_METHOD`, unless the
-    user chose ``distributed.worker.multiprocessing-method``).
+    A no-op too where worker processes do not start by fork server (`fork_method`).
     """
-    with dask.config.set(unless_user_set(FORK_METHOD)):
+    with dask.config.set(fork_method()):
         if dask.config.get("distributed.worker.multiprocessing-method") != "forkserver":
             return
         context = get_mp_context()  # Dask's; its first call sets its own preload list

@@ -17,9 +17,9 @@ from pydantic import PrivateAttr
 
 from accord.errors import ConfigError
 from flows.local_workers import (
-    FORK_METHOD,
     WORKER_PRELOAD,
     WORKER_THREAD_ENV,
+    fork_method,
     forking,
     malloc_settings,
     start_fork_server,
@@ -98,10 +98,10 @@ class AccordLocalCluster(LocalCluster):
     from 1.67x to 1.76x over one process (bench/parallel, 30k rows); quieting the
     scheduler too, 1.82x and 1.85x in two runs. Settings the user chose are kept (see `WorkerNanny`).
 
-    Workers fork from a server process that has imported what they run (`FORK_METHOD`,
-    `start_fork_server`), unless the user chose how Dask starts worker processes
-    (``distributed.worker.multiprocessing-method``). A worker a nanny restarts after a
-    crash spawns, as Dask's own do.
+    Workers fork from a server process that has imported what they run
+    (`flows.local_workers.start_fork_server`), unless the user chose how Dask starts worker
+    processes (``distributed.worker.multiprocessing-method``) or the platform has no fork
+    servers (Windows). A worker a nanny restarts after a crash spawns, as Dask's own do.
     """
 
     async def _start(self) -> None:
@@ -112,7 +112,7 @@ class AccordLocalCluster(LocalCluster):
 
     async def _correct_state_internal(self) -> None:
         # Where SpecCluster starts and stops workers, at start and as it scales.
-        with dask.config.set(unless_user_set(FORK_METHOD)):
+        with dask.config.set(fork_method()):
             start_fork_server()
             await super()._correct_state_internal()
 

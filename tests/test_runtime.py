@@ -16,7 +16,7 @@ from distributed import Client, LocalCluster
 
 from accord.config import make_config
 from accord.training import task_key, work_order, work_phases
-from flows.local_workers import WORKER_MALLOC, WORKER_PRELOAD, _user_set
+from flows.local_workers import FORK_METHOD, WORKER_MALLOC, WORKER_PRELOAD, _user_set, fork_method
 from flows.runtime import (
     QUIET_CONFIG,
     SCHEDULER_CONFIG,
@@ -248,6 +248,21 @@ def test_the_fork_server_starts_ahead_only_for_a_run_on_a_local_cluster(address,
     servers = [line for line in done.stdout.splitlines() if "multiprocessing.forkserver import main" in line]
     assert len(servers) == (1 if starts else 0), done.stdout
     assert all("flows.worker_preload" in line for line in servers)
+
+
+def test_workers_spawn_where_the_user_says_so_or_no_fork_server_exists(monkeypatch):
+    import multiprocessing
+
+    key = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+    monkeypatch.delenv(key, raising=False)
+    assert fork_method() == FORK_METHOD == {"distributed.worker.multiprocessing-method": "forkserver"}
+    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+        assert fork_method() == {}  # the user's choice
+    monkeypatch.setenv(key, "spawn")
+    assert fork_method() == {}  # the user's choice, though it is Dask's default
+    monkeypatch.delenv(key)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as on Windows
+    assert fork_method() == {}
 
 
 def test_a_worker_in_the_clients_process_leaves_its_collector_alone():
