@@ -10,6 +10,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +64,36 @@ def fork_method() -> dict[str, Any]:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return {}
     return unless_user_set(FORK_METHOD)
+
+
+_method_lock = threading.Lock()
+_method_users = 0
+_method_setting: Any = None
+
+
+@contextlib.contextmanager
+def fork_server_method() -> Iterator[None]:
+    """Worker processes started within fork from the fork server (`fork_method`).
+
+    Dask reads the method from its process-wide config, and a cluster starts (or scales)
+    its workers across awaits, so two such blocks may overlap and end in any order (a scale
+    while the cluster still starts, two clusters in one process). Nested ``dask.config.set``
+    blocks that end out of order leave the inner one's value behind for good; here the first
+    block in sets the method and the last one out restores what was there before.
+    """
+    global _method_users, _method_setting
+    with _method_lock:
+        if _method_users == 0:
+            _method_setting = dask.config.set(fork_method())  # applies now; undone below
+        _method_users += 1
+    try:
+        yield
+    finally:
+        with _method_lock:
+            _method_users -= 1
+            if _method_users == 0:
+                _method_setting.__exit__(None, None, None)
+                _method_setting = None
 
 
 def malloc_settings() -> dict[str, Any]:

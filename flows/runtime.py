@@ -19,7 +19,7 @@ from accord.errors import ConfigError
 from flows.local_workers import (
     WORKER_PRELOAD,
     WORKER_THREAD_ENV,
-    fork_method,
+    fork_server_method,
     forking,
     malloc_settings,
     start_fork_server,
@@ -112,7 +112,7 @@ class AccordLocalCluster(LocalCluster):
 
     async def _correct_state_internal(self) -> None:
         # Where SpecCluster starts and stops workers, at start and as it scales.
-        with dask.config.set(fork_method()):
+        with fork_server_method():
             start_fork_server()
             await super()._correct_state_internal()
 

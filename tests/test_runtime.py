@@ -16,7 +16,14 @@ from distributed import Client, LocalCluster
 
 from accord.config import make_config
 from accord.training import task_key, work_order, work_phases
-from flows.local_workers import FORK_METHOD, WORKER_MALLOC, WORKER_PRELOAD, _user_set, fork_method
+from flows.local_workers import (
+    FORK_METHOD,
+    WORKER_MALLOC,
+    WORKER_PRELOAD,
+    _user_set,
+    fork_method,
+    fork_server_method,
+)
 from flows.runtime import (
     QUIET_CONFIG,
     SCHEDULER_CONFIG,
@@ -231,6 +238,7 @@ def test_local_workers_fork_from_one_server_that_imported_their_preload(monkeypa
         assert "forkserver" not in str(report["parent"]) and report["marker"] == "second"
         assert report["at_start"]["PYTHONHASHSEED"] == "6640"
     assert len({r["hash"] for r in forked + spawned}) == 1
+    assert dask.config.get("distributed.worker.multiprocessing-method") == "spawn"  # as it was
 
 
 @pytest.mark.parametrize(("address", "starts"), [(None, True), ("tcp://127.0.0.1:8786", False)])
@@ -263,6 +271,22 @@ def test_workers_spawn_where_the_user_says_so_or_no_fork_server_exists(monkeypat
     monkeypatch.delenv(key)
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as on Windows
     assert fork_method() == {}
+
+
+def test_overlapping_worker_starts_leave_dasks_start_method_as_it_was(monkeypatch):
+    # A cluster scaling while it still starts, or two clusters in one process, end their
+    # worker starts in any order; Dask's config is one per process.
+    key = "distributed.worker.multiprocessing-method"
+    monkeypatch.delenv("DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD", raising=False)
+    assert dask.config.get(key) == "spawn"
+    first, second = fork_server_method(), fork_server_method()
+    first.__enter__()
+    second.__enter__()
+    assert dask.config.get(key) == "forkserver"
+    first.__exit__(None, None, None)
+    assert dask.config.get(key) == "forkserver"  # the second still starts workers
+    second.__exit__(None, None, None)
+    assert dask.config.get(key) == "spawn"
 
 
 def test_a_worker_in_the_clients_process_leaves_its_collector_alone():
