@@ -11,7 +11,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dask
@@ -66,34 +66,41 @@ def fork_method() -> dict[str, Any]:
     return unless_user_set(FORK_METHOD)
 
 
-_method_lock = threading.Lock()
-_method_users = 0
-_method_setting: Any = None
+class SharedSettings:
+    """Dask settings held while any of overlapping blocks runs: set by the first in, undone by the last out.
 
-
-@contextlib.contextmanager
-def fork_server_method() -> Iterator[None]:
-    """Worker processes started within fork from the fork server (`fork_method`).
-
-    Dask reads the method from its process-wide config, and a cluster starts (or scales)
-    its workers across awaits, so two such blocks may overlap and end in any order (a scale
-    while the cluster still starts, two clusters in one process). Nested ``dask.config.set``
-    blocks that end out of order leave the inner one's value behind for good; here the first
-    block in sets the method and the last one out restores what was there before.
+    Dask's config is one per process, and a cluster starts (or scales) across awaits, so
+    two such blocks may overlap and end in any order (a scale while the cluster still
+    starts, two clusters in one process). Nested ``dask.config.set`` blocks that end out of
+    order leave the inner one's values behind for good.
     """
-    global _method_users, _method_setting
-    with _method_lock:
-        if _method_users == 0:
-            _method_setting = dask.config.set(fork_method())  # applies now; undone below
-        _method_users += 1
-    try:
-        yield
-    finally:
-        with _method_lock:
-            _method_users -= 1
-            if _method_users == 0:
-                _method_setting.__exit__(None, None, None)
-                _method_setting = None
+
+    def __init__(self, settings: Callable[[], dict[str, Any]]) -> None:
+        """`settings` computes the values as the first block enters."""
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._users = 0
+        self._set: Any = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        """Hold the settings for the block."""
+        with self._lock:
+            if self._users == 0:
+                self._set = dask.config.set(self._settings())  # applies now; undone below
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._set.__exit__(None, None, None)
+                    self._set = None
+
+
+# Worker processes started within fork from the fork server (`fork_method`).
+fork_server_method = SharedSettings(fork_method)
 
 
 def malloc_settings() -> dict[str, Any]:

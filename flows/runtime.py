@@ -19,6 +19,7 @@ from accord.errors import ConfigError
 from flows.local_workers import (
     WORKER_PRELOAD,
     WORKER_THREAD_ENV,
+    SharedSettings,
     fork_server_method,
     forking,
     malloc_settings,
@@ -90,6 +91,10 @@ class WorkerNanny(Nanny):
             self.config = copy.deepcopy(self.config)
 
 
+# What `AccordLocalCluster` sets while its scheduler starts.
+_cluster_settings = SharedSettings(lambda: unless_user_set({**QUIET_CONFIG, **SCHEDULER_CONFIG}))
+
+
 class AccordLocalCluster(LocalCluster):
     """accord's LocalCluster: a scheduler with its workers' quiet housekeeping and `SCHEDULER_CONFIG`.
 
@@ -107,7 +112,7 @@ class AccordLocalCluster(LocalCluster):
     async def _start(self) -> None:
         # SpecCluster._start builds the scheduler (distributed 2026.8); the test in
         # tests/test_runtime.py reads the scheduler's intervals, so a change there shows.
-        with dask.config.set(unless_user_set({**QUIET_CONFIG, **SCHEDULER_CONFIG})):  # read as it starts
+        with _cluster_settings():  # read as it starts
             await super()._start()
 
     async def _correct_state_internal(self) -> None:
