@@ -159,6 +159,36 @@ def test_keras_cnn_on_images_round_trips():
     np.testing.assert_allclose(loaded.predict(data.X_test), pred, rtol=1e-6, atol=1e-7)
 
 
+def _fit_keras(kind, data, params, steps, monkeypatch):
+    """A member of `kind` fitted with `steps` batches per call into TensorFlow."""
+    from accord.members import keras_kind
+
+    monkeypatch.setattr(keras_kind, "STEPS_PER_EXECUTION", steps)
+    member = member_class(kind)(data.task, params, n_classes=data.n_classes, seed=0)
+    return member.fit(data.X_train, data.y_train, data.schema)
+
+
+@pytest.mark.parametrize(
+    "kind, source, params",
+    [
+        ("keras_mlp", "synthetic:classification?n_rows=400&n_features=5&n_classes=3", {"epochs": 8}),
+        ("keras_mlp", "synthetic:regression?n_rows=400&n_features=5", {"epochs": 8}),
+        ("keras_cnn", "sklearn:digits?n_rows=300", {"epochs": 4, "filters": [4]}),
+    ],
+)
+def test_keras_runs_many_batches_per_call_and_trains_the_same_weights(kind, source, params, monkeypatch):
+    from accord.members.keras_kind import STEPS_PER_EXECUTION
+
+    data = prepare(make_config({"data": source, "folds": 3, "store": "memory://unused"}))
+    # 400 rows: 8 batches of 32 an epoch, fewer than one call takes; the last call is partial
+    assert STEPS_PER_EXECUTION > 1
+    many = _fit_keras(kind, data, params, STEPS_PER_EXECUTION, monkeypatch)
+    one = _fit_keras(kind, data, params, 1, monkeypatch)
+    assert (many.model_.steps_per_execution, one.model_.steps_per_execution) == (STEPS_PER_EXECUTION, 1)
+    assert len(many.model_.history.history["loss"]) == len(one.model_.history.history["loss"])
+    np.testing.assert_array_equal(many.predict(data.X_test), one.predict(data.X_test))
+
+
 def test_nan_and_inf_features_are_handled_by_each_members_preprocessing(tmp_path):
     from accord.training import fit_all
 

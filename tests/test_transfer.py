@@ -95,6 +95,24 @@ def test_transfer_members_record_parent_and_change(s3_source, transferred):
     assert 0 < change["relative_change_max"] < 1  # fine-tuned at a low learning rate: a small change
 
 
+def test_keras_transfer_trains_many_batches_per_call_to_the_same_weights(s3_source, monkeypatch):
+    from accord.members import keras_kind, member_class
+
+    store, _ = s3_source
+    data = prepare(make_config({"data": TARGET, "folds": 3, "store": "memory://unused"}))
+    params = {"parent": f"{store}/source@production", "head_epochs": 6, "fine_tune_epochs": 3}
+    default, fitted = keras_kind.STEPS_PER_EXECUTION, {}
+    for steps in (default, 1):
+        monkeypatch.setattr(keras_kind, "STEPS_PER_EXECUTION", steps)
+        member = member_class("keras_transfer")("classification", params, n_classes=2, seed=0)
+        fitted[steps] = member.fit(data.X_train, data.y_train, data.schema)
+    many, one = fitted.values()
+    assert default > 1
+    assert (many.model_.steps_per_execution, one.model_.steps_per_execution) == (default, 1)  # fine-tuned
+    np.testing.assert_array_equal(many.predict(data.X_test), one.predict(data.X_test))
+    assert many.delta_ == one.delta_
+
+
 def test_transferred_ensemble_round_trips(transferred):
     config, result = transferred
     model = accord.load(result["ref"])

@@ -151,10 +151,8 @@ class KerasTransfer(KerasMLP):
         inputs = keras.Input(shape=net.inputs[0].shape[1:], name="features")
         features = body(inputs, training=False)  # BatchNormalization stays in inference mode
         model = keras.Model(inputs, self._head(features, seed_offset=0), name="accord_transfer")
-        loss = self._loss()
-
         body.trainable = False
-        model.compile(optimizer=keras.optimizers.Adam(self.params["head_learning_rate"]), loss=loss)
+        self._compile(model, self.params["head_learning_rate"])
         self._train(model, Xt, target, self.params["head_epochs"])
         if self.params["strategy"] == "fine_tune":
             body.trainable = True
@@ -174,7 +172,7 @@ class KerasTransfer(KerasMLP):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
             # recompile after changing `trainable`, at a low learning rate
-            model.compile(optimizer=keras.optimizers.Adam(self.params["fine_tune_learning_rate"]), loss=loss)
+            self._compile(model, self.params["fine_tune_learning_rate"])
             self._train(model, Xt, target, self.params["fine_tune_epochs"])
         self.model_ = model
         self.delta_ = {}
