@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.parallel
 	$(BIN)/python -m bench.transfer
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.keras_steps
 
 reliability-report: $(STAMP)
 	$(BIN)/python -m bench.reliability
