@@ -27,7 +27,7 @@ MODEL_FILE = "model.keras"
 PREDICT_CHUNK = 65536
 # Batches Keras runs per call into TensorFlow's compiled train step. Each call is a round trip
 # through Python; at batch size 32 on one thread those round trips were over half of keras_mlp's
-# fit (16,000 rows, 20 epochs: 10.8 s with one batch a call, 4.9 s with 32; `python -m
+# fit (16,000 rows, 20 epochs: 8.2 s with one batch a call, 3.8 s with 32; `python -m
 # bench.keras_steps`). The batches, their order and every update stay the same, and so do the
 # trained weights (the bench and tests/test_members.py check it): only the work of dispatching
 # them shrinks. Callbacks run per epoch, as before.
