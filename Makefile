@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.transfer
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.keras_steps
+	$(BIN)/python -m bench.predict
 
 reliability-report: $(STAMP)
 	$(BIN)/python -m bench.reliability

@@ -26,6 +26,8 @@ class Ensemble:
 
     For classification with ``caruana`` or ``optimize`` the weighted sum is rescaled by
     the temperature fitted on the out-of-fold predictions (see `accord.weights`).
+    Members at weight 0 are published, loaded and listed, but `predict` and
+    `predict_proba` do not compute their predictions (`member_predictions` does).
 
     Attributes:
         members: Member name -> fitted member, in combination order.
@@ -71,13 +73,17 @@ class Ensemble:
         return np.asarray(self.schema.classes)
 
     def member_predictions(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Each member's prediction on a (schema-checked) table."""
+        """Each member's prediction on a (schema-checked) table, those at weight 0 included."""
         conformed = self.schema.conform(X)
         return {name: m.predict(conformed) for name, m in self.members.items()}
 
     def _combined(self, X: pd.DataFrame) -> np.ndarray:
-        preds = list(self.member_predictions(X).values())
-        return self.rule.combine(preds)
+        """The rule's combination, predicting only the members it reads (not those at weight 0)."""
+        conformed = self.schema.conform(X)
+        members = list(self.members.values())
+        used = self.rule.used(len(members))
+        rule = self.rule if len(used) == len(members) else self.rule.restricted(used)
+        return rule.combine([members[i].predict(conformed) for i in used])
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities ``(n, K)`` (classification only)."""

@@ -18,7 +18,8 @@ changing which class wins. ``T = 1`` (no change) is kept unless it lowers the lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -52,6 +53,30 @@ class EnsembleWeights:
         if self.task == "classification" and self.temperature != 1.0:
             return with_temperature(combined, self.temperature)
         return combined
+
+    def used(self, n_members: int) -> list[int]:
+        """Indices of the members `combine` reads: those with a weight above 0 (all for stacking).
+
+        A member with weight 0 adds nothing to a weighted sum or a vote, so its prediction
+        need not be computed: caruana often leaves several members at 0, and a zero-weight
+        knn or forest can cost more to predict than the members that count.
+        """
+        if self.weights is None:
+            return list(range(n_members))
+        return [i for i, w in enumerate(self.weights) if w]
+
+    def restricted(self, used: Sequence[int]) -> EnsembleWeights:
+        """This rule over the members at `used` alone (see `used`); it combines to the same values.
+
+        Raises:
+            ValueError: A member left out has a weight above 0, or the rule is stacking's.
+        """
+        if self.weights is None:
+            raise ValueError("a stacking rule reads every member; it cannot be restricted")
+        dropped = np.delete(self.weights, list(used))
+        if dropped.any():
+            raise ValueError(f"members left out must have weight 0; found weights {dropped.tolist()}")
+        return replace(self, weights=self.weights[list(used)])
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready mapping."""

@@ -172,3 +172,32 @@ def test_importing_accord_and_loading_does_not_import_prefect(published):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    "method, weights",
+    [("caruana", [0.75, 0.0, 0.25]), ("hard", [0.0, 0.5, 0.5]), ("stacking", None)],
+)
+def test_members_at_weight_zero_are_not_predicted_and_change_nothing(published, method, weights, monkeypatch):
+    from accord.ensemble import Ensemble
+    from accord.weights import EnsembleWeights, fit_weights
+
+    _, p, ref, _ = published
+    model = accord.load(ref)
+    every = model.member_predictions(p.X_test)
+    if weights is None:  # a meta-learner fitted on these predictions: any valid one will do
+        rule = fit_weights(list(every.values()), p.y_test, "classification", "stacking", n_classes=3)
+    else:
+        rule = EnsembleWeights(method, "classification", np.array(weights), 3, temperature=0.9)
+    called: list[str] = []
+    for name, member in model.members.items():  # a spy that still predicts with the real member
+        real = member.predict
+        monkeypatch.setattr(member, "predict", lambda X, real=real, name=name: called.append(name) or real(X))
+    ensemble = Ensemble(model.members, rule, model.schema)
+
+    expected = rule.combine(list(every.values()))
+    np.testing.assert_array_equal(ensemble.predict_proba(p.X_test), expected)
+    np.testing.assert_array_equal(ensemble.predict(p.X_test), ensemble.classes_[np.argmax(expected, axis=1)])
+    names = list(model.members)
+    wanted = names if weights is None else [n for n, w in zip(names, weights, strict=True) if w]
+    assert called == wanted * 2  # predict_proba, then predict

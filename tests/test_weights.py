@@ -132,3 +132,34 @@ def test_row_losses_average_to_the_loss_and_gaps_are_differences_of_losses(task)
     gap = paired_gap(row_losses(task, y, a), row_losses(task, y, b))
     assert gap["gap"] == pytest.approx(loss(task, y, a) - loss(task, y, b), rel=1e-9)
     assert gap["se"] > 0
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        EnsembleWeights("caruana", "classification", np.array([0.5, 0, 0.25, 0, 0.25]), 3, temperature=0.8),
+        EnsembleWeights("hard", "classification", np.array([0.0, 0.4, 0.2, 0.4, 0.0]), 3),
+        EnsembleWeights("optimize", "regression", np.array([0.0, 0.0, 0.7, 0.0, 0.3])),
+    ],
+    ids=["caruana", "hard", "regression"],
+)
+def test_a_rule_over_its_used_members_alone_combines_to_the_same_values(rule):
+    preds, _ = _members(4)
+    if rule.task == "regression":
+        preds = [p[:, 0] * 10 for p in preds]
+    used = rule.used(len(preds))
+    assert used == [i for i, w in enumerate(rule.weights) if w > 0]
+    restricted = rule.restricted(used)
+    assert restricted.weights.tolist() == [rule.weights[i] for i in used]
+    np.testing.assert_array_equal(restricted.combine([preds[i] for i in used]), rule.combine(preds))
+
+
+def test_stacking_reads_every_member_and_a_weighted_member_is_never_left_out():
+    preds, y = _members(5)
+    stack = fit_weights(preds, y, "classification", "stacking", n_classes=3)
+    assert stack.used(len(preds)) == list(range(len(preds)))
+    with pytest.raises(ValueError, match="stacking rule reads every member"):
+        stack.restricted([0, 1])
+    rule = EnsembleWeights("equal", "classification", np.full(5, 0.2), 3)
+    with pytest.raises(ValueError, match=r"must have weight 0; found weights \[0.2\]"):
+        rule.restricted([0, 1, 2, 3])
