@@ -17,11 +17,11 @@ if TYPE_CHECKING:
     from accord.ensemble import Ensemble
 
 
-def load(ref: str, storage_options: dict[str, Any] | None = None) -> Ensemble:
+def load(ref: str, storage_options: dict[str, Any] | None = None, *, weighted_only: bool = False) -> Ensemble:
     """Load a published ensemble by reference; see `accord.ensemble.load`."""
     from accord.ensemble import load as _load
 
-    return _load(ref, storage_options)
+    return _load(ref, storage_options, weighted_only=weighted_only)
 
 
 __all__ = ["__version__", "load"]

@@ -127,12 +127,28 @@ def _json(files: Mapping[str, bytes], path: str) -> Any:
         raise IntegrityError(f"{path!r} is not valid JSON: {e}") from e
 
 
-def build_ensemble(files: Mapping[str, bytes], manifest: Mapping[str, Any] | None = None) -> Ensemble:
-    """Rebuild an ensemble from verified version files."""
+def build_ensemble(
+    files: Mapping[str, bytes], manifest: Mapping[str, Any] | None = None, *, weighted_only: bool = False
+) -> Ensemble:
+    """Rebuild an ensemble from verified version files.
+
+    Args:
+        files: The version's files, already verified against its manifest.
+        manifest: The version's manifest.
+        weighted_only: Deserialise only the members the rule reads (see `load`).
+    """
     document = _json(files, ENSEMBLE_FILE)
     schema = Schema.from_dict(_json(files, SCHEMA_FILE))
+    rule = EnsembleWeights.from_dict(document["rule"])
+    entries = list(document["members"])
+    if rule.weights is not None and len(rule.weights) != len(entries):
+        raise IntegrityError(f"{ENSEMBLE_FILE} lists {len(entries)} members but {len(rule.weights)} weights.")
+    if weighted_only:
+        used = rule.used(len(entries))
+        if len(used) < len(entries):
+            entries, rule = [entries[i] for i in used], rule.restricted(used)
     members: dict[str, Member] = {}
-    for entry in document["members"]:
+    for entry in entries:
         name, kind = entry["name"], entry["kind"]
         prefix = f"members/{name}/"
         info = _json(files, prefix + "member.json")
@@ -142,16 +158,21 @@ def build_ensemble(files: Mapping[str, bytes], manifest: Mapping[str, Any] | Non
             )
         own = {p[len(prefix) :]: d for p, d in files.items() if p.startswith(prefix)}
         members[name] = member_class(kind).load(own, info)
-    rule = EnsembleWeights.from_dict(document["rule"])
     return Ensemble(members, rule, schema, manifest)
 
 
-def load(ref: str, storage_options: Mapping[str, Any] | None = None) -> Ensemble:
+def load(
+    ref: str, storage_options: Mapping[str, Any] | None = None, *, weighted_only: bool = False
+) -> Ensemble:
     """Load a published ensemble, verifying every file before deserialising any.
 
     Args:
         ref: ``<store>/<name>``, ``<store>/<name>:<version>`` or ``<store>/<name>@<alias>``.
         storage_options: fsspec options for the store (credentials normally come from the environment).
+        weighted_only: Deserialise only the members that predictions use: those the weights
+            left at 0 are verified with the rest but not loaded, and are absent from
+            ``members`` and ``weights`` (the manifest still lists them). Predictions are the
+            same; loading takes less time and memory. Stacking uses every member.
 
     Returns:
         The ensemble, with ``predict``, ``predict_proba``, ``classes_``, ``members``,
@@ -164,4 +185,4 @@ def load(ref: str, storage_options: Mapping[str, Any] | None = None) -> Ensemble
     """
     parsed = parse_ref(ref)
     _, manifest, files = Registry(parsed.store, storage_options).fetch(parsed)  # verifies everything first
-    return build_ensemble(files, manifest)
+    return build_ensemble(files, manifest, weighted_only=weighted_only)

@@ -55,7 +55,7 @@ def incumbent_score(registry: Registry, name: str, version: str, data: Prepared,
     """Score the version `version` of `name` on the run's held-out rows."""
     from accord.ensemble import load
 
-    model = load(str(registry.ref(name, version)))
+    model = load(str(registry.ref(name, version)), weighted_only=True)
     if model.task != data.task:
         raise AccordError(f"incumbent {name}:{version} does {model.task}, the challenger {data.task}")
     if data.task == "classification" and list(model.schema.classes) != list(data.schema.classes):

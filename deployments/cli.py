@@ -291,7 +291,7 @@ def predict(
 
     file_format(output, "output")
     columns = [c.strip() for c in keep.split(",") if c.strip()] if keep else []
-    ensemble = load(model)  # refuse a bad reference, tampered files or mismatched input in seconds
+    ensemble = load(model, weighted_only=True)  # refuse a bad reference, tampered files or bad input
     head = sample(plan(input_url, chunk_rows))
     ensemble.schema.conform(head.drop(columns=[c for c in columns if c in head.columns]))
     from flows.local_workers import start_ahead

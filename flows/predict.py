@@ -59,7 +59,7 @@ def batch_predict(
     file_format(output, "output")
     if workers < 1:
         raise ConfigError(f"workers must be at least 1; found {workers}.")
-    ensemble = load(model)  # verified here once, before any cluster starts
+    ensemble = load(model, weighted_only=True)  # verified here once, before any cluster starts
     pinned = str(ensemble.manifest["ref"])
     p = plan(input, chunk_rows)
     head = sample(p)

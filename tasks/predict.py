@@ -17,7 +17,7 @@ from tasks.training import log_placement
 @functools.lru_cache(maxsize=4)
 def _cached(pinned_ref: str) -> Ensemble:
     """Each worker process loads (and verifies) a pinned version once; versions never change."""
-    return load(pinned_ref)
+    return load(pinned_ref, weighted_only=True)  # members at weight 0 are never predicted
 
 
 @task(

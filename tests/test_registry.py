@@ -201,3 +201,38 @@ def test_members_at_weight_zero_are_not_predicted_and_change_nothing(published, 
     names = list(model.members)
     wanted = names if weights is None else [n for n, w in zip(names, weights, strict=True) if w]
     assert called == wanted * 2  # predict_proba, then predict
+
+
+def test_weighted_only_loading_skips_members_at_weight_zero_and_predicts_the_same(tmp_path):
+    import dataclasses
+
+    from accord.weights import EnsembleWeights
+
+    store = (tmp_path / "registry").as_uri()
+    cfg = make_config({"data": "sklearn:wine", "members": MEMBERS, "folds": 3, "store": store})
+    p = prepare(cfg)
+    oof, refits = fit_all(p, 0)
+    report = evaluate(p, oof, refits, "caruana")
+    rule = EnsembleWeights("caruana", "classification", np.array([0.6, 0.0, 0.4]), 3, temperature=0.9)
+    report = dataclasses.replace(report, rule=rule)  # hist_gb at weight 0
+    files, manifest = version_payload(p, refits, report, config=cfg.model_dump(mode="json"))
+    ref = publish(Registry(store), "wine", files, manifest)
+
+    whole, lean = accord.load(ref), accord.load(ref, weighted_only=True)
+    assert list(whole.members) == ["logreg", "hist_gb", "xgboost"]
+    assert list(lean.members) == ["logreg", "xgboost"]
+    assert lean.weights == {"logreg": 0.6, "xgboost": 0.4}
+    assert [m["name"] for m in lean.manifest["members"]] == ["logreg", "hist_gb", "xgboost"]
+    np.testing.assert_array_equal(lean.predict_proba(p.X_test), whole.predict_proba(p.X_test))
+    np.testing.assert_array_equal(lean.predict(p.X_test), whole.predict(p.X_test))
+    with pytest.raises(SchemaError, match="missing columns"):  # the schema is still enforced
+        lean.predict(p.X_test.drop(columns=p.X_test.columns[0]))
+
+    # a skipped member is still verified: a flipped byte in its file refuses the load
+    version = tmp_path / "registry" / "wine" / "versions" / parse_ref(ref).version
+    path = version / "members" / "hist_gb" / "model.skops"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match="hist_gb"):
+        accord.load(ref, weighted_only=True)

@@ -226,7 +226,7 @@ class PublishedMember(Member):
     def _build(self) -> None:
         from accord.ensemble import build_ensemble
 
-        self.parent_ = build_ensemble(self.files_)
+        self.parent_ = build_ensemble(self.files_, weighted_only=True)  # a frozen ensemble: predictions only
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         table = X[self.parent_.schema.names]
