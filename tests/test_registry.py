@@ -236,3 +236,18 @@ def test_weighted_only_loading_skips_members_at_weight_zero_and_predicts_the_sam
     path.write_bytes(bytes(raw))
     with pytest.raises(IntegrityError, match="hist_gb"):
         accord.load(ref, weighted_only=True)
+
+
+def test_an_ensemble_file_with_more_weights_than_members_is_refused(tmp_path):
+    store = (tmp_path / "registry").as_uri()
+    cfg = make_config({"data": "sklearn:wine", "members": MEMBERS[:2], "folds": 3, "store": store})
+    p = prepare(cfg)
+    oof, refits = fit_all(p, 0)
+    files, manifest = version_payload(p, refits, evaluate(p, oof, refits, "equal"), config=cfg.model_dump())
+    document = json.loads(files["ensemble.json"])
+    document["rule"]["weights"] = [0.5, 0.0, 0.5]  # written whole and checksummed, but inconsistent
+    files["ensemble.json"] = json.dumps(document).encode()
+    ref = publish(Registry(store), "wine", files, manifest)
+    for weighted_only in (False, True):
+        with pytest.raises(IntegrityError, match=r"ensemble\.json lists 2 members but 3 weights"):
+            accord.load(ref, weighted_only=weighted_only)
