@@ -26,8 +26,9 @@ class Ensemble:
 
     For classification with ``caruana`` or ``optimize`` the weighted sum is rescaled by
     the temperature fitted on the out-of-fold predictions (see `accord.weights`).
-    Members at weight 0 are published, loaded and listed, but `predict` and
-    `predict_proba` do not compute their predictions (`member_predictions` does).
+    Members at weight 0 are published, loaded (unless ``load(..., weighted_only=True)``)
+    and listed, but `predict` and `predict_proba` do not compute their predictions
+    (`member_predictions` does).
 
     Attributes:
         members: Member name -> fitted member, in combination order.
@@ -73,7 +74,7 @@ class Ensemble:
         return np.asarray(self.schema.classes)
 
     def member_predictions(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Each member's prediction on a (schema-checked) table, those at weight 0 included."""
+        """Each loaded member's prediction on a (schema-checked) table, those at weight 0 included."""
         conformed = self.schema.conform(X)
         return {name: m.predict(conformed) for name, m in self.members.items()}
 
