@@ -18,6 +18,10 @@ import time
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As accord.members.keras_kind.import_keras sets it: stacking's fitted Keras members come back
+# from its joblib workers and predict in this process, which would otherwise import TensorFlow
+# with oneDNN's custom operations on (and print its notice).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
