@@ -129,6 +129,24 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+# Names of the variables this process had whenever it (re)started the fork server. A union:
+# a name it never had only makes `removed_since_fork_server` name a variable that is not there.
+_SERVER_ENV_KEYS: set[str] = set()
+
+# The variable in which a forked worker's nanny names the variables to remove (see
+# `flows.worker_preload.dask_setup`), comma-separated.
+UNSET_ENV = "ACCORD_WORKER_UNSET_ENV"
+
+
+def removed_since_fork_server(env: dict[str, str]) -> list[str]:
+    """Variables the fork server started with that this process has since removed, less those in `env`.
+
+    A forked worker inherits the fork server's environment; its nanny then adds and
+    overwrites variables (`env`), but cannot remove any.
+    """
+    return sorted(_SERVER_ENV_KEYS - set(os.environ) - set(env))
+
+
 def start_fork_server() -> None:
     """Start the process local workers fork from, having imported Dask and `WORKER_PRELOAD`.
 
@@ -149,6 +167,7 @@ def start_fork_server() -> None:
     if env.get("PYTHONHASHSEED") in (None, "0"):
         env["PYTHONHASHSEED"] = "6640"  # distributed.nanny's choice (dask/distributed#8400)
     context.set_forkserver_preload(["distributed", *WORKER_PRELOAD])
+    _SERVER_ENV_KEYS.update(os.environ)  # not what it adds below: every worker gets those anyway
     with _environ({**env, **WORKER_THREAD_ENV}):
         multiprocessing.forkserver.ensure_running()
 

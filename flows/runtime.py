@@ -17,12 +17,14 @@ from pydantic import PrivateAttr
 
 from accord.errors import ConfigError
 from flows.local_workers import (
+    UNSET_ENV,
     WORKER_PRELOAD,
     WORKER_THREAD_ENV,
     SharedSettings,
     fork_server_method,
     forking,
     malloc_settings,
+    removed_since_fork_server,
     start_fork_server,
     unless_user_set,
 )
@@ -74,14 +76,21 @@ class WorkerNanny(Nanny):
 
     A worker forked from the fork server (`AccordLocalCluster`) gets this process's
     environment as it is when the nanny starts, as a spawned one would: the fork server's
-    own dates from its start. A variable since removed from this process stays, though.
+    own dates from its start. A variable since removed from this process is named in
+    ``UNSET_ENV`` and removed by the worker's preload before it rereads Prefect's settings
+    (too late for Dask's own config, which the worker reads as it starts: a ``DASK_*``
+    variable removed since keeps its effect there).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if forking():
             # The fork server took this process's environment when it started, perhaps
             # runs ago: hand the worker the environment as it is now, as a spawn would.
-            kwargs["env"] = {**os.environ, **(kwargs.get("env") or {})}
+            env = {**os.environ, **(kwargs.get("env") or {})}
+            removed = removed_since_fork_server(env)
+            if removed:
+                env[UNSET_ENV] = ",".join(removed)
+            kwargs["env"] = env
         settings: dict[str, Any] = malloc_settings()
         settings.update(unless_user_set(QUIET_CONFIG))
         with dask.config.set(settings):

@@ -38,6 +38,7 @@ try:
 
     import accord.training  # noqa: F401  (the fits; imports scikit-learn, XGBoost, pandas)
     import tasks.training  # noqa: F401  (the member tasks themselves)
+    from flows.local_workers import UNSET_ENV
 finally:
     if _collecting:
         gc.enable()
@@ -49,13 +50,16 @@ def dask_setup(worker: Any) -> None:
     """Ready a worker that runs in a process of its own (a nanny's); leave a client's process alone.
 
     A worker forked from the fork server that imported this module (see
-    `flows.local_workers.start_fork_server`) rereads Prefect's settings: Prefect read them on
-    import, from that server's environment, and the worker's (the Prefect API among it)
-    is the one its nanny handed it. Then the imports' objects are frozen, so the collector
-    no longer walks them during fits.
+    `flows.local_workers.start_fork_server`) first removes the variables its nanny names in
+    ``UNSET_ENV`` (those the flow process has removed since the fork server started), then
+    rereads Prefect's settings: Prefect read them on import, from that server's environment,
+    and the worker's (the Prefect API among it) is the one its nanny handed it. Then the
+    imports' objects are frozen, so the collector no longer walks them during fits.
     """
     if getattr(worker, "nanny", None) is None:
         return
+    for key in filter(None, os.environ.pop(UNSET_ENV, "").split(",")):
+        os.environ.pop(key, None)  # the flow process no longer has it; the fork server still had
     if os.getpid() != _IMPORTED_IN:
         prefect.context.refresh_global_settings_context()
     gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import ssl
@@ -239,6 +240,35 @@ def test_local_workers_fork_from_one_server_that_imported_their_preload(monkeypa
         assert report["at_start"]["PYTHONHASHSEED"] == "6640"
     assert len({r["hash"] for r in forked + spawned}) == 1
     assert dask.config.get("distributed.worker.multiprocessing-method") == "spawn"  # as it was
+
+
+def test_a_variable_removed_after_the_fork_server_started_is_gone_from_later_workers():
+    # In a process of its own, so that its fork server starts here, with the variable set.
+    code = (
+        "import json, os\n"
+        "from distributed import Client\n"
+        "from accord.config import make_config\n"
+        "from flows.runtime import AccordLocalCluster, task_runner_for, worker_env\n"
+        "def probe():\n"
+        "    parent = open(f'/proc/{os.getppid()}/cmdline').read()\n"
+        "    return [os.environ.get('ACCORD_TEST_GONE'), 'ACCORD_WORKER_UNSET_ENV' in os.environ, parent]\n"
+        "os.environ['ACCORD_TEST_GONE'] = 'stale'\n"
+        "kwargs = task_runner_for(make_config({'workers': 2})).cluster_kwargs\n"
+        "runs = []\n"
+        "for _ in range(2):\n"
+        "    with AccordLocalCluster(**{**kwargs, 'env': worker_env()}) as c, Client(c) as client:\n"
+        "        runs.append(list(client.run(probe).values()))\n"
+        "    os.environ.pop('ACCORD_TEST_GONE', None)  # the fork server still has it\n"
+        "print(json.dumps(runs))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_DISTRIBUTED__WORKER__MULTI")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all("forkserver" in parent for *_, parent in first + second)  # forked, not spawned
+    assert [value for value, *_ in first] == ["stale", "stale"]
+    assert [value for value, *_ in second] == [None, None]
+    assert not any(left for _, left, _ in first + second)  # the hand-over variable is removed too
 
 
 @pytest.mark.parametrize(("address", "starts"), [(None, True), ("tcp://127.0.0.1:8786", False)])
