@@ -82,8 +82,7 @@ class Ensemble:
         """The rule's combination, predicting only the members it reads (not those at weight 0)."""
         conformed = self.schema.conform(X)
         members = list(self.members.values())
-        used = self.rule.used(len(members))
-        rule = self.rule if len(used) == len(members) else self.rule.restricted(used)
+        used, rule = self.rule.over_used(len(members))
         return rule.combine([members[i].predict(conformed) for i in used])
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -145,9 +144,8 @@ def build_ensemble(
     if rule.weights is not None and len(rule.weights) != len(entries):
         raise IntegrityError(f"{ENSEMBLE_FILE} lists {len(entries)} members but {len(rule.weights)} weights.")
     if weighted_only:
-        used = rule.used(len(entries))
-        if len(used) < len(entries):
-            entries, rule = [entries[i] for i in used], rule.restricted(used)
+        used, rule = rule.over_used(len(entries))
+        entries = [entries[i] for i in used]
     members: dict[str, Member] = {}
     for entry in entries:
         name, kind = entry["name"], entry["kind"]

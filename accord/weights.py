@@ -78,6 +78,11 @@ class EnsembleWeights:
             raise ValueError(f"members left out must have weight 0; found weights {dropped.tolist()}")
         return replace(self, weights=self.weights[list(used)])
 
+    def over_used(self, n_members: int) -> tuple[list[int], EnsembleWeights]:
+        """`used` and the rule over those members alone (this rule itself when it reads them all)."""
+        used = self.used(n_members)
+        return used, self if len(used) == n_members else self.restricted(used)
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready mapping."""
         return {

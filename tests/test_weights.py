@@ -152,12 +152,16 @@ def test_a_rule_over_its_used_members_alone_combines_to_the_same_values(rule):
     restricted = rule.restricted(used)
     assert restricted.weights.tolist() == [rule.weights[i] for i in used]
     np.testing.assert_array_equal(restricted.combine([preds[i] for i in used]), rule.combine(preds))
+    over, rule_over = rule.over_used(len(preds))
+    assert over == used and rule_over.weights.tolist() == restricted.weights.tolist()
 
 
 def test_stacking_reads_every_member_and_a_weighted_member_is_never_left_out():
     preds, y = _members(5)
     stack = fit_weights(preds, y, "classification", "stacking", n_classes=3)
     assert stack.used(len(preds)) == list(range(len(preds)))
+    over, stack_over = stack.over_used(len(preds))
+    assert over == list(range(len(preds))) and stack_over is stack  # nothing to leave out
     with pytest.raises(ValueError, match="stacking rule reads every member"):
         stack.restricted([0, 1])
     rule = EnsembleWeights("equal", "classification", np.full(5, 0.2), 3)
