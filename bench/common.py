@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,31 @@ def settle(busy_below: float = 0.1, window: float = 1.0, timeout: float = SETTLE
         busy, total = busy2, total2
         quiet = quiet + 1 if share < busy_below else 0
     return time.perf_counter() - start
+
+
+def alternating(
+    runs: dict[Any, Callable[[], Any]], rounds: int
+) -> tuple[dict[Any, list[float]], dict[Any, Any]]:
+    """Run each callable `rounds` times, reversing their order every other round (the machine drifts).
+
+    Returns:
+        Each callable's seconds per round, and its last result.
+    """
+    seconds: dict[Any, list[float]] = {kind: [] for kind in runs}
+    results: dict[Any, Any] = {}
+    for r in range(rounds):
+        for kind in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            start = time.perf_counter()
+            results[kind] = runs[kind]()
+            seconds[kind].append(time.perf_counter() - start)
+    return seconds, results
+
+
+def speedup(base: list[float], new: list[float]) -> str:
+    """``base`` over ``new`` seconds: the median of the rounds' ratios and the ratio of the means."""
+    median = statistics.median(a / b for a, b in zip(base, new, strict=True))
+    means = statistics.fmean(base) / statistics.fmean(new)
+    return f"speedup {median:.2f}x (median; ratio of means {means:.2f}x)"
 
 
 def local_cluster(workers: int = 2) -> LocalCluster:

@@ -14,9 +14,9 @@ process with one TensorFlow thread (as on a Dask worker), and prints:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
-import time
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,6 +27,7 @@ from accord.config import make_config
 from accord.losses import loss as held_out_loss
 from accord.members import keras_kind, member_class
 from accord.training import Prepared, prepare
+from bench.common import alternating, speedup
 
 SOURCES = {
     "keras_mlp": "synthetic:classification?n_rows={rows}&n_features=20&n_classes=3&seed=0",
@@ -34,13 +35,11 @@ SOURCES = {
 }
 
 
-def fit_once(kind: str, data: Prepared, steps: int, epochs: int) -> tuple[float, Any]:
-    """Fit one member of `kind` with `steps` batches per call: (seconds, fitted member)."""
+def fit_once(kind: str, data: Prepared, steps: int, epochs: int) -> Any:
+    """A member of `kind` fitted with `steps` batches per call."""
     keras_kind.STEPS_PER_EXECUTION = steps
     member = member_class(kind)(data.task, {"epochs": epochs}, n_classes=data.n_classes, seed=0)
-    start = time.perf_counter()
-    member.fit(data.X_train, data.y_train, data.schema)
-    return time.perf_counter() - start, member
+    return member.fit(data.X_train, data.y_train, data.schema)
 
 
 def compare(kind: str, rows: int, rounds: int, epochs: int) -> None:
@@ -48,31 +47,22 @@ def compare(kind: str, rows: int, rounds: int, epochs: int) -> None:
     data = prepare(make_config({"data": SOURCES[kind].format(rows=rows), "store": "memory://unused"}))
     many_steps = keras_kind.STEPS_PER_EXECUTION
     fit_once(kind, data, 1, 1)  # TensorFlow's one-off start-up outside the timings
-    seconds: dict[int, list[float]] = {1: [], many_steps: []}
-    fitted: dict[int, Any] = {}
-    for r in range(rounds):
-        for steps in (1, many_steps) if r % 2 == 0 else (many_steps, 1):
-            took, fitted[steps] = fit_once(kind, data, steps, epochs)
-            seconds[steps].append(took)
+    seconds, fitted = alternating(
+        {steps: functools.partial(fit_once, kind, data, steps, epochs) for steps in (1, many_steps)}, rounds
+    )
     keras_kind.STEPS_PER_EXECUTION = many_steps
-    one, many = fitted[1], fitted[many_steps]
-    ratios = [a / b for a, b in zip(seconds[1], seconds[many_steps], strict=True)]
     preds = {s: m.predict(data.X_test) for s, m in fitted.items()}
+    epochs_run = {s: len(m.model_.history.history["loss"]) for s, m in fitted.items()}
     print(f"{kind}: {len(data.X_train)} training rows, {epochs} epochs at most, {rounds} rounds")
     for steps in (1, many_steps):
-        epochs_run = len(fitted[steps].model_.history.history["loss"])
         loss = held_out_loss(data.task, data.y_test, preds[steps])
         print(
             f"  steps_per_execution={steps:>3}: fit {statistics.median(seconds[steps]):6.2f} s (median; "
-            f"{', '.join(f'{s:.2f}' for s in seconds[steps])}), epochs run {epochs_run}, "
+            f"{', '.join(f'{s:.2f}' for s in seconds[steps])}), epochs run {epochs_run[steps]}, "
             f"held-out loss {loss:.5f}"
         )
-    print(
-        f"  speedup {statistics.median(ratios):.2f}x (median; ratio of means "
-        f"{statistics.fmean(seconds[1]) / statistics.fmean(seconds[many_steps]):.2f}x)"
-    )
-    same = np.array_equal(preds[1], preds[many_steps])
-    same_epochs = len(one.model_.history.history["loss"]) == len(many.model_.history.history["loss"])
+    print(f"  {speedup(seconds[1], seconds[many_steps])}")
+    same, same_epochs = np.array_equal(preds[1], preds[many_steps]), epochs_run[1] == epochs_run[many_steps]
     print(f"  same epochs: {same_epochs}; same held-out predictions to the bit: {same}")
 
 

@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import time
-from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -39,6 +38,7 @@ from accord.evaluation import evaluate
 from accord.publishing import publish, version_payload
 from accord.store.registry import Registry
 from accord.training import fit_all, prepare
+from bench.common import alternating, speedup
 
 STORE = "memory://bench-predict"
 
@@ -59,27 +59,13 @@ def every_member(model: Ensemble, X: pd.DataFrame) -> np.ndarray:
     return model.rule.combine(list(model.member_predictions(X).values()))
 
 
-def timed(runs: dict[str, Any], rounds: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Run each of two callables `rounds` times, alternating which goes first: seconds and last results."""
-    seconds: dict[str, list[float]] = {kind: [] for kind in runs}
-    results: dict[str, Any] = {}
-    for r in range(rounds):
-        for kind in list(runs) if r % 2 == 0 else list(runs)[::-1]:
-            start = time.perf_counter()
-            results[kind] = runs[kind]()
-            seconds[kind].append(time.perf_counter() - start)
-    return seconds, results
-
-
 def report(what: str, seconds: dict[str, list[float]]) -> None:
     """Print each callable's median seconds and the first's over the second's as a speedup."""
     base, new = list(seconds)
     for kind in (base, new):
         runs_s = ", ".join(f"{s:.2f}" for s in seconds[kind])
         print(f"  {what} {kind:<14} {statistics.median(seconds[kind]):6.2f} s (median; {runs_s})")
-    ratios = [a / b for a, b in zip(seconds[base], seconds[new], strict=True)]
-    mean_ratio = statistics.fmean(seconds[base]) / statistics.fmean(seconds[new])
-    print(f"  {what} speedup {statistics.median(ratios):.2f}x (median; ratio of means {mean_ratio:.2f}x)")
+    print(f"  {what} {speedup(seconds[base], seconds[new])}")
 
 
 def main() -> None:
@@ -89,7 +75,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     ref, X_test = published(args.rows)
-    loads, loaded = timed(
+    loads, loaded = alternating(
         {"every": lambda: accord.load(ref), "weighted_only": lambda: accord.load(ref, weighted_only=True)},
         args.rounds,
     )
@@ -106,7 +92,7 @@ def main() -> None:
     zero = [n for n, w in weights.items() if w == 0]
     print(f"members at weight 0: {', '.join(zero) or 'none'}")
     report("load", loads)
-    predicts, outputs = timed(
+    predicts, outputs = alternating(
         {"every": lambda: every_member(model, X), "weighted": lambda: model.predict_proba(X)}, args.rounds
     )
     report("predict_proba", predicts)
