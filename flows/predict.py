@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from accord.batch import OutputWriter, check_keep, csv_chunks, file_format, plan, receipt, sample
 from accord.ensemble import load
 from accord.errors import ConfigError
+from flows.local_workers import start_ahead
 from flows.runtime import task_runner_for
 from tasks.ensemble import artifact_key
 from tasks.predict import score_chunk, score_frame
@@ -59,6 +60,7 @@ def batch_predict(
     file_format(output, "output")
     if workers < 1:
         raise ConfigError(f"workers must be at least 1; found {workers}.")
+    start_ahead(dask_address)  # the local workers' fork server imports while the model loads
     ensemble = load(model, weighted_only=True)  # verified here once, before any cluster starts
     pinned = str(ensemble.manifest["ref"])
     p = plan(input, chunk_rows)

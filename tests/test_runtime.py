@@ -288,6 +288,37 @@ def test_the_fork_server_starts_ahead_only_for_a_run_on_a_local_cluster(address,
     assert all("flows.worker_preload" in line for line in servers)
 
 
+def test_a_flow_on_a_local_cluster_starts_the_fork_server_before_it_loads_the_data():
+    # Python callers and deployments do not pass through the command line's `start_ahead`:
+    # the flow itself starts the server, so its imports overlap loading the data. A log
+    # handler looks for the server as Prefect creates the task that loads the data.
+    code = (
+        "import json, logging, psutil\n"
+        "from accord.config import make_config\n"
+        "from flows.train import train_ensemble\n"
+        "seen = {}\n"
+        "class Look(logging.Handler):\n"
+        "    def emit(self, record):\n"
+        "        if 'prepare-data' in record.getMessage() and not seen:\n"
+        "            lines = [' '.join(c.cmdline()) for c in psutil.Process().children()]\n"
+        "            seen['servers'] = sum('multiprocessing.forkserver import main' in x for x in lines)\n"
+        "logging.getLogger('prefect.task_runs').addHandler(Look())\n"
+        "logging.getLogger('prefect.task_runs').setLevel(logging.DEBUG)  # 'Created task run ...'\n"
+        "config = make_config({'data': 'sklearn:iris', 'members': [{'kind': 'logreg'}], 'folds': 2,\n"
+        "                      'store': 'memory://ahead', 'name': 'ahead', 'workers': 1})\n"
+        "train_ensemble(config)\n"
+        "print(json.dumps(seen))\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ACCORD_DASK_ADDRESS", "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD")
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"servers": 1}
+
+
 def test_workers_spawn_where_the_user_says_so_or_no_fork_server_exists(monkeypatch):
     import multiprocessing
 
