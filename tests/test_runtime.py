@@ -465,6 +465,69 @@ def test_tasks_get_the_flows_settings_serialised_once_per_settings_context():
     assert seen == {"values": [0, 0, 7, 0], "reused": True, "same_form": True}
 
 
+def _count_settings_built(dask_worker: Any) -> None:
+    """In a worker: count each `Settings` that pydantic-settings builds (a spy; it still builds)."""
+    from prefect.settings import Settings
+
+    worker, build = dask_worker, Settings.__init__
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        worker.accord_settings_built = getattr(worker, "accord_settings_built", 0) + 1
+        build(self, *args, **kwargs)
+
+    Settings.__init__ = counted  # type: ignore[method-assign]
+
+
+def _settings_built(dask_worker: Any) -> int:
+    return int(getattr(dask_worker, "accord_settings_built", 0))
+
+
+def test_workers_do_not_rebuild_the_settings_shipped_with_every_task():
+    from prefect import flow, task
+    from prefect.settings import PREFECT_TASK_DEFAULT_RETRIES, temporary_settings
+
+    @task
+    def retries_seen() -> int:  # local: travels by value
+        from prefect.settings import get_current_settings
+
+        return int(get_current_settings().tasks.default_retries)
+
+    @flow
+    def submit_some() -> tuple[list[int], int]:
+        with task_runner_for(make_config({"workers": 1})) as runner:
+            runner.client.run(_count_settings_built)
+            futures = [runner.submit(retries_seen, {}) for _ in range(3)]
+            with temporary_settings(updates={PREFECT_TASK_DEFAULT_RETRIES: 7}):
+                futures += [runner.submit(retries_seen, {}) for _ in range(2)]
+            futures.append(runner.submit(retries_seen, {}))
+            values = [f.result() for f in futures]
+            return values, sum(runner.client.run(_settings_built).values())
+
+    values, built = submit_some()
+    assert values == [0, 0, 0, 7, 7, 0]  # each task ran under the flow's settings of its time
+    # Prefect's own hydration built one per task (6); shipped built, at most one per settings
+    assert built <= 2, built
+
+
+def test_shipped_settings_unpickle_to_prefects_own_settings_built_once():
+    import pickle
+
+    from prefect.context import SettingsContext
+    from prefect.settings import Settings
+
+    from flows.runtime import ShippedSettings
+
+    current = SettingsContext.get()
+    assert current is not None
+    serialized = current.serialize(include_secrets=True)
+    shipped = ShippedSettings(serialized["settings"])
+    assert shipped == serialized["settings"]  # Prefect's mapping where nothing is pickled
+    first, second = (pickle.loads(pickle.dumps(shipped)) for _ in range(2))
+    assert isinstance(first, Settings) and first is second  # built once in this process
+    assert first == SettingsContext(**serialized).settings  # as Prefect itself would build it
+    assert ShippedSettings({**serialized["settings"], "debug_mode": True}).digest != shipped.digest
+
+
 def test_dask_address_selects_an_existing_scheduler():
     runner = task_runner_for(make_config({"dask_address": "tcp://10.0.0.5:8786"}))
     assert runner.address == "tcp://10.0.0.5:8786"
