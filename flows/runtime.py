@@ -133,22 +133,23 @@ class AccordLocalCluster(LocalCluster):
             await super()._correct_state_internal()
 
 
-# The `Settings` each worker process built from the settings the flow shipped, by digest.
+# The `Settings` this process built from settings a flow shipped with its tasks, by digest.
 _SHIPPED_SETTINGS: dict[str, Any] = {}
 
 
 def settings_from(digest: str, data: dict[str, Any]) -> Any:
     """The `prefect.settings.Settings` of serialised settings `data`, built once per process.
 
-    Where a task's pickled settings context turns back into settings on a worker
-    (`ShippedSettings`). `digest` names `data`: equal settings share one object, which
-    Prefect never changes (a change makes a new one, shipped under a new digest).
+    Where a task's pickled settings context turns back into settings, in the process that
+    unpickles it: Dask's scheduler, or a worker (`ShippedSettings`). `digest` names `data`:
+    equal settings share one object, which Prefect never changes (settings changed in the
+    flow are a new context, shipped under a new digest).
     """
     settings = _SHIPPED_SETTINGS.get(digest)
     if settings is None:
         from prefect.settings import Settings
 
-        if len(_SHIPPED_SETTINGS) >= 16:  # a worker serving many flows' settings, over time
+        if len(_SHIPPED_SETTINGS) >= 16:  # a long-lived scheduler serving many flows' settings
             _SHIPPED_SETTINGS.clear()
         settings = _SHIPPED_SETTINGS[digest] = Settings(**data)
     return settings
