@@ -242,6 +242,22 @@ def test_local_workers_fork_from_one_server_that_imported_their_preload(monkeypa
     assert dask.config.get("distributed.worker.multiprocessing-method") == "spawn"  # as it was
 
 
+def _in_fresh_process(code: str, timeout: int) -> str:
+    """Run `code` in a new Python process, whose fork server starts there; return its stdout.
+
+    Without this process's choice of where workers run (``ACCORD_DASK_ADDRESS``) or how
+    they start (``DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD``): it starts a
+    LocalCluster, forked.
+    """
+    dropped = ("ACCORD_DASK_ADDRESS", "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def test_a_variable_removed_after_the_fork_server_started_is_gone_from_later_workers():
     # In a process of its own, so that its fork server starts here, with the variable set.
     code = (
@@ -261,10 +277,7 @@ def test_a_variable_removed_after_the_fork_server_started_is_gone_from_later_wor
         "    os.environ.pop('ACCORD_TEST_GONE', None)  # the fork server still has it\n"
         "print(json.dumps(runs))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_DISTRIBUTED__WORKER__MULTI")}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    first, second = json.loads(_in_fresh_process(code, timeout=120).strip().splitlines()[-1])
     assert all("forkserver" in parent for *_, parent in first + second)  # forked, not spawned
     assert [value for value, *_ in first] == ["stale", "stale"]
     assert [value for value, *_ in second] == [None, None]
@@ -280,11 +293,9 @@ def test_the_fork_server_starts_ahead_only_for_a_run_on_a_local_cluster(address,
         f"start_ahead({address!r})\n"
         "print('\\n'.join(' '.join(c.cmdline()) for c in psutil.Process().children()))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "ACCORD_DASK_ADDRESS"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    servers = [line for line in done.stdout.splitlines() if "multiprocessing.forkserver import main" in line]
-    assert len(servers) == (1 if starts else 0), done.stdout
+    out = _in_fresh_process(code, timeout=60)
+    servers = [line for line in out.splitlines() if "multiprocessing.forkserver import main" in line]
+    assert len(servers) == (1 if starts else 0), out
     assert all("flows.worker_preload" in line for line in servers)
 
 
@@ -309,14 +320,8 @@ def test_a_flow_on_a_local_cluster_starts_the_fork_server_before_it_loads_the_da
         "train_ensemble(config)\n"
         "print(json.dumps(seen))\n"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("ACCORD_DASK_ADDRESS", "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD")
-    }
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"servers": 1}
+    out = _in_fresh_process(code, timeout=180)
+    assert json.loads(out.strip().splitlines()[-1]) == {"servers": 1}
 
 
 def test_workers_spawn_where_the_user_says_so_or_no_fork_server_exists(monkeypatch):
