@@ -122,7 +122,7 @@ def fit_members(
     members = data.members or tuple(config.members)
     folds: dict[Any, Any] = {}
     refits: dict[Any, Any] = {}
-    for phase, one_at_a_time in work_phases(members, len(data.folds)):  # as the flow submits them
+    for phase, one_at_a_time in work_phases(members, data):  # as the flow submits them
         for position, (s, k) in enumerate(phase):
             name, priority = s.label, len(phase) - position
             if k is None:

@@ -81,7 +81,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     split = split_digest(data)  # hashed once; every cache key and the run key start from it
     fold_results: dict[tuple[str | None, int], FoldResult] = {}
     refits: dict[str, RefitResult] = {}
-    phases = work_phases(data.members, len(data.folds))
+    phases = work_phases(data.members, data)
     total = sum(len(work) for work, _ in phases)
 
     def collect(future: Any, name: str, k: int | None, key: str) -> None:

@@ -169,7 +169,7 @@ def test_memory_store_is_refused_by_nothing_but_works_in_process(memory_store):
 
 def test_member_tasks_start_longest_first_in_work_order(memory_store):
     # One worker runs one task at a time, so the order it starts them in is the order Dask
-    # chose; the flow submits them in `work_order` (costly kinds first, refits first).
+    # chose; the flow submits them in `work_order` (the longest estimated fits first).
     members = [
         {"kind": "knn"},
         {"kind": "logreg"},
@@ -184,7 +184,7 @@ def test_member_tasks_start_longest_first_in_work_order(memory_store):
     with get_client(sync_client=True) as client:
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
     started = sorted((t.start_time, t.name) for t in task_runs if t.name.startswith(("fit-", "refit-")))
-    expected = [
-        f"refit-{s.name}" if k is None else f"fit-{s.name}-fold-{k}" for s, k in work_order(config.members, 3)
-    ]
+    data = prepare(config)
+    order = work_order(data.members, data)
+    expected = [f"refit-{s.name}" if k is None else f"fit-{s.name}-fold-{k}" for s, k in order]
     assert [name for _, name in started] == expected

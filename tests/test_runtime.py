@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import ssl
@@ -16,7 +17,9 @@ import pytest
 from distributed import Client, LocalCluster
 
 from accord.config import make_config
-from accord.training import task_key, work_order, work_phases
+from accord.members import KINDS
+from accord.members.base import FitShape
+from accord.training import estimated_seconds, prepare, task_key, work_order, work_phases
 from flows.local_workers import (
     FORK_METHOD,
     WORKER_MALLOC,
@@ -365,25 +368,52 @@ def test_a_worker_in_the_clients_process_leaves_its_collector_alone():
     assert _collector() == {"enabled": True, "frozen": 0}  # nor at its teardown
 
 
-def test_work_order_puts_costly_members_first_and_cheap_fits_last():
-    members = make_config(
-        {"members": [{"kind": "logreg"}, {"kind": "random_forest"}, {"kind": "knn"}, {"kind": "hist_gb"}]}
-    ).members
-    order = [(s.kind, k) for s, k in work_order(members, 3)]
-    assert len(order) == 16 and len(set(order)) == 16
-    assert order[:4] == [("hist_gb", None), ("hist_gb", 0), ("hist_gb", 1), ("hist_gb", 2)]
-    assert {kind for kind, _ in order[-8:]} == {"logreg", "knn"}  # the tail holds only cheap fits
+def _prepared(members: list[dict[str, Any]], rows: int, features: int, classes: int) -> Any:
+    source = f"synthetic:classification?n_rows={rows}&n_features={features}&n_classes={classes}&seed=0"
+    return prepare(make_config({"data": source, "members": members, "folds": 3}))
+
+
+def test_work_order_starts_the_fits_estimated_longest_and_ends_with_the_cheapest():
+    members = [
+        {"kind": "logreg"},
+        {"kind": "hist_gb", "params": {"max_iter": 300}},
+        {"kind": "knn"},
+        {"kind": "random_forest", "params": {"n_estimators": 300}},
+    ]
+    data = _prepared(members, 20_000, 30, 3)
+    order = work_order(data.members, data)
+    assert len(order) == 16 and len({(s.kind, k) for s, k in order}) == 16
+    seconds = [estimated_seconds(s, data, k) for s, k in order]
+    assert seconds == sorted(seconds, reverse=True)
+    # bench/parallel's forest took 4x the boosting's seconds at 30k rows: it starts first
+    assert order[0][0].kind == "random_forest" and order[0][1] is None  # the refit has the most rows
+    assert {(s.kind, k) for s, k in order[:4]} == {("random_forest", k) for k in (None, 0, 1, 2)}
+    assert (order[4][0].kind, order[4][1]) == ("hist_gb", None)
+    assert {s.kind for s, _ in order[-8:]} == {"logreg", "knn"}  # the tail holds only cheap fits
+    # the boosting's trees cost the same whatever the rows; a forest's shrink with them
+    small = _prepared(members, 1000, 64, 10)
+    assert [s.kind for s, _ in work_order(small.members, small)[:4]] == ["hist_gb"] * 4
+
+
+def test_every_member_kind_estimates_its_fits_and_more_rows_cost_more():
+    for kind, cls in KINDS.items():
+        task = "classification"
+        params = cls.default_params(task)
+        small = cls.fit_seconds(task, params, FitShape(1000, 250, features=20, classes=3))
+        large = cls.fit_seconds(task, params, FitShape(100_000, 25_000, features=20, classes=3))
+        assert 0 < small <= large < math.inf, kind
+        if kind != "published":  # fetching a version costs the same whatever the rows
+            assert large > small, kind
 
 
 def test_work_phases_run_cluster_wide_members_first_one_task_at_a_time():
-    members = make_config(
-        {"members": [{"kind": "logreg"}, {"kind": "xgboost_dask"}, {"kind": "hist_gb"}]}
-    ).members
-    (first, one_at_a_time), (rest, all_at_once) = work_phases(members, 3)
+    members = [{"kind": "logreg"}, {"kind": "xgboost_dask"}, {"kind": "hist_gb"}]
+    data = _prepared(members, 300, 5, 2)
+    (first, one_at_a_time), (rest, all_at_once) = work_phases(data.members, data)
     assert [(s.kind, k) for s, k in first] == [("xgboost_dask", k) for k in (None, 0, 1, 2)]
     assert one_at_a_time and not all_at_once
     assert [(s.kind, k) for s, k in rest] == [
-        (s.kind, k) for s, k in work_order(members, 3) if s.kind != "xgboost_dask"
+        (s.kind, k) for s, k in work_order(data.members, data) if s.kind != "xgboost_dask"
     ]
 
 

@@ -10,8 +10,10 @@ and values of shape ``(n,)`` for regression.
 from __future__ import annotations
 
 import difflib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
@@ -21,6 +23,21 @@ from accord.errors import ConfigError
 from accord.schema import Schema
 
 Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class FitShape:
+    """The size of one fit: rows it trains on, rows it predicts, input columns, classes (0: regression)."""
+
+    rows: int
+    predict_rows: int
+    features: int
+    classes: int
+
+    @property
+    def trees_per_round(self) -> int:
+        """Trees a boosting round grows: one per class for more than two classes, else one."""
+        return self.classes if self.classes > 2 else 1
 
 
 class Member(ABC):
@@ -89,6 +106,18 @@ class Member(ABC):
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
         """Validate parameter values; kinds override this where they can check early (optional hook)."""
         return None
+
+    # -- scheduling -------------------------------------------------------------------------
+    @classmethod
+    def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
+        """Rough seconds one fit (training and predicting) takes on one core, to order work longest first.
+
+        Only the order of the estimates matters: a run starts its costliest fits first, so
+        that cheap ones fill the end and no worker waits long for another. `params` are the
+        member's merged over the kind's defaults. A kind that cannot tell answers infinity:
+        its fits start first, where a long one cannot end a run alone.
+        """
+        return math.inf
 
     # -- learning ---------------------------------------------------------------------------
     @abstractmethod

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from accord.errors import ConfigError, IntegrityError
-from accord.members.base import Member, Task
+from accord.members.base import FitShape, Member, Task
 from accord.members.keras_kind import KerasMLP, import_keras
 from accord.members.parents import load_parent, pick_member, resolve_parent
 from accord.members.xgboost_kind import XGBoostMember
@@ -109,6 +109,14 @@ class KerasTransfer(KerasMLP):
             "batch_size": 32,
             "validation_fraction": 0.15,
         }
+
+    @classmethod
+    def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
+        """The head's epochs (ending within three patiences) and the fine-tuning's, as a network's."""
+        head = min(int(params.get("head_epochs", 300)), 3 * int(params.get("patience", 30)))
+        tune = int(params.get("fine_tune_epochs", 50)) if params.get("strategy") == "fine_tune" else 0
+        rows = shape.rows * (1 - float(params.get("validation_fraction", 0.15)))
+        return 1.0 + cls.epoch_row_seconds * (head + tune) * rows
 
     @classmethod
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
@@ -209,6 +217,11 @@ class PublishedMember(Member):
     @classmethod
     def allowed_params(cls, task: Task) -> set[str]:
         return {"ref"}
+
+    @classmethod
+    def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
+        """Fetching and verifying a published version: no training, whatever the rows."""
+        return 0.5
 
     @classmethod
     def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
