@@ -202,9 +202,7 @@ def work_order(members: tuple[MemberSpec, ...] | list[MemberSpec], data: Prepare
     Equal estimates keep the members' order, each member's refit (the most rows) first.
     """
     work = [(s, k) for s in members for k in (None, *range(len(data.folds)))]
-    seconds = [estimated_seconds(s, data, k) for s, k in work]
-    ranked = sorted(range(len(work)), key=lambda i: -seconds[i])  # stable
-    return [work[i] for i in ranked]
+    return sorted(work, key=lambda w: -estimated_seconds(w[0], data, w[1]))  # stable
 
 
 def work_phases(

@@ -115,10 +115,14 @@ class KerasMLP(Member):
 
     @classmethod
     def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
-        """Start-up, then epochs x training rows; early stopping mostly ends within three patiences."""
-        epochs = min(int(params.get("epochs", 150)), 3 * int(params.get("patience", 15)))
-        rows = shape.rows * (1 - float(params.get("validation_fraction", 0.15)))
-        return 1.0 + cls.epoch_row_seconds * epochs * rows
+        """Start-up, then the epochs a fit likely runs (`expected_epochs`) x training rows."""
+        rows = shape.rows * (1 - float(params["validation_fraction"]))
+        return 1.0 + cls.epoch_row_seconds * cls.expected_epochs(params) * rows
+
+    @classmethod
+    def expected_epochs(cls, params: Mapping[str, Any]) -> int:
+        """Epochs one fit likely runs: early stopping mostly ends within three patiences."""
+        return min(int(params["epochs"]), 3 * int(params["patience"]))
 
     @classmethod
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:

@@ -111,12 +111,10 @@ class KerasTransfer(KerasMLP):
         }
 
     @classmethod
-    def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
-        """The head's epochs (ending within three patiences) and the fine-tuning's, as a network's."""
-        head = min(int(params.get("head_epochs", 300)), 3 * int(params.get("patience", 30)))
-        tune = int(params.get("fine_tune_epochs", 50)) if params.get("strategy") == "fine_tune" else 0
-        rows = shape.rows * (1 - float(params.get("validation_fraction", 0.15)))
-        return 1.0 + cls.epoch_row_seconds * (head + tune) * rows
+    def expected_epochs(cls, params: Mapping[str, Any]) -> int:
+        """The head's epochs (ending within three patiences), then the fine-tuning's."""
+        head = min(int(params["head_epochs"]), 3 * int(params["patience"]))
+        return head + (int(params["fine_tune_epochs"]) if params["strategy"] == "fine_tune" else 0)
 
     @classmethod
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
