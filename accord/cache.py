@@ -2,8 +2,10 @@
 
 Each member x fold (and each refit) result is kept under ``<store>/.cache/results/<key>/``,
 keyed on what determines it: the data fingerprint, the exact split, the member spec (its
-parent pinned to a version), the fold, the seed and accord's version. Entries are written
-like versions — every file hashed, ``entry.json`` last — in formats that cannot run code:
+parent pinned to a version), the fold, the seed, and the code that trains it
+(`accord.provenance.environment_digest`: accord's source and the installed versions of
+scikit-learn, XGBoost, Keras and the rest), so an edit or an upgrade trains again. Entries
+are written like versions — every file hashed, ``entry.json`` last — in formats that cannot run code:
 NumPy arrays without pickle, member files in their published formats, JSON.
 """
 
@@ -21,8 +23,8 @@ import numpy as np
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-import accord
 from accord.config import MemberSpec
+from accord.provenance import environment_digest
 from accord.store.refs import normalise_store
 from accord.store.registry import put_whole
 from accord.training import FoldResult, Prepared, RefitResult
@@ -50,20 +52,20 @@ def result_key(split: str, spec: MemberSpec, fold: int | None, seed: int) -> str
         "spec": spec.model_dump(mode="json"),
         "fold": fold,
         "seed": seed,
-        "accord": accord.__version__,
+        "environment": environment_digest(),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 def run_key(split: str, data: Prepared, method: str, ensemble_size: int, seed: int) -> str:
-    """What determines a published version's content: split, members, weighting, seed, code."""
+    """What determines a published version's content: split, members, weighting, seed, code, libraries."""
     document = {
         "split": split,
         "members": [spec.model_dump(mode="json") for spec in data.members],
         "method": method,
         "ensemble_size": ensemble_size,
         "seed": seed,
-        "accord": accord.__version__,
+        "environment": environment_digest(),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 

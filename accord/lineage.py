@@ -42,7 +42,9 @@ def lineage_tree(manifest: dict[str, Any]) -> list[str]:
         lines.append(f"│   └── {parent.get('ref')} (member {parent.get('member')}, {parent.get('relation')})")
     data = lineage.get("data", {})
     lines.append(f"├── data: {data.get('source')} (fingerprint {str(data.get('fingerprint'))[:16]}…)")
-    lines.append(f"├── code: {lineage.get('code_version')}")
+    digest = lineage.get("code_digest")  # versions published before it was recorded have none
+    shown = f" (source sha256 {digest[:16]}…)" if digest else ""
+    lines.append(f"├── code: {lineage.get('code_version')}{shown}")
     lines.append(f"├── flow run: {lineage.get('flow_run_id')}")
     metrics = manifest.get("metrics", {})
     primary = metrics.get("primary")

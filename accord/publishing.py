@@ -3,46 +3,13 @@
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from accord import __version__
 from accord.ensemble import ENSEMBLE_FILE, METRICS_FILE, SCHEMA_FILE, ensemble_document, member_files
 from accord.evaluation import Report
+from accord.provenance import code_version, library_versions, source_digest
 from accord.store.registry import Registry
 from accord.training import Prepared, RefitResult
-
-LIBRARIES = ("accord", "scikit-learn", "xgboost", "keras", "tensorflow", "skops", "numpy", "pandas")
-
-
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries a loader needs."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for lib in LIBRARIES:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = None
-    return out
-
-
-def code_version() -> str:
-    """Accord's version, plus the git commit when run from a checkout."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    return f"{__version__}+g{commit}" if commit else __version__
 
 
 def version_payload(
@@ -91,6 +58,7 @@ def version_payload(
                 "rows_test": len(data.y_test),
             },
             "code_version": code_version(),
+            "code_digest": source_digest(),
             "flow_run_id": run_id,
             "run_key": run_key,
             "config": config,

@@ -10,6 +10,7 @@ import accord
 from accord.config import make_config
 from accord.errors import IntegrityError, ModelReferenceError, NotFoundError, SchemaError
 from accord.evaluation import evaluate
+from accord.provenance import source_digest
 from accord.publishing import publish, version_payload
 from accord.store.refs import parse_ref
 from accord.store.registry import Registry
@@ -48,6 +49,7 @@ def test_load_matches_in_memory_predictions(published):
     assert sum(model.weights.values()) == pytest.approx(1.0)
     assert model.manifest["lineage"]["data"]["fingerprint"] == p.fingerprint
     assert model.manifest["libraries"]["scikit-learn"].startswith("1.9")
+    assert model.manifest["lineage"]["code_digest"] == source_digest()  # the exact source that trained it
     assert accord.load(f"{store}/wine").manifest["version"] == model.manifest["version"]  # newest
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import accord
 from accord.faults import ENV, POINTS
 from accord.store.registry import Registry
 from tests.test_cli import ACCORD
@@ -82,3 +86,57 @@ def test_a_killed_run_reruns_to_the_clean_end_state(clean, tmp_path, point, sign
         f"versions visible after the kill {len(visible)}; member results reused on rerun "
         f"{reused}/{MEMBER_RESULTS}; end state equals a clean run",
     )
+
+
+# Prints the cache key of one member result and the run key of one run, in a fresh process.
+KEYS = """
+import json
+from accord.cache import result_key, run_key, split_digest
+from accord.config import make_config
+from accord.training import prepare
+data = prepare(make_config({"data": "sklearn:iris", "members": [{"kind": "logreg"}]}))
+split = split_digest(data)
+print(json.dumps([result_key(split, data.members[0], 0, 0), run_key(split, data, "caruana", 25, 0)]))
+"""
+
+
+def _keys(where: Path, path: list[Path]) -> list[str]:
+    """`KEYS` run in `where` with `path` ahead of the installed packages."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in path)}
+    done = subprocess.run(
+        [sys.executable, "-c", KEYS], cwd=where, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    keys: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return keys
+
+
+def test_results_and_versions_are_reused_only_by_the_same_code_and_libraries(tmp_path):
+    """An edit to accord's source, or another library version, gives new keys: nothing is reused.
+
+    The same code in another process gives the same keys (a rerun after a crash reuses).
+    """
+    where = tmp_path / "run"  # not the checkout, whose accord/ would come first on sys.path
+    where.mkdir()
+    same = _keys(where, [])
+    assert _keys(where, []) == same
+
+    edited = tmp_path / "edited"
+    shutil.copytree(
+        Path(accord.__file__).parent, edited / "accord", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    with (edited / "accord" / "weights.py").open("a") as f:
+        f.write("\n# an edit that is not committed, to code that trains nothing\n")
+    after_edit = _keys(where, [edited])
+
+    upgraded = tmp_path / "upgraded"  # what importlib.metadata reads first: xgboost 0.0.1
+    (upgraded / "xgboost-0.0.1.dist-info").mkdir(parents=True)
+    (upgraded / "xgboost-0.0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: xgboost\nVersion: 0.0.1\n"
+    )
+    after_upgrade = _keys(where, [upgraded])
+
+    for changed in (after_edit, after_upgrade):
+        assert changed[0] != same[0]  # the member result's cache key
+        assert changed[1] != same[1]  # the run key a published version is found by
+    assert after_edit != after_upgrade

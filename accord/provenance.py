@@ -1,0 +1,68 @@
+"""What produced a result: accord's version and source, and the libraries it ran with.
+
+Published versions record it (their lineage), and it is part of every key that lets a run
+reuse earlier work (the result cache, a rerun's published version): a result trained by
+other code or other libraries is never taken for this run's.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from accord import __version__
+
+LIBRARIES = ("accord", "scikit-learn", "xgboost", "keras", "tensorflow", "skops", "numpy", "pandas")
+PACKAGE = Path(__file__).resolve().parent
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of Python and of the libraries that train and load members."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+def code_version() -> str:
+    """Accord's version, plus the git commit when run from a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(PACKAGE.parent), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+@functools.cache
+def source_digest() -> str:
+    """SHA-256 over the ``accord`` package's Python sources (relative paths and bytes).
+
+    It changes with any edit, committed or not, where `code_version` changes only with a
+    release or a commit; it is the same wherever the package is installed.
+    """
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@functools.cache
+def environment_digest() -> str:
+    """SHA-256 of accord's version, its source (`source_digest`) and `library_versions`."""
+    document = {"accord": __version__, "source": source_digest(), "libraries": library_versions()}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
