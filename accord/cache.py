@@ -7,6 +7,10 @@ parent pinned to a version), the fold, the seed, and the code that trains it
 scikit-learn, XGBoost, Keras and the rest), so an edit or an upgrade trains again. Entries
 are written like versions — every file hashed, ``entry.json`` last — in formats that cannot run code:
 NumPy arrays without pickle, member files in their published formats, JSON.
+
+Entries are kept `keep_seconds` (``ACCORD_CACHE_DAYS``, 7 days by default): a run that
+finishes prunes the older ones from its store (`ResultCache.prune`), so a store that a
+scheduled deployment retrains into every day does not grow without end.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
+import os
 import tempfile
+import time
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from accord.config import MemberSpec
+from accord.errors import ConfigError
 from accord.provenance import environment_digest
 from accord.store.refs import normalise_store
 from accord.store.registry import put_whole
@@ -32,6 +41,29 @@ from accord.training import FoldResult, Prepared, RefitResult
 ENTRY = "entry.json"
 CACHE_DIR = ".cache/results"
 SAFE_MEMBER_SUFFIXES = (".json", ".skops", ".ubj", ".keras")
+KEEP_DAYS_ENV = "ACCORD_CACHE_DAYS"
+KEEP_DAYS = 7.0
+
+
+def keep_seconds() -> float:
+    """How long cached results are kept: ``$ACCORD_CACHE_DAYS`` days, 7 by default.
+
+    Raises:
+        ConfigError: The variable is not a number of days >= 0.
+    """
+    raw = os.environ.get(KEEP_DAYS_ENV)
+    if raw is None or not raw.strip():
+        return KEEP_DAYS * 86400
+    try:
+        days = float(raw)
+    except ValueError:
+        days = math.nan
+    if not (math.isfinite(days) and days >= 0):
+        raise ConfigError(
+            f"{KEEP_DAYS_ENV} must be a number of days >= 0 (how long cached member results are "
+            f"kept; default {KEEP_DAYS:g}); found {raw!r}. Set it to e.g. 7, or unset it."
+        )
+    return days * 86400
 
 
 def split_digest(data: Prepared) -> str:
@@ -132,6 +164,37 @@ class ResultCache:
         except (FileNotFoundError, KeyError, ValueError, json.JSONDecodeError):
             return None
 
+    def prune(self, max_age: float, now: float | None = None) -> int:
+        """Remove the entries written more than `max_age` seconds before `now`; return how many.
+
+        An entry's age is its ``entry.json``'s or, for one never finished (no entry), its
+        newest file's. Each ``entry.json`` goes first, so a reader meanwhile finds a whole
+        entry or a miss. Only entry folders (64 hex digits) are touched.
+        """
+        now = time.time() if now is None else now
+        try:
+            listing = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return 0
+        prefix = f"{self.root}/"
+        newest: dict[str, float] = {}
+        written: dict[str, float] = {}
+        for path, info in listing.items():
+            if not path.startswith(prefix):
+                continue
+            key, _, rest = path.removeprefix(prefix).partition("/")
+            if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+                continue
+            when = _modified(self.fs, path, info)
+            newest[key] = max(newest.get(key, -math.inf), when)
+            if rest == ENTRY:
+                written[key] = when
+        stale = sorted(k for k in newest if written.get(k, newest[k]) < now - max_age)
+        if stale:
+            self.fs.rm([f"{self.root}/{k}/{ENTRY}" for k in stale if k in written])
+            self.fs.rm([f"{self.root}/{k}" for k in stale], recursive=True)
+        return len(stale)
+
     def put_fold(self, key: str, result: FoldResult) -> None:
         """Keep one fold's out-of-fold predictions."""
         meta = {"member": result.member, "fold": result.fold, "seconds": result.seconds}
@@ -174,3 +237,14 @@ class ResultCache:
             meta["seconds"],
             meta.get("extra", {}),
         )
+
+
+def _modified(fs: Any, path: str, info: Mapping[str, Any]) -> float:
+    """When a file was last written (seconds since the epoch), from a listing's info or the store."""
+    for field in ("mtime", "LastModified", "created"):  # local, S3, memory
+        value = info.get(field)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+    return float(fs.modified(path).timestamp())

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.futures import as_completed
 
-from accord.cache import ResultCache, result_key, run_key, split_digest
+from accord.cache import ResultCache, keep_seconds, result_key, run_key, split_digest
 from accord.config import TrainConfig
 from accord.faults import failpoint
 from accord.store.refs import parse_ref
@@ -68,6 +68,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     # A LocalCluster's workers fork from a server process that imports their code (about
     # 2.5 CPU-seconds): started now, those imports run on another core while the data loads.
     start_ahead(config.dask_address, config.cluster_class)
+    keep = keep_seconds()  # a bad ACCORD_CACHE_DAYS fails here, before any training
     data = prepare_data(config)  # in this process: bad input fails here, before any cluster starts
     logger.info(
         "data %s: %d training rows, %d test rows, %d folds, task %s",
@@ -135,6 +136,13 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     report_artifacts(report, ref, config.name)
     failpoint("promote:before-alias")
     decision = promote_version(config.store, ref, data, report, config.alias, config.promote)
+    try:
+        pruned = cache.prune(keep)
+    except Exception as e:  # the version is published; an old entry left behind costs storage only
+        logger.warning("could not prune old cached member results in %s: %s", config.store, e)
+    else:
+        if pruned:
+            logger.info("pruned %d cached member results older than %g days", pruned, keep / 86400)
     logger.info("published %s (ensemble %s %.4f)", ref, report.primary, report.ensemble[report.primary])
     return {
         "ref": ref,

@@ -6,18 +6,23 @@ the test is deterministic; the rerun is the same command without the failpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import accord
+from accord.cache import KEEP_DAYS_ENV, ResultCache
 from accord.faults import ENV, POINTS
 from accord.store.registry import Registry
+from accord.training import FoldResult
 from tests.test_cli import ACCORD
 
 RUN = [
@@ -35,13 +40,18 @@ RUN = [
 MEMBER_RESULTS = 2 * (2 + 1)  # two members x (two folds + one refit)
 
 
-def _train(store: str, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = os.environ.copy()
-    env.pop(ENV, None)
+def _train(
+    store: str, failpoint: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in (ENV, KEEP_DAYS_ENV)}
     if failpoint:
-        env[ENV] = failpoint
+        environ[ENV] = failpoint
     return subprocess.run(
-        [ACCORD, *RUN, "--store", store, "--name", "m"], capture_output=True, text=True, timeout=600, env=env
+        [ACCORD, *RUN, "--store", store, "--name", "m", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**environ, **(env or {})},
     )
 
 
@@ -140,3 +150,65 @@ def test_results_and_versions_are_reused_only_by_the_same_code_and_libraries(tmp
         assert changed[0] != same[0]  # the member result's cache key
         assert changed[1] != same[1]  # the run key a published version is found by
     assert after_edit != after_upgrade
+
+
+def _key(i: int) -> str:
+    return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+def _put(cache: ResultCache, path: str, data: bytes) -> None:
+    cache.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # a local store needs the folder
+    cache.fs.pipe_file(path, data)
+
+
+@pytest.mark.parametrize("store", ["file_store", "s3_store", "memory_store"])
+def test_prune_removes_the_entries_older_than_the_limit_and_nothing_else(request, store):
+    cache = ResultCache(request.getfixturevalue(store))
+    keys = [_key(0), _key(1)]
+    for k in keys:
+        cache.put_fold(k, FoldResult("m", 0, np.arange(6.0).reshape(3, 2), 0.5))
+    unfinished = f"{cache.root}/{_key(2)}/predictions.npy"  # its writer died before entry.json
+    _put(cache, unfinished, b"partial")
+    other = f"{cache.root}/notes.txt"  # not an entry: never touched
+    _put(cache, other, b"kept")
+
+    assert cache.prune(3600) == 0  # all written just now
+    assert all(cache.get_fold(k) is not None for k in keys)
+    assert cache.prune(3600, now=time.time() + 7200) == 3  # as seen two hours later
+    assert all(cache.get_fold(k) is None for k in keys)
+    assert not cache.fs.exists(unfinished)
+    assert cache.fs.cat_file(other) == b"kept"
+
+
+def test_prune_keeps_an_entry_by_when_its_entry_file_was_written(file_store):
+    cache = ResultCache(file_store)
+    old, new = _key(0), _key(1)
+    for k in (old, new):
+        cache.put_fold(k, FoldResult("m", 0, np.zeros((2, 2)), 0.1))
+    week_ago = time.time() - 8 * 86400
+    os.utime(f"{cache.root}/{old}/entry.json", (week_ago, week_ago))  # its other file stays recent
+    assert cache.prune(7 * 86400) == 1
+    assert cache.get_fold(old) is None and cache.get_fold(new) is not None
+
+
+def test_a_finished_run_prunes_the_cached_results_older_than_accord_cache_days(tmp_path):
+    store = (tmp_path / "registry").as_uri()
+    assert _train(store).returncode == 0
+    results = tmp_path / "registry" / ".cache" / "results"
+    first = set(os.listdir(results))
+    assert len(first) == MEMBER_RESULTS
+    week_ago = time.time() - 8 * 86400
+    for path in results.rglob("*"):
+        os.utime(path, (week_ago, week_ago))
+
+    second = _train(store, args=("--seed", "1"))  # other keys: nothing to reuse
+    assert second.returncode == 0, second.stderr
+    kept = set(os.listdir(results))
+    assert len(kept) == MEMBER_RESULTS and not kept & first
+    assert f"pruned {MEMBER_RESULTS} cached member results older than 7 days" in second.stderr
+
+    refused = _train(store, args=("--seed", "2"), env={KEEP_DAYS_ENV: "a week"})
+    assert refused.returncode == 2
+    assert f"{KEEP_DAYS_ENV} must be a number of days >= 0" in refused.stderr and "'a week'" in refused.stderr
+    assert len(Registry(store).versions("m")) == 2  # the refused run published nothing
+    assert set(os.listdir(results)) == kept  # and trained nothing
