@@ -4,9 +4,10 @@ Each member x fold (and each refit) result is kept under ``<store>/.cache/result
 keyed on what determines it: the data fingerprint, the exact split, the member spec (its
 parent pinned to a version), the fold, the seed, and the code that trains it
 (`accord.provenance.environment_digest`: accord's source and the installed versions of
-scikit-learn, XGBoost, Keras and the rest), so an edit or an upgrade trains again. Entries
-are written like versions — every file hashed, ``entry.json`` last — in formats that cannot run code:
-NumPy arrays without pickle, member files in their published formats, JSON.
+scikit-learn, XGBoost, Keras and the rest), so an edit or an upgrade trains again.
+Entries are written like versions — every file hashed, ``entry.json`` last — in formats
+that cannot run code: NumPy arrays without pickle, member files in their published
+formats, JSON.
 
 Entries are kept `keep_seconds` (``ACCORD_CACHE_DAYS``, 7 days by default): a run that
 finishes prunes the older ones from its store (`ResultCache.prune`), so a store that a

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from accord import __version__
 
-LIBRARIES = ("accord", "scikit-learn", "xgboost", "keras", "tensorflow", "skops", "numpy", "pandas")
+LIBRARIES = ("accord", "scikit-learn", "xgboost", "keras", "tensorflow", "skops", "numpy", "scipy", "pandas")
+# Distributions that install a library under another name: TensorFlow's CPU-only build.
+ALSO_DISTRIBUTED_AS = {"tensorflow": ("tensorflow-cpu",)}
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -25,10 +27,13 @@ def library_versions() -> dict[str, str | None]:
     """Installed versions of Python and of the libraries that train and load members."""
     out: dict[str, str | None] = {"python": platform.python_version()}
     for lib in LIBRARIES:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = None
+        out[lib] = None
+        for name in (lib, *ALSO_DISTRIBUTED_AS.get(lib, ())):
+            try:
+                out[lib] = metadata.version(name)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return out
 
 

@@ -49,6 +49,7 @@ def test_load_matches_in_memory_predictions(published):
     assert sum(model.weights.values()) == pytest.approx(1.0)
     assert model.manifest["lineage"]["data"]["fingerprint"] == p.fingerprint
     assert model.manifest["libraries"]["scikit-learn"].startswith("1.9")
+    assert model.manifest["libraries"]["tensorflow"]  # installed here as tensorflow-cpu, found too
     assert model.manifest["lineage"]["code_digest"] == source_digest()  # the exact source that trained it
     assert accord.load(f"{store}/wine").manifest["version"] == model.manifest["version"]  # newest
 
