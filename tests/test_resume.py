@@ -2,6 +2,9 @@
 
 The failpoints (accord/faults.py) make the process signal itself exactly at each point, so
 the test is deterministic; the rerun is the same command without the failpoint.
+
+What makes that reuse safe is tested here too: results are found again only by the same
+code and libraries, and a finished run prunes results older than ``ACCORD_CACHE_DAYS``.
 """
 
 from __future__ import annotations
