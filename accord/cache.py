@@ -122,7 +122,7 @@ class ResultCache:
         self._local = isinstance(self.fs, LocalFileSystem)
 
     def _dir(self, key: str) -> str:
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+        if not _is_key(key):
             raise ValueError(f"invalid cache key {key!r}")
         return f"{self.root}/{key}"
 
@@ -184,7 +184,7 @@ class ResultCache:
             if not path.startswith(prefix):
                 continue
             key, _, rest = path.removeprefix(prefix).partition("/")
-            if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            if not _is_key(key):
                 continue
             when = _modified(self.fs, path, info)
             newest[key] = max(newest.get(key, -math.inf), when)
@@ -192,8 +192,8 @@ class ResultCache:
                 written[key] = when
         stale = sorted(k for k in newest if written.get(k, newest[k]) < now - max_age)
         if stale:
-            self.fs.rm([f"{self.root}/{k}/{ENTRY}" for k in stale if k in written])
-            self.fs.rm([f"{self.root}/{k}" for k in stale], recursive=True)
+            self.fs.rm([f"{self._dir(k)}/{ENTRY}" for k in stale if k in written])
+            self.fs.rm([self._dir(k) for k in stale], recursive=True)
         return len(stale)
 
     def put_fold(self, key: str, result: FoldResult) -> None:
@@ -238,6 +238,11 @@ class ResultCache:
             meta["seconds"],
             meta.get("extra", {}),
         )
+
+
+def _is_key(name: str) -> bool:
+    """Whether `name` is an entry's key (a SHA-256 in hex), as `result_key` makes them."""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def _modified(fs: Any, path: str, info: Mapping[str, Any]) -> float:
