@@ -10,8 +10,10 @@ submitted with plain Dask so the workers can be measured):
 * workers 1 -> 2 for the default-style ensemble and for ``xgboost_dask``; the latter's
   time split into its boosting and the rest (the same member with one tree), and the
   ceilings on it: plain XGBoost training one fold's rows in one process against
-  half of them alone (the work that does not shrink with rows) and against half of them
-  in each of two processes at once (and the two slowing each other).
+  half of them alone (the work that does not shrink with rows), against half of them
+  in each of two processes at once (and the two slowing each other), and against one
+  model trained across those two processes through XGBoost's own collective (and the
+  allreduce at every tree level: the ceiling of xgboost_dask's fit with Dask taken out).
 
 Peak memory per worker: the peak resident set (VmHWM, reset through
 ``/proc/self/clear_refs`` once the worker is idle) above the idle resident set, against
@@ -136,12 +138,18 @@ def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str
     }
 
 
-def _hist_seconds(rows: int) -> float:
-    """Seconds the model of `XGB_DASK` takes to fit `rows` synthetic rows in this process, one thread.
+def _hist_seconds(rows: int, half: int | None = None, ring: dict[str, Any] | None = None) -> float:
+    """Seconds the model of `XGB_DASK` takes to fit synthetic rows in this process, one thread.
 
     The same parameters as the ``xgboost_dask`` member the sweep trains (its defaults and
     `XGB_DASK`'s), through XGBoost's scikit-learn API: building the quantile matrix is
     timed with the boosting, as it is in the member's fit step.
+
+    Args:
+        rows: rows of the synthetic table.
+        half: train on the first (0) or second (1) half of its rows only; None: all of them.
+        ring: XGBoost's collective arguments (`RabitTracker.worker_args`): the fit is then
+            one rank of a fit across processes, as each worker's part of ``xgboost.dask``'s.
     """
     import numpy as np
     import xgboost as xgb
@@ -152,37 +160,62 @@ def _hist_seconds(rows: int) -> float:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(rows, FEATURES)).astype("float32")
     y = (X[:, 0] + rng.normal(size=rows) > 0).astype("int32")
-    start = time.perf_counter()
-    xgb.XGBClassifier(**params, n_jobs=1, random_state=0).fit(X, y)
-    return time.perf_counter() - start
+    if half is not None:
+        X, y = X[half * rows // 2 : (half + 1) * rows // 2], y[half * rows // 2 : (half + 1) * rows // 2]
+    model = xgb.XGBClassifier(**params, n_jobs=1, random_state=0)
+    if ring is None:
+        start = time.perf_counter()
+        model.fit(X, y)
+        return time.perf_counter() - start
+    with xgb.collective.CommunicatorContext(**ring):
+        start = time.perf_counter()
+        model.fit(X, y)
+        return time.perf_counter() - start
 
 
 def hist_ceiling(rows: int, repeats: int = 3) -> dict[str, float]:
-    """The most two workers can gain on XGBoost's own training here: no Dask, no collective.
+    """The most two workers can gain on XGBoost's own training here, without Dask.
 
-    Three timings per repetition, in two spawned processes: one trains on `rows` rows alone;
-    one trains on half of them alone; then both train on half each, at once. Returns the
+    Four timings per repetition, in two spawned processes: one trains on `rows` rows alone;
+    one trains on half of them alone; both train on half each at once, independently; both
+    train one model on half each at once, through XGBoost's own collective (its
+    `RabitTracker` on loopback, as ``xgboost.dask`` connects its workers). Returns the
     medians over `repeats` repetitions of
 
     - ``split``: whole / half alone. Below 2 by the work that does not shrink with rows (per
       round and per node costs, the same for half the rows): the most any second worker
       could gain, on any machine, with nothing else running.
-    - ``pair``: whole / the slower of the two halves at once. Two histogram builds at once
-      also slow each other (shared caches and memory bandwidth): about the most the fit
-      step of ``xgboost_dask`` could gain from a second worker on this machine.
+    - ``pair``: whole / the slower of the two independent halves at once. Two histogram
+      builds at once also slow each other (shared caches and memory bandwidth).
+    - ``collective``: whole / the slower rank of the one model trained across both
+      processes. Besides the above, every tree level waits for an allreduce of the
+      histograms between the processes: this is what XGBoost itself gives a fit spread
+      over two workers here, the ceiling of ``xgboost_dask``'s fit step with Dask taken out.
     """
     import multiprocessing
 
-    split, pair = [], []
+    from xgboost.tracker import RabitTracker
+
+    split, pair, collective = [], [], []
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         pool.map(_hist_seconds, [1000, 1000])  # imports, in both processes
         for _ in range(repeats):
             whole = pool.apply(_hist_seconds, (rows,))
-            half = pool.apply(_hist_seconds, (rows // 2,))
-            halves = max(pool.map(_hist_seconds, [rows // 2, rows // 2]))
+            half = pool.apply(_hist_seconds, (rows, 0))
+            halves = max(pool.starmap(_hist_seconds, [(rows, 0), (rows, 1)]))
+            tracker = RabitTracker(host_ip="127.0.0.1", n_workers=2)
+            tracker.start()
+            ring = tracker.worker_args()
+            ranks = max(pool.starmap(_hist_seconds, [(rows, 0, ring), (rows, 1, ring)]))
+            tracker.wait_for()
             split.append(whole / half)
             pair.append(whole / halves)
-    return {"split": statistics.median(split), "pair": statistics.median(pair)}
+            collective.append(whole / ranks)
+    return {
+        "split": statistics.median(split),
+        "pair": statistics.median(pair),
+        "collective": statistics.median(collective),
+    }
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -303,7 +336,9 @@ def main() -> None:
             print(
                 f"  ceilings for xgboost_dask (plain XGBoost, medians of {repeats}): {fold_rows:,} rows vs "
                 f"half of them alone {ceiling['split']:.2f}x (the work that does not shrink with rows), "
-                f"vs two processes on half each at once {ceiling['pair']:.2f}x (and contention)",
+                f"vs two processes on half each at once {ceiling['pair']:.2f}x (and contention), "
+                f"vs one model across two processes on half each {ceiling['collective']:.2f}x "
+                f"(and XGBoost's collective, without Dask)",
                 flush=True,
             )
 
