@@ -25,6 +25,7 @@ exponents (log-log slopes) against the targets: time no faster than linear in ro
 memory per worker <= 3x its share, 1 -> 2 workers >= 1.8x.
 
     python -m bench.scale [--max-rows 1000000] [--default-max-rows 100000] [--sweeps rows,members,workers]
+                          [--rounds 3]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from accord.config import DEFAULT_MEMBER_KINDS, TrainConfig, make_config
 from accord.data import read_source
 from accord.evaluation import evaluate
 from accord.training import prepare
-from bench.common import fit_members, local_cluster
+from bench.common import fit_members, local_cluster, speedup
 
 FEATURES = 20
 FOLDS = 3
@@ -218,6 +219,23 @@ def hist_ceiling(rows: int, repeats: int = 3) -> dict[str, float]:
     }
 
 
+def workers_rounds(path: Path, members: list[dict[str, Any]], rounds: int) -> dict[int, list[float]]:
+    """Seconds of `measure` on 1 and on 2 workers, `rounds` times each, the order reversed every other round.
+
+    The machine drifts over minutes (other tenants, its clock): alternating the order lets
+    each round's ratio compare runs made side by side.
+    """
+    seconds: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(rounds):
+        for workers in (1, 2) if r % 2 == 0 else (2, 1):
+            seconds[workers].append(measure(path, members, workers)["seconds"])
+    return seconds
+
+
+def _rounds(seconds: list[float]) -> str:
+    return f"{statistics.fmean(seconds):6.1f}s ({', '.join(f'{s:.1f}' for s in seconds)})"
+
+
 def slope(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of log(y) on log(x)."""
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
@@ -275,6 +293,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-rows", type=int, default=1_000_000)
     parser.add_argument("--default-max-rows", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the workers sweep")
     parser.add_argument(
         "--sweeps", default="rows,members,workers", help="which sweeps to run (comma-separated)"
     )
@@ -306,32 +325,37 @@ def main() -> None:
             ("xgboost_dask, largest table", XGB_DASK, sizes[-1]),
         ]
         if "workers" in sweeps:
-            print("workers sweep", flush=True)
-            xgb_seconds: dict[int, float] = {}
+            print(f"workers sweep ({args.rounds} rounds, 1 and 2 workers in turn)", flush=True)
+            xgb_seconds: dict[int, list[float]] = {}
             for label, members, n in workloads:
-                one = measure(table(n, tmp), members, 1)["seconds"]
-                two = measure(table(n, tmp), members, 2)["seconds"]
-                speedups[label] = one / two
+                seconds = workers_rounds(table(n, tmp), members, args.rounds)
+                speedups[label] = statistics.median(
+                    a / b for a, b in zip(seconds[1], seconds[2], strict=True)
+                )
                 if members is XGB_DASK:
-                    xgb_seconds = {1: one, 2: two}
+                    xgb_seconds = seconds
                 print(
-                    f"  {label}: 1 worker {one:7.1f}s  2 workers {two:7.1f}s  speedup {one / two:4.2f}x",
+                    f"  {label}: 1 worker {_rounds(seconds[1])}  2 workers {_rounds(seconds[2])}  "
+                    f"{speedup(seconds[1], seconds[2])}",
                     flush=True,
                 )
             # The same member with one tree: everything but the boosting (reading, encoding,
             # xgboost.dask's matrices, tracker and collective set-up, predicting), per worker count.
             one_tree = [{**XGB_DASK[0], "params": {**XGB_DASK[0]["params"], "n_estimators": 1}}]
-            setup = {w: measure(table(sizes[-1], tmp), one_tree, w)["seconds"] for w in (1, 2)}
-            boosting = {w: xgb_seconds[w] - setup[w] for w in (1, 2)}
+            setup = {
+                w: statistics.fmean(s)
+                for w, s in workers_rounds(table(sizes[-1], tmp), one_tree, args.rounds).items()
+            }
+            boosting = {w: statistics.fmean(xgb_seconds[w]) - setup[w] for w in (1, 2)}
             print(
-                f"  xgboost_dask split in two: everything but the boosting (the member with one tree) "
-                f"{setup[1]:.1f}s -> {setup[2]:.1f}s ({setup[1] / setup[2]:.2f}x); the boosting "
+                f"  xgboost_dask split in two (means): everything but the boosting (the member with one "
+                f"tree) {setup[1]:.1f}s -> {setup[2]:.1f}s ({setup[1] / setup[2]:.2f}x); the boosting "
                 f"{boosting[1]:.1f}s -> {boosting[2]:.1f}s ({boosting[1] / boosting[2]:.2f}x)",
                 flush=True,
             )
             test_size = TrainConfig.model_fields["test_size"].default  # `measure` keeps the default
             fold_rows = int(sizes[-1] * (1 - test_size) * (FOLDS - 1) / FOLDS)  # one fold's training rows
-            repeats = 3
+            repeats = args.rounds
             ceiling = hist_ceiling(fold_rows, repeats)
             print(
                 f"  ceilings for xgboost_dask (plain XGBoost, medians of {repeats}): {fold_rows:,} rows vs "
@@ -350,7 +374,10 @@ def main() -> None:
     if by_members:
         print(f"time ~ members^{slope([m for m, _ in by_members], [s for _, s in by_members]):.2f}")
     for label, s in speedups.items():
-        print(f"speedup 1 -> 2 workers, {label}: {s:.2f}x (target >= 1.8: {'met' if s >= 1.8 else 'missed'})")
+        print(
+            f"speedup 1 -> 2 workers, {label}: {s:.2f}x, median of the rounds "
+            f"(target >= 1.8: {'met' if s >= 1.8 else 'missed'})"
+        )
 
 
 if __name__ == "__main__":
