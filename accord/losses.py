@@ -22,9 +22,18 @@ def row_losses(task: Task, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
         An (n,) array whose mean is `loss`.
     """
     if task == "classification":
-        picked = pred[np.arange(len(y)), np.asarray(y, dtype=int)]
-        return np.asarray(-np.log(np.clip(picked, PROBA_FLOOR, 1.0)))
+        return true_class_losses(true_class(y, pred))
     return np.asarray((np.asarray(y, dtype=float) - pred) ** 2)
+
+
+def true_class(y: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Each row's probability of its true class: all of (n, K) `proba` that its log loss reads."""
+    return np.asarray(proba[np.arange(len(y)), np.asarray(y, dtype=int)])
+
+
+def true_class_losses(picked: np.ndarray) -> np.ndarray:
+    """Each row's negative log-likelihood, from its true class's probability (see `true_class`)."""
+    return np.asarray(-np.log(np.clip(picked, PROBA_FLOOR, 1.0)))
 
 
 def log_loss(y: np.ndarray, proba: np.ndarray) -> float:

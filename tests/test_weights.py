@@ -7,7 +7,14 @@ import pytest
 
 from accord.errors import ConfigError
 from accord.losses import loss, paired_gap, row_losses
-from accord.weights import EnsembleWeights, caruana, fit_temperature, fit_weights, weighted_sum
+from accord.weights import (
+    EnsembleWeights,
+    caruana,
+    fit_temperature,
+    fit_weights,
+    weighted_sum,
+    with_temperature,
+)
 
 
 def _members(seed: int, n: int = 300, k: int = 3, m: int = 5):
@@ -66,6 +73,36 @@ def test_temperature_recalibrates_an_underconfident_average_on_oof_only():
     np.testing.assert_allclose(EnsembleWeights.from_dict(old).combine(preds), averaged)
     assert fit_weights(preds, y, "classification", "equal", n_classes=3).temperature == 1.0  # the baseline
     assert fit_temperature(averaged, averaged.argmax(1)) < 1.0  # labels that agree: sharpen
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_fitted_temperature_and_greedy_picks_minimise_the_loss_of_the_probabilities_they_give(seed):
+    """Both search a loss computed from each row's true class only; it must be the full rule's loss."""
+    preds, y = _members(seed, k=4)
+    averaged = weighted_sum(preds, np.full(len(preds), 1 / len(preds)))
+    t = fit_temperature(averaged, y)
+    assert t != 1.0
+
+    def at(temperature: float) -> float:
+        return loss("classification", y, with_temperature(averaged, temperature))
+
+    assert at(t) < at(1.0)
+    assert at(t) <= min(at(t * 1.01), at(t / 1.01)) + 1e-12  # a minimum of the full computation
+
+    def greedy(steps: int) -> list[float]:  # step by step, on the (n, K) mixes themselves
+        counts, running = np.zeros(len(preds)), np.zeros_like(preds[0])
+        best, kept = np.inf, counts
+        for step in range(1, steps + 1):
+            losses = [loss("classification", y, (running + p) / step) for p in preds]
+            counts = counts.copy()
+            counts[int(np.argmin(losses))] += 1
+            running = running + preds[int(np.argmin(losses))]
+            if min(losses) < best:  # the best prefix of the picks is kept
+                best, kept = min(losses), counts
+        return (kept / kept.sum()).tolist()
+
+    for steps in (1, 2, 3, 6):
+        assert caruana(preds, y, "classification", steps=steps).tolist() == greedy(steps)
 
 
 def test_regression_weights_and_loss():
