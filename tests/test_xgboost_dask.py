@@ -132,6 +132,37 @@ def test_fold_predictions_line_up_with_the_fold_rows(client, local_table, source
     assert refit.test_predictions.shape == (len(data.y_test), 3)
 
 
+def test_the_cluster_fit_is_xgboost_dasks_own_classifier_and_moves_no_rows(client, local_table):
+    """The member trains through `xgboost.dask.train`, with the classes from the schema.
+
+    It must give the very model ``DaskXGBClassifier`` gives on the same partitions, without
+    that estimator's search for the classes: a `drop_duplicates` of the targets that Dask
+    runs as a shuffle between the workers on every fit.
+    """
+    import xgboost.dask as xgb_dask
+    from distributed import get_task_stream
+
+    from accord.distributed import partitioned
+    from accord.members import member_class
+
+    data = prepare(_config(local_table, [XGB_DASK]))
+    staged = client.scatter(data)
+    with get_task_stream(client) as stream:
+        fold = client.submit(fit_fold, data.members[0], staged, 1, 0, pure=False).result()
+    keys = [str(t["key"]) for t in stream.data]
+    assert any("read_split" in k for k in keys), keys[:5]  # the stream saw the fit's own tasks
+    assert not [k for k in keys if "shuffle" in k]
+
+    member = member_class("xgboost_dask")(data.task, XGB_DASK["params"], n_classes=3, seed=0, threads=1)
+    member.prepare_encoding(data.schema)
+    split = partitioned(client, data, 1, member.encoder(), member.encoded_meta())
+    estimator = xgb_dask.DaskXGBClassifier(**member.params, n_jobs=1, random_state=0)
+    estimator.client = client
+    estimator.fit(split.X_train, split.y_train)
+    member.booster_ = estimator.get_booster()
+    np.testing.assert_array_equal(member.predict_encoded(client, split.X_predict), fold.predictions)
+
+
 def test_flow_trains_on_s3_partitions_and_publishes_a_loadable_booster(s3_table, s3_store):
     config = _config(s3_table, [XGB_DASK], store=s3_store, name="bigtable", workers=2)
     result = train_ensemble(config)
