@@ -19,7 +19,9 @@ from sklearn.datasets import make_classification
 import accord
 from accord.config import make_config
 from accord.data import load_dataset
-from accord.errors import DataError
+from accord.errors import ConfigError, DataError
+from accord.members import member_class
+from accord.members.xgboost_dask import ESTIMATOR_ONLY
 from accord.metrics import score
 from accord.partitioned import describe_parquet, held_out_frames
 from accord.promotion import incumbent_score
@@ -143,7 +145,6 @@ def test_the_cluster_fit_is_xgboost_dasks_own_classifier_and_moves_no_rows(clien
     from distributed import get_task_stream
 
     from accord.distributed import partitioned
-    from accord.members import member_class
 
     data = prepare(_config(local_table, [XGB_DASK]))
     staged = client.scatter(data)
@@ -161,6 +162,17 @@ def test_the_cluster_fit_is_xgboost_dasks_own_classifier_and_moves_no_rows(clien
     estimator.fit(split.X_train, split.y_train)
     member.booster_ = estimator.get_booster()
     np.testing.assert_array_equal(member.predict_encoded(client, split.X_predict), fold.predictions)
+
+
+@pytest.mark.parametrize("param", sorted(ESTIMATOR_ONLY))
+def test_parameters_only_the_estimator_reads_are_refused_before_training(local_table, param):
+    """The cluster fit trains the booster itself: an estimator-only parameter would be ignored."""
+    with pytest.raises(
+        ConfigError, match=rf"'xgboost_dask'.*parameter '{param}' is not supported.*Remove it"
+    ):
+        prepare(_config(local_table, [{"kind": "xgboost_dask", "params": {param: 10}}]))
+    # the in-memory kind, whose estimator reads it, still accepts it
+    assert param in member_class("xgboost").allowed_params("classification")
 
 
 def test_flow_trains_on_s3_partitions_and_publishes_a_loadable_booster(s3_table, s3_store):

@@ -12,12 +12,13 @@ so every partition is encoded alike without a pass over the table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
+from accord.errors import ConfigError
 from accord.members.base import Task
 from accord.members.preprocess import make_preprocessor
 from accord.members.xgboost_kind import XGBoostMember
@@ -26,6 +27,20 @@ from accord.schema import Schema
 if TYPE_CHECKING:
     import dask.dataframe as dd
     from distributed import Client
+
+# Parameters of XGBoost's scikit-learn estimators that only their `fit` reads, not the
+# booster: the cluster fit trains the booster itself (`xgboost.dask.train`) on the whole
+# training split, with no validation set to stop early on, so it would ignore them.
+ESTIMATOR_ONLY = frozenset(
+    {
+        "callbacks",
+        "early_stopping_rounds",
+        "feature_weights",
+        "importance_type",
+        "enable_categorical",
+        "feature_types",
+    }
+)
 
 
 def schema_frame(schema: Schema) -> pd.DataFrame:
@@ -53,6 +68,22 @@ class XGBoostDaskMember(XGBoostMember):
     @classmethod
     def default_params(cls, task: Task) -> dict[str, Any]:
         return {**super().default_params(task), "n_estimators": 200}
+
+    @classmethod
+    def allowed_params(cls, task: Task) -> set[str]:
+        return super().allowed_params(task) - ESTIMATOR_ONLY
+
+    @classmethod
+    def check_params(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
+        """Refuse XGBoost's estimator-only parameters by name, then check the rest as ``xgboost`` does."""
+        for key in sorted(ESTIMATOR_ONLY & set(params)):
+            raise ConfigError(
+                f"member {member!r} (kind {cls.kind}): parameter {key!r} is not supported: the "
+                "booster trains across the cluster with xgboost.dask.train on the whole training "
+                "split, without the estimator (and its validation set) that reads it. Remove it, "
+                "or use kind xgboost where the table fits in a worker."
+            )
+        super().check_params(member, task, params)
 
     def prepare_encoding(self, schema: Schema) -> None:
         """Build the schema-determined preprocessing (no pass over the data)."""
