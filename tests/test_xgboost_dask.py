@@ -22,6 +22,7 @@ from accord.data import load_dataset
 from accord.errors import ConfigError, DataError
 from accord.members import member_class
 from accord.members.xgboost_dask import ESTIMATOR_ONLY
+from accord.members.xgboost_kind import NOT_SUPPORTED
 from accord.metrics import score
 from accord.partitioned import describe_parquet, held_out_frames
 from accord.promotion import incumbent_score
@@ -164,15 +165,20 @@ def test_the_cluster_fit_is_xgboost_dasks_own_classifier_and_moves_no_rows(clien
     np.testing.assert_array_equal(member.predict_encoded(client, split.X_predict), fold.predictions)
 
 
-@pytest.mark.parametrize("param", sorted(ESTIMATOR_ONLY))
-def test_parameters_only_the_estimator_reads_are_refused_before_training(local_table, param):
-    """The cluster fit trains the booster itself: an estimator-only parameter would be ignored."""
-    with pytest.raises(
-        ConfigError, match=rf"'xgboost_dask'.*parameter '{param}' is not supported.*Remove it"
-    ):
-        prepare(_config(local_table, [{"kind": "xgboost_dask", "params": {param: 10}}]))
-    # the in-memory kind, whose estimator reads it, still accepts it
-    assert param in member_class("xgboost").allowed_params("classification")
+@pytest.mark.parametrize("param", sorted(ESTIMATOR_ONLY | set(NOT_SUPPORTED)))
+def test_parameters_accord_cannot_honour_are_refused_before_training(local_table, param):
+    """Early stopping has no validation set, and the cluster fit has no estimator to read the rest.
+
+    XGBoost would fail in the middle of the run (early stopping) or quietly ignore them.
+    """
+    for kind in ("xgboost_dask", "xgboost"):
+        if kind == "xgboost" and param in ESTIMATOR_ONLY:
+            assert param in member_class(kind).allowed_params("classification")  # its estimator reads it
+            continue
+        with pytest.raises(
+            ConfigError, match=rf"'{kind}'.*parameter '{param}' is not supported: .*Remove it"
+        ):
+            prepare(_config(local_table, [{"kind": kind, "params": {param: 10}}]))
 
 
 def test_flow_trains_on_s3_partitions_and_publishes_a_loadable_booster(s3_table, s3_store):

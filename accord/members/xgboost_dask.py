@@ -18,29 +18,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from accord.errors import ConfigError
 from accord.members.base import Task
 from accord.members.preprocess import make_preprocessor
-from accord.members.xgboost_kind import XGBoostMember
+from accord.members.xgboost_kind import NOT_SUPPORTED, XGBoostMember
 from accord.schema import Schema
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     from distributed import Client
 
-# Parameters of XGBoost's scikit-learn estimators that only their `fit` reads, not the
-# booster: the cluster fit trains the booster itself (`xgboost.dask.train`) on the whole
-# training split, with no validation set to stop early on, so it would ignore them.
-ESTIMATOR_ONLY = frozenset(
-    {
-        "callbacks",
-        "early_stopping_rounds",
-        "feature_weights",
-        "importance_type",
-        "enable_categorical",
-        "feature_types",
-    }
-)
+# Estimator parameters that only XGBoost's scikit-learn estimator reads, not the booster:
+# the cluster fit trains the booster itself (`xgboost.dask.train`) and would ignore them.
+ESTIMATOR_ONLY = frozenset({"feature_weights", "importance_type", "enable_categorical", "feature_types"})
 
 
 def schema_frame(schema: Schema) -> pd.DataFrame:
@@ -63,27 +52,19 @@ class XGBoostDaskMember(XGBoostMember):
 
     kind: ClassVar[str] = "xgboost_dask"
     distributed: ClassVar[bool] = True
+    not_supported: ClassVar[Mapping[str, str]] = {
+        **NOT_SUPPORTED,
+        **{
+            key: "the booster trains across the cluster with xgboost.dask.train, without the "
+            "estimator that reads it (use kind xgboost where the table fits in a worker)"
+            for key in ESTIMATOR_ONLY
+        },
+    }
     trained_on_: dict[str, Any] | None = None
 
     @classmethod
     def default_params(cls, task: Task) -> dict[str, Any]:
         return {**super().default_params(task), "n_estimators": 200}
-
-    @classmethod
-    def allowed_params(cls, task: Task) -> set[str]:
-        return super().allowed_params(task) - ESTIMATOR_ONLY
-
-    @classmethod
-    def check_params(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
-        """Refuse XGBoost's estimator-only parameters by name, then check the rest as ``xgboost`` does."""
-        for key in sorted(ESTIMATOR_ONLY & set(params)):
-            raise ConfigError(
-                f"member {member!r} (kind {cls.kind}): parameter {key!r} is not supported: the "
-                "booster trains across the cluster with xgboost.dask.train on the whole training "
-                "split, without the estimator (and its validation set) that reads it. Remove it, "
-                "or use kind xgboost where the table fits in a worker."
-            )
-        super().check_params(member, task, params)
 
     def prepare_encoding(self, schema: Schema) -> None:
         """Build the schema-determined preprocessing (no pass over the data)."""

@@ -18,12 +18,19 @@ from accord.schema import Schema
 PREPROCESS_FILE = "preprocess.skops"
 BOOSTER_FILE = "model.ubj"
 MANAGED = frozenset({"n_jobs", "nthread", "random_state", "seed", "objective", "num_class"})
+# Estimator parameters accord cannot honour, and why: refused before any training, where
+# XGBoost would otherwise fail in the middle of a run, or quietly ignore them.
+NOT_SUPPORTED: dict[str, str] = {
+    "early_stopping_rounds": "a member fits on its whole training rows, with no validation set to stop on",
+    "callbacks": "a config holds no Python callables",
+}
 
 
 class XGBoostMember(Member):
     """Gradient-boosted trees from XGBoost (hist method)."""
 
     kind: ClassVar[str] = "xgboost"
+    not_supported: ClassVar[Mapping[str, str]] = NOT_SUPPORTED
     prep_: ColumnTransformer
     booster_: Any
 
@@ -43,7 +50,17 @@ class XGBoostMember(Member):
         import xgboost as xgb
 
         model = xgb.XGBClassifier() if task == "classification" else xgb.XGBRegressor()
-        return set(model.get_params()) - MANAGED
+        return set(model.get_params()) - MANAGED - set(cls.not_supported)
+
+    @classmethod
+    def check_params(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
+        """Refuse the parameters in `not_supported` by name and reason, then check the rest."""
+        for key in sorted(set(cls.not_supported) & set(params)):
+            raise ConfigError(
+                f"member {member!r} (kind {cls.kind}): parameter {key!r} is not supported: "
+                f"{cls.not_supported[key]}. Remove it."
+            )
+        super().check_params(member, task, params)
 
     @classmethod
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
