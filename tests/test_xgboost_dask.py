@@ -7,6 +7,7 @@ on the workers; the flow process never loads its features.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import numpy as np
@@ -163,6 +164,24 @@ def test_the_cluster_fit_is_xgboost_dasks_own_classifier_and_moves_no_rows(clien
     estimator.fit(split.X_train, split.y_train)
     member.booster_ = estimator.get_booster()
     np.testing.assert_array_equal(member.predict_encoded(client, split.X_predict), fold.predictions)
+
+
+def test_a_fit_leaves_none_of_its_partitions_on_the_workers(client, local_table):
+    """Once a fold's task returns, the cluster holds nothing of it: the next fold must not find it.
+
+    xgboost.dask's matrix sits in a reference cycle and holds the futures of its
+    partitions (its ``dict-`` keys); left to the cycle collector, it kept them on the
+    workers into the next fold's fit.
+    """
+    data = prepare(_config(local_table, [XGB_DASK]))
+    staged = client.scatter(data)
+    client.submit(fit_fold, data.members[0], staged, 0, 0, pure=False).result()
+    deadline = time.monotonic() + 10
+    held = client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+    while set(held) != {staged.key} and time.monotonic() < deadline:
+        time.sleep(0.1)
+        held = client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+    assert set(held) == {staged.key}, sorted(held)[:5]
 
 
 @pytest.mark.parametrize("param", sorted(ESTIMATOR_ONLY | set(NOT_SUPPORTED)))

@@ -12,6 +12,7 @@ so every partition is encoded alike without a pass over the table.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -127,6 +128,12 @@ class XGBoostDaskMember(XGBoostMember):
             dtrain = xgb.dask.DaskDMatrix(client, X, y, missing=model.missing)
         out = xgb.dask.train(client, params, dtrain, num_boost_round=model.get_num_boosting_rounds())
         self.booster_ = out["booster"]
+        # The matrix sits in a reference cycle inside xgboost.dask, so it outlives this call
+        # until the cycle collector runs, and with it the futures of the fold's partitions
+        # it holds: the workers then keep them into the next fold's fit (at 1M rows, the
+        # fourth fit peaked 30-40 MiB higher per worker). Collect it now.
+        del dtrain, out
+        gc.collect()
         self.trained_on_ = {"workers": workers, "partitions": int(X.npartitions)}
         return self
 
