@@ -186,9 +186,11 @@ def test_a_fit_leaves_none_of_its_partitions_on_the_workers(client, local_table)
 
 @pytest.mark.parametrize("param", sorted(ESTIMATOR_ONLY | set(NOT_SUPPORTED)))
 def test_parameters_accord_cannot_honour_are_refused_before_training(local_table, param):
-    """Early stopping has no validation set, and the cluster fit has no estimator to read the rest.
+    """Refused with their reason: XGBoost would fail mid-run or quietly do something else.
 
-    XGBoost would fail in the middle of the run (early stopping) or quietly ignore them.
+    Early stopping has no validation set; per-column lists would not line up with the
+    columns accord encodes; categories reach XGBoost as ordinal codes; and the cluster fit
+    has no estimator to read ``importance_type``.
     """
     for kind in ("xgboost_dask", "xgboost"):
         if kind == "xgboost" and param in ESTIMATOR_ONLY:

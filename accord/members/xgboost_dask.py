@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # Estimator parameters that only XGBoost's scikit-learn estimator reads, not the booster:
 # the cluster fit trains the booster itself (`xgboost.dask.train`) and would ignore them.
-ESTIMATOR_ONLY = frozenset({"feature_weights", "importance_type", "enable_categorical", "feature_types"})
+ESTIMATOR_ONLY = frozenset({"importance_type"})
 
 
 def schema_frame(schema: Schema) -> pd.DataFrame:

@@ -23,6 +23,12 @@ MANAGED = frozenset({"n_jobs", "nthread", "random_state", "seed", "objective", "
 NOT_SUPPORTED: dict[str, str] = {
     "early_stopping_rounds": "a member fits on its whole training rows, with no validation set to stop on",
     "callbacks": "a config holds no Python callables",
+    **{
+        key: "accord encodes the columns itself (numbers first, then categories as ordinal codes), "
+        "so a list per column would not line up with what XGBoost sees"
+        for key in ("feature_weights", "feature_types")
+    },
+    "enable_categorical": "accord gives XGBoost categories as ordinal codes, not as a categorical dtype",
 }
 
 
