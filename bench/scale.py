@@ -31,6 +31,7 @@ memory per worker <= 3x its share, 1 -> 2 workers >= 1.8x.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
@@ -162,13 +163,10 @@ def _hist_seconds(rows: int, half: int | None = None, ring: dict[str, Any] | Non
     X = rng.normal(size=(rows, FEATURES)).astype("float32")
     y = (X[:, 0] + rng.normal(size=rows) > 0).astype("int32")
     if half is not None:
-        X, y = X[half * rows // 2 : (half + 1) * rows // 2], y[half * rows // 2 : (half + 1) * rows // 2]
+        rows_of_half = slice(half * rows // 2, (half + 1) * rows // 2)
+        X, y = X[rows_of_half], y[rows_of_half]
     model = xgb.XGBClassifier(**params, n_jobs=1, random_state=0)
-    if ring is None:
-        start = time.perf_counter()
-        model.fit(X, y)
-        return time.perf_counter() - start
-    with xgb.collective.CommunicatorContext(**ring):
+    with xgb.collective.CommunicatorContext(**ring) if ring else contextlib.nullcontext():
         start = time.perf_counter()
         model.fit(X, y)
         return time.perf_counter() - start

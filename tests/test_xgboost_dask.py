@@ -22,7 +22,7 @@ from accord.config import make_config
 from accord.data import load_dataset
 from accord.errors import ConfigError, DataError
 from accord.members import member_class
-from accord.members.xgboost_dask import ESTIMATOR_ONLY
+from accord.members.xgboost_dask import XGBoostDaskMember
 from accord.members.xgboost_kind import NOT_SUPPORTED
 from accord.metrics import score
 from accord.partitioned import describe_parquet, held_out_frames
@@ -184,7 +184,7 @@ def test_a_fit_leaves_none_of_its_partitions_on_the_workers(client, local_table)
     assert set(held) == {staged.key}, sorted(held)[:5]
 
 
-@pytest.mark.parametrize("param", sorted(ESTIMATOR_ONLY | set(NOT_SUPPORTED)))
+@pytest.mark.parametrize("param", sorted(XGBoostDaskMember.not_supported))
 def test_parameters_accord_cannot_honour_are_refused_before_training(local_table, param):
     """Refused with their reason: XGBoost would fail mid-run or quietly do something else.
 
@@ -193,7 +193,7 @@ def test_parameters_accord_cannot_honour_are_refused_before_training(local_table
     has no estimator to read ``importance_type``.
     """
     for kind in ("xgboost_dask", "xgboost"):
-        if kind == "xgboost" and param in ESTIMATOR_ONLY:
+        if kind == "xgboost" and param not in NOT_SUPPORTED:
             assert param in member_class(kind).allowed_params("classification")  # its estimator reads it
             continue
         with pytest.raises(

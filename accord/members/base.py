@@ -52,6 +52,8 @@ class Member(ABC):
     """
 
     kind: ClassVar[str]
+    # Parameters the kind's estimator has but accord cannot honour -> why; refused by name.
+    not_supported: ClassVar[Mapping[str, str]] = {}
 
     def __init__(
         self,
@@ -84,8 +86,14 @@ class Member(ABC):
         """Refuse unknown or invalid parameters before any training.
 
         Raises:
-            ConfigError: naming the member, the parameter and the accepted ones.
+            ConfigError: naming the member, the parameter and the accepted ones (or, for a
+                parameter in `not_supported`, why accord cannot honour it).
         """
+        for key in sorted(set(cls.not_supported) & set(params)):
+            raise ConfigError(
+                f"member {member!r} (kind {cls.kind}): parameter {key!r} is not supported: "
+                f"{cls.not_supported[key]}. Remove it."
+            )
         allowed = cls.allowed_params(task)
         for key in params:
             if key not in allowed:

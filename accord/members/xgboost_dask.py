@@ -28,10 +28,6 @@ if TYPE_CHECKING:
     import dask.dataframe as dd
     from distributed import Client
 
-# Estimator parameters that only XGBoost's scikit-learn estimator reads, not the booster:
-# the cluster fit trains the booster itself (`xgboost.dask.train`) and would ignore them.
-ESTIMATOR_ONLY = frozenset({"importance_type"})
-
 
 def schema_frame(schema: Schema) -> pd.DataFrame:
     """A small table holding every category the schema knows (and a missing value) per column."""
@@ -55,11 +51,9 @@ class XGBoostDaskMember(XGBoostMember):
     distributed: ClassVar[bool] = True
     not_supported: ClassVar[Mapping[str, str]] = {
         **NOT_SUPPORTED,
-        **{
-            key: "the booster trains across the cluster with xgboost.dask.train, without the "
-            "estimator that reads it (use kind xgboost where the table fits in a worker)"
-            for key in ESTIMATOR_ONLY
-        },
+        # read by XGBoost's scikit-learn estimator only: the cluster fit trains the booster itself
+        "importance_type": "the booster trains across the cluster with xgboost.dask.train, without "
+        "the estimator that reads it (use kind xgboost where the table fits in a worker)",
     }
     trained_on_: dict[str, Any] | None = None
 

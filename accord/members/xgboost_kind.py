@@ -18,16 +18,17 @@ from accord.schema import Schema
 PREPROCESS_FILE = "preprocess.skops"
 BOOSTER_FILE = "model.ubj"
 MANAGED = frozenset({"n_jobs", "nthread", "random_state", "seed", "objective", "num_class"})
-# Estimator parameters accord cannot honour, and why: refused before any training, where
-# XGBoost would otherwise fail in the middle of a run, or quietly ignore them.
+PER_COLUMN = (
+    "accord encodes the columns itself (numbers first, then categories as ordinal codes), "
+    "so a list per column would not line up with what XGBoost sees"
+)
+# Estimator parameters accord cannot honour, and why (`Member.not_supported`): refused
+# before any training, where XGBoost would otherwise fail mid-run or quietly ignore them.
 NOT_SUPPORTED: dict[str, str] = {
     "early_stopping_rounds": "a member fits on its whole training rows, with no validation set to stop on",
     "callbacks": "a config holds no Python callables",
-    **{
-        key: "accord encodes the columns itself (numbers first, then categories as ordinal codes), "
-        "so a list per column would not line up with what XGBoost sees"
-        for key in ("feature_weights", "feature_types")
-    },
+    "feature_weights": PER_COLUMN,
+    "feature_types": PER_COLUMN,
     "enable_categorical": "accord gives XGBoost categories as ordinal codes, not as a categorical dtype",
 }
 
@@ -57,16 +58,6 @@ class XGBoostMember(Member):
 
         model = xgb.XGBClassifier() if task == "classification" else xgb.XGBRegressor()
         return set(model.get_params()) - MANAGED - set(cls.not_supported)
-
-    @classmethod
-    def check_params(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
-        """Refuse the parameters in `not_supported` by name and reason, then check the rest."""
-        for key in sorted(set(cls.not_supported) & set(params)):
-            raise ConfigError(
-                f"member {member!r} (kind {cls.kind}): parameter {key!r} is not supported: "
-                f"{cls.not_supported[key]}. Remove it."
-            )
-        super().check_params(member, task, params)
 
     @classmethod
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
