@@ -15,6 +15,8 @@ from accord.config import TrainConfig
 from accord.evaluation import Report, evaluate
 from accord.store.registry import Registry
 from accord.training import Prepared, fit_fold, fit_full, out_of_fold, task_key, work_phases
+from flows.cores import pin_env
+from flows.local_workers import WORKER_PRELOAD
 from flows.runtime import AccordLocalCluster, WorkerNanny, worker_env
 
 
@@ -84,7 +86,8 @@ def local_cluster(workers: int = 2) -> LocalCluster:
         processes=True,
         worker_class=WorkerNanny,
         dashboard_address=":0",
-        env=worker_env(),
+        env={**worker_env(), **pin_env(workers)},
+        preload=WORKER_PRELOAD,
         silence_logs=40,
     )
 

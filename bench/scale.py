@@ -49,6 +49,7 @@ from accord.data import read_source
 from accord.evaluation import evaluate
 from accord.training import prepare
 from bench.common import fit_members, local_cluster, speedup
+from flows.cores import claim_cores
 
 FEATURES = 20
 FOLDS = 3
@@ -196,7 +197,8 @@ def hist_ceiling(rows: int, repeats: int = 3) -> dict[str, float]:
     from xgboost.tracker import RabitTracker
 
     split, pair, collective = [], [], []
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
+    # Each process on a core of its own, as accord's local workers are (`flows.cores`).
+    with multiprocessing.get_context("spawn").Pool(2, initializer=claim_cores, initargs=(1,)) as pool:
         pool.map(_hist_seconds, [1000, 1000])  # imports, in both processes
         for _ in range(repeats):
             whole = pool.apply(_hist_seconds, (rows,))

@@ -18,6 +18,7 @@ from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import PrivateAttr
 
 from accord.errors import ConfigError
+from flows.cores import pin_env
 from flows.local_workers import (
     UNSET_ENV,
     WORKER_PRELOAD,
@@ -319,7 +320,7 @@ def task_runner_for(config: ClusterOptions) -> AccordDaskTaskRunner:
         "worker_class": WorkerNanny,
         "dashboard_address": ":0",
         "silence_logs": logging.WARNING,
-        "env": worker_env(),
+        "env": {**worker_env(), **pin_env(adapt.maximum if adapt else config.workers)},
         "preload": WORKER_PRELOAD,
     }
     return AccordDaskTaskRunner(

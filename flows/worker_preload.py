@@ -38,6 +38,7 @@ try:
 
     import accord.training  # noqa: F401  (the fits; imports scikit-learn, XGBoost, pandas)
     import tasks.training  # noqa: F401  (the member tasks themselves)
+    from flows.cores import PIN_ENV, claim_cores
     from flows.local_workers import UNSET_ENV
 finally:
     if _collecting:
@@ -53,8 +54,9 @@ def dask_setup(worker: Any) -> None:
     `flows.local_workers.start_fork_server`) first removes the variables its nanny names in
     ``UNSET_ENV`` (those the flow process has removed since the fork server started), then
     rereads Prefect's settings: Prefect read them on import, from that server's environment,
-    and the worker's (the Prefect API among it) is the one its nanny handed it. Then the
-    imports' objects are frozen, so the collector no longer walks them during fits.
+    and the worker's (the Prefect API among it) is the one its nanny handed it. A worker
+    whose nanny set ``PIN_ENV`` claims cores of its own (`flows.cores`). Then the imports'
+    objects are frozen, so the collector no longer walks them during fits.
     """
     if getattr(worker, "nanny", None) is None:
         return
@@ -62,6 +64,8 @@ def dask_setup(worker: Any) -> None:
         os.environ.pop(key, None)  # the flow process no longer has it; the fork server still had
     if os.getpid() != _IMPORTED_IN:
         prefect.context.refresh_global_settings_context()
+    if os.environ.get(PIN_ENV) == "1":
+        claim_cores(worker.state.nthreads)
     gc.freeze()
 
 
