@@ -128,7 +128,7 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
         # would make the worker import this test module, and accord and Prefect with it).
         import sys
 
-        wanted = ("accord.training", "prefect.task_engine", "tasks.training")
+        wanted = ("accord.training", "prefect.task_engine", "skops.io", "tasks.training", "xgboost.dask")
         return sorted(m for m in wanted if m in sys.modules)
 
     runner = task_runner_for(make_config({"workers": 1}))
@@ -164,7 +164,9 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
         assert client.submit(_preloaded, pure=False).result() == [
             "accord.training",
             "prefect.task_engine",
+            "skops.io",
             "tasks.training",
+            "xgboost.dask",
         ]
         assert client.submit(_malloc, pure=False).result() == {k: str(v) for k, v in WORKER_MALLOC.items()}
         # The collector runs again after the imports, which it no longer walks (frozen),
