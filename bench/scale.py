@@ -20,7 +20,8 @@ Peak memory per worker: the peak resident set (VmHWM, reset through
 the worker's share of the table (rows x columns x 8 bytes / workers). Each worker first
 imports the libraries the members use (scikit-learn, XGBoost, Dask DataFrame, PyArrow and,
 for Keras members, TensorFlow), so the figure is what the work costs, not what loading code
-costs once per process; that one-off cost is printed too. Prints growth
+costs once per process; that one-off cost is printed too, for what the workers' preload
+(`flows.worker_preload`, which imports all but TensorFlow) had not imported. Prints growth
 exponents (log-log slopes) against the targets: time no faster than linear in rows, peak
 memory per worker <= 3x its share, 1 -> 2 workers >= 1.8x.
 
@@ -265,7 +266,7 @@ def rows_sweep(
         print(
             f"  {n:>9,} rows: {r['seconds']:7.1f}s  peak/worker {r['peak_mb']:8.1f} MiB  "
             f"share {r['share_mb']:7.1f} MiB  ratio {r['peak_mb'] / r['share_mb']:6.2f}  "
-            f"(libraries, once per worker: {r['libraries_mb']:.0f} MiB)",
+            f"(imports beyond the preload, once per worker: {r['libraries_mb']:.0f} MiB)",
             flush=True,
         )
     return out
