@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -15,9 +16,7 @@ from accord.config import TrainConfig
 from accord.evaluation import Report, evaluate
 from accord.store.registry import Registry
 from accord.training import Prepared, fit_fold, fit_full, out_of_fold, task_key, work_phases
-from flows.cores import pin_env
-from flows.local_workers import WORKER_PRELOAD
-from flows.runtime import AccordLocalCluster, WorkerNanny, worker_env
+from flows.runtime import AccordLocalCluster, local_cluster_kwargs
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -80,16 +79,7 @@ def speedup(base: list[float], new: list[float]) -> str:
 
 def local_cluster(workers: int = 2) -> LocalCluster:
     """A LocalCluster configured as accord's flow configures it."""
-    return AccordLocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        worker_class=WorkerNanny,
-        dashboard_address=":0",
-        env={**worker_env(), **pin_env(workers)},
-        preload=WORKER_PRELOAD,
-        silence_logs=40,
-    )
+    return AccordLocalCluster(**{**local_cluster_kwargs(workers), "silence_logs": logging.ERROR})
 
 
 def publish_run(config: TrainConfig, data: Prepared, refits: dict[str, Any], report: Report) -> str:

@@ -17,6 +17,7 @@ from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
 from pydantic import PrivateAttr
 
+from accord.config import AdaptOptions
 from accord.errors import ConfigError
 from flows.cores import pin_env
 from flows.local_workers import (
@@ -313,16 +314,27 @@ def task_runner_for(config: ClusterOptions) -> AccordDaskTaskRunner:
                 f"install its package (e.g. pip install {package}) or leave cluster_class empty."
             ) from e
     logging.getLogger("distributed").setLevel(logging.WARNING)  # keep progress readable
-    cluster_kwargs: dict[str, Any] = {
-        "n_workers": adapt.minimum if adapt else config.workers,
+    return AccordDaskTaskRunner(
+        cluster_class=AccordLocalCluster,
+        cluster_kwargs=local_cluster_kwargs(config.workers, adapt),
+        adapt_kwargs=adapt_kwargs,
+    )
+
+
+def local_cluster_kwargs(workers: int, adapt: AdaptOptions | None = None) -> dict[str, Any]:
+    """`AccordLocalCluster`'s arguments: `workers` processes, or `adapt`'s minimum to start with.
+
+    One thread and one core's libraries per worker, accord's nanny, preload and environment
+    (the shared Prefect API; a core each where the workers, or `adapt`'s maximum, fit:
+    `flows.cores`).
+    """
+    return {
+        "n_workers": adapt.minimum if adapt else workers,
         "threads_per_worker": 1,
         "processes": True,
         "worker_class": WorkerNanny,
         "dashboard_address": ":0",
         "silence_logs": logging.WARNING,
-        "env": {**worker_env(), **pin_env(adapt.maximum if adapt else config.workers)},
+        "env": {**worker_env(), **pin_env(adapt.maximum if adapt else workers)},
         "preload": WORKER_PRELOAD,
     }
-    return AccordDaskTaskRunner(
-        cluster_class=AccordLocalCluster, cluster_kwargs=cluster_kwargs, adapt_kwargs=adapt_kwargs
-    )

@@ -177,10 +177,11 @@ def test_a_fit_leaves_none_of_its_partitions_on_the_workers(client, local_table)
     staged = client.scatter(data)
     client.submit(fit_fold, data.members[0], staged, 0, 0, pure=False).result()
     deadline = time.monotonic() + 10
-    held = client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
-    while set(held) != {staged.key} and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while True:
         held = client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+        if set(held) == {staged.key} or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert set(held) == {staged.key}, sorted(held)[:5]
 
 

@@ -89,7 +89,9 @@ class Member(ABC):
             ConfigError: naming the member, the parameter and the accepted ones (or, for a
                 parameter in `not_supported`, why accord cannot honour it).
         """
-        for key in sorted(set(cls.not_supported) & set(params)):
+        refused = sorted(set(cls.not_supported) & set(params))
+        if refused:
+            key = refused[0]
             raise ConfigError(
                 f"member {member!r} (kind {cls.kind}): parameter {key!r} is not supported: "
                 f"{cls.not_supported[key]}. Remove it."
