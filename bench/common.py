@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -19,11 +20,12 @@ from accord.training import Prepared, fit_fold, fit_full, out_of_fold, task_key,
 from flows.runtime import AccordLocalCluster, local_cluster_kwargs
 
 
-def _cpu_times() -> tuple[int, int]:
-    """Busy and total jiffies of the whole machine, from /proc/stat."""
+def cpu_times() -> tuple[float, float]:
+    """Busy and total CPU-seconds of the whole machine (all its cores) since boot, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
 SETTLE_TIMEOUT_S = 60.0
@@ -42,10 +44,10 @@ def settle(busy_below: float = 0.1, window: float = 1.0, timeout: float = SETTLE
         return 0.0
     start = time.perf_counter()
     quiet = 0
-    busy, total = _cpu_times()
+    busy, total = cpu_times()
     while quiet < 2 and time.perf_counter() - start < timeout:
         time.sleep(window)
-        busy2, total2 = _cpu_times()
+        busy2, total2 = cpu_times()
         share = (busy2 - busy) / max(1, total2 - total)
         busy, total = busy2, total2
         quiet = quiet + 1 if share < busy_below else 0

@@ -49,7 +49,7 @@ from accord.config import DEFAULT_MEMBER_KINDS, TrainConfig, make_config
 from accord.data import read_source
 from accord.evaluation import evaluate
 from accord.training import prepare
-from bench.common import fit_members, local_cluster, speedup
+from bench.common import cpu_times, fit_members, local_cluster, speedup
 from flows.cores import claim_cores
 
 FEATURES = 20
@@ -127,18 +127,25 @@ def measure(path: Path, members: list[dict[str, Any]], workers: int) -> dict[str
     with local_cluster(workers) as cluster, Client(cluster) as client:
         libraries = max(client.run(_warm_up, keras).values())
         idle = client.run(_reset_peak)
+        workers_cpu, here_cpu, machine = client.run(time.process_time), time.process_time(), cpu_times()
         start = time.perf_counter()
         oof, refits, _ = fit_members(client, config, data)
         evaluate(data, oof, refits, config.method, config.ensemble_size)
         seconds = time.perf_counter() - start
+        machine_after, here_after = cpu_times(), time.process_time()
+        workers_after = client.run(time.process_time)
         peak = client.run(_peak)
     added = max(peak[w] - idle[w] for w in peak)
+    busy, total = (after - before for after, before in zip(machine_after, machine, strict=True))
     return {
         "seconds": seconds,
         "peak_mb": added,
         "share_mb": share_mb,
         "rows": rows,
         "libraries_mb": libraries,
+        "workers_cpu": sum(workers_after[w] - workers_cpu[w] for w in workers_cpu),
+        "here_cpu": here_after - here_cpu,
+        "machine_busy": busy / max(1, total),
     }
 
 
@@ -220,21 +227,44 @@ def hist_ceiling(rows: int, repeats: int = 3) -> dict[str, float]:
     }
 
 
-def workers_rounds(path: Path, members: list[dict[str, Any]], rounds: int) -> dict[int, list[float]]:
-    """Seconds of `measure` on 1 and on 2 workers, `rounds` times each, the order reversed every other round.
+Run = dict[str, float]  # one `measure`
+
+
+def workers_rounds(path: Path, members: list[dict[str, Any]], rounds: int) -> dict[int, list[Run]]:
+    """`measure` on 1 and on 2 workers, `rounds` times each, the order reversed every other round.
 
     The machine drifts over minutes (other tenants, its clock): alternating the order lets
     each round's ratio compare runs made side by side.
     """
-    seconds: dict[int, list[float]] = {1: [], 2: []}
+    runs: dict[int, list[Run]] = {1: [], 2: []}
     for r in range(rounds):
         for workers in (1, 2) if r % 2 == 0 else (2, 1):
-            seconds[workers].append(measure(path, members, workers)["seconds"])
-    return seconds
+            runs[workers].append(measure(path, members, workers))
+    return runs
 
 
 def _rounds(seconds: list[float]) -> str:
     return f"{statistics.fmean(seconds):6.1f}s ({', '.join(f'{s:.1f}' for s in seconds)})"
+
+
+def cpu_account(runs: dict[int, list[Run]]) -> str:
+    """Where the CPU went on 1 and on 2 workers (means of the rounds), for a speedup short of 2x.
+
+    Two workers fall short of twice one worker's speed when their work grows (the same fits
+    cost more CPU-seconds split in two: a collective, contention), when they wait (on each
+    other, on a serial step), or when other processes take their cores: this process holds
+    the scheduler, the client and the evaluation, and on a machine with as many cores as
+    workers it runs on theirs.
+    """
+    mean = {w: {k: statistics.fmean(r[k] for r in rs) for k in rs[0]} for w, rs in runs.items()}
+    cores = os.cpu_count() or 1
+    one, two = mean[1], mean[2]
+    return (
+        f"CPU-seconds (means): workers {one['workers_cpu']:.1f} -> {two['workers_cpu']:.1f} "
+        f"({two['workers_cpu'] / one['workers_cpu']:.2f}x the work); the scheduler, client and evaluation "
+        f"(this process) {one['here_cpu']:.1f} -> {two['here_cpu']:.1f}; the machine's {cores} cores "
+        f"busy {one['machine_busy']:.0%} -> {two['machine_busy']:.0%}"
+    )
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -329,7 +359,8 @@ def main() -> None:
             print(f"workers sweep ({args.rounds} rounds, 1 and 2 workers in turn)", flush=True)
             xgb_seconds: dict[int, list[float]] = {}
             for label, members, n in workloads:
-                seconds = workers_rounds(table(n, tmp), members, args.rounds)
+                runs = workers_rounds(table(n, tmp), members, args.rounds)
+                seconds = {w: [r["seconds"] for r in rs] for w, rs in runs.items()}
                 speedups[label] = statistics.median(
                     a / b for a, b in zip(seconds[1], seconds[2], strict=True)
                 )
@@ -340,12 +371,13 @@ def main() -> None:
                     f"{speedup(seconds[1], seconds[2])}",
                     flush=True,
                 )
+                print(f"    {cpu_account(runs)}", flush=True)
             # The same member with one tree: everything but the boosting (reading, encoding,
             # xgboost.dask's matrices, tracker and collective set-up, predicting), per worker count.
             one_tree = [{**XGB_DASK[0], "params": {**XGB_DASK[0]["params"], "n_estimators": 1}}]
             setup = {
-                w: statistics.fmean(s)
-                for w, s in workers_rounds(table(sizes[-1], tmp), one_tree, args.rounds).items()
+                w: statistics.fmean(r["seconds"] for r in rs)
+                for w, rs in workers_rounds(table(sizes[-1], tmp), one_tree, args.rounds).items()
             }
             boosting = {w: statistics.fmean(xgb_seconds[w]) - setup[w] for w in (1, 2)}
             print(
