@@ -30,6 +30,7 @@ import pandas as pd
 from accord.batch import Chunk, file_format, plan
 from accord.config import MemberSpec
 from accord.members import member_class
+from accord.memory import release_free_memory
 from accord.schema import Schema
 
 if TYPE_CHECKING:
@@ -232,6 +233,10 @@ def fit_on_cluster(
     cls = member_class(spec.kind)
     member = cls(data.task, spec.params, n_classes=data.n_classes, seed=seed, threads=threads)
     with cluster_client() as client:
+        # What earlier fits freed on any worker (their parts of a fit across the cluster
+        # run in tasks that are not accord's, which `fit_fold` cannot trim) goes back to
+        # the operating system before this fit allocates its own.
+        client.run(release_free_memory)
         member.prepare_encoding(data.schema)  # type: ignore[attr-defined]
         split = partitioned(client, data, fold, member.encoder(), member.encoded_meta())  # type: ignore[attr-defined]
         member.fit_encoded(client, split.X_train, split.y_train, split.workers)  # type: ignore[attr-defined]

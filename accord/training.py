@@ -23,6 +23,7 @@ from accord.distributed import fit_on_cluster, is_distributed, is_parquet, on_wo
 from accord.errors import DataError
 from accord.members import check_member_specs, member_class
 from accord.members.base import FitShape
+from accord.memory import release_free_memory
 from accord.schema import Schema
 from accord.weights import check_method
 
@@ -282,7 +283,18 @@ def _needs_features(data: Prepared, spec: MemberSpec) -> None:
 
 
 def fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldResult:
-    """Fit a member on all folds but `fold` and predict the held-out fold."""
+    """Fit a member on all folds but `fold` and predict the held-out fold.
+
+    The fitted model is dropped once it has predicted, and the memory the fit freed goes
+    back to the operating system (`accord.memory`): a worker runs many fits in turn.
+    """
+    try:
+        return _fit_fold(spec, data, fold, seed)
+    finally:
+        release_free_memory()
+
+
+def _fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldResult:
     start = time.perf_counter()
     if is_distributed(spec.kind) and on_worker():
         _, pred = fit_on_cluster(spec, data, fold, seed, threads_per_task())
@@ -296,7 +308,18 @@ def fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldResu
 
 
 def fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
-    """Refit a member on the whole training split, serialise it and predict the test split."""
+    """Refit a member on the whole training split, serialise it and predict the test split.
+
+    As in `fit_fold`, the memory the fit freed goes back to the operating system; the
+    result holds the model's files, not the model.
+    """
+    try:
+        return _fit_full(spec, data, seed)
+    finally:
+        release_free_memory()
+
+
+def _fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
     start = time.perf_counter()
     if is_distributed(spec.kind) and on_worker():
         member, test_pred = fit_on_cluster(spec, data, None, seed, threads_per_task())

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import s3fs
 from distributed import Client, LocalCluster
+from heap import free_kept, leave_freed_memory, resident_mib
 from sklearn.datasets import make_classification
 
 import accord
@@ -183,6 +184,23 @@ def test_a_fit_leaves_none_of_its_partitions_on_the_workers(client, local_table)
             break
         time.sleep(0.1)
     assert set(held) == {staged.key}, sorted(held)[:5]
+
+
+def test_a_cluster_fit_first_gives_back_what_every_worker_freed(client, local_table):
+    """Parts of a fit across the cluster run in xgboost.dask's tasks, not accord's: the memory
+    they free on a worker stays resident unless the next distributed fit trims every worker."""
+    data = prepare(_config(local_table, [XGB_DASK]))
+    staged = client.scatter(data)
+    fit = lambda: client.submit(fit_fold, data.members[0], staged, 0, 0, pure=False).result()  # noqa: E731
+    fit()  # every worker imports what a fit needs: later fits allocate only their data
+    before = client.run(leave_freed_memory, 200)
+    try:
+        fit()
+        after = client.run(resident_mib)
+    finally:
+        client.run(free_kept)
+    assert len(before) == 2
+    assert all(before[w] - after[w] > 150 for w in before), (before, after)
 
 
 @pytest.mark.parametrize("param", sorted(XGBoostDaskMember.not_supported))
