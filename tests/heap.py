@@ -11,26 +11,33 @@ test process or, through ``client.run``, in a Dask worker (glibc only, as `accor
 from __future__ import annotations
 
 import ctypes
+import functools
 
 BLOCK = 64 * 1024
 
-_libc = ctypes.CDLL("libc.so.6")
-_libc.malloc.restype = ctypes.c_void_p
-_libc.malloc.argtypes = [ctypes.c_size_t]
-_libc.free.argtypes = [ctypes.c_void_p]
 _kept: list[int] = []
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library (glibc), loaded on first use: importing this module elsewhere does not fail."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return libc
 
 
 def leave_freed_memory(mib: int = 200) -> float:
     """Leave `mib` MiB freed but resident in this process's heap; return the resident set in MiB."""
     blocks = []
     for _ in range(mib * 2**20 // BLOCK * 8 // 7):
-        block = _libc.malloc(BLOCK)
+        block = _libc().malloc(BLOCK)
         ctypes.memset(block, 1, BLOCK)
         blocks.append(block)
     for i, block in enumerate(blocks, 1):
         if i % 8:
-            _libc.free(block)
+            _libc().free(block)
         else:
             _kept.append(block)
     return resident_mib()
@@ -48,4 +55,4 @@ def resident_mib() -> float:
 def free_kept() -> None:
     """Free the blocks `leave_freed_memory` kept."""
     while _kept:
-        _libc.free(_kept.pop())
+        _libc().free(_kept.pop())
