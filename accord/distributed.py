@@ -235,8 +235,9 @@ def fit_on_cluster(
     with cluster_client() as client:
         # What earlier fits freed on any worker (their parts of a fit across the cluster
         # run in tasks that are not accord's, which `fit_fold` cannot trim) goes back to
-        # the operating system before this fit allocates its own.
-        client.run(release_free_memory)
+        # the operating system before this fit allocates its own. Housekeeping: a worker
+        # that fails it (or has left) does not fail the fit.
+        client.run(release_free_memory, on_error="ignore")
         member.prepare_encoding(data.schema)  # type: ignore[attr-defined]
         split = partitioned(client, data, fold, member.encoder(), member.encoded_meta())  # type: ignore[attr-defined]
         member.fit_encoded(client, split.X_train, split.y_train, split.workers)  # type: ignore[attr-defined]
