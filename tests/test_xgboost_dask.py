@@ -191,7 +191,10 @@ def test_a_cluster_fit_first_gives_back_what_every_worker_freed(client, local_ta
     they free on a worker stays resident unless the next distributed fit trims every worker."""
     data = prepare(_config(local_table, [XGB_DASK]))
     staged = client.scatter(data)
-    fit = lambda: client.submit(fit_fold, data.members[0], staged, 0, 0, pure=False).result()  # noqa: E731
+
+    def fit() -> None:
+        client.submit(fit_fold, data.members[0], staged, 0, 0, pure=False).result()
+
     fit()  # every worker imports what a fit needs: later fits allocate only their data
     before = client.run(leave_freed_memory, 200)
     try:
