@@ -16,34 +16,20 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from accord.errors import ConfigError, DataError
+from accord.schema import Schema
+from accord.tables import Format, csv_header, refuse_duplicate_columns, table_format, unreadable
 
-Format = Literal["parquet", "csv"]
 PROBA_PREFIX = "proba_"
 PREDICTION = "prediction"
 SCHEMA_SAMPLE_ROWS = 1000
 METADATA_KEY = b"accord"
-
-
-def file_format(url: str, what: str) -> Format:
-    """The table format named by a URL's suffix.
-
-    Raises:
-        ConfigError: the suffix is neither ``.parquet``/``.pq`` nor ``.csv``.
-    """
-    lowered = url.lower().split("?")[0]
-    if lowered.endswith((".parquet", ".pq")):
-        return "parquet"
-    if lowered.endswith(".csv"):
-        return "csv"
-    raise ConfigError(
-        f"{what}: cannot tell the format of {url!r}; expected a name ending in .parquet or .csv."
-    )
+MAX_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -81,14 +67,6 @@ class Plan:
     total_rows: int | None = None
 
 
-def _unreadable(url: str, e: Exception) -> DataError:
-    if isinstance(e, FileNotFoundError):
-        return DataError(f"cannot read {url!r}: no such file. Check the URL.")
-    if isinstance(e, PermissionError):
-        return DataError(f"cannot read {url!r}: access denied. Check the credentials.")
-    return DataError(f"cannot read {url!r}: {type(e).__name__}: {e}. Check the URL and format.")
-
-
 def plan(url: str, chunk_rows: int) -> Plan:
     """Split an input table into chunks of about `chunk_rows` rows.
 
@@ -98,7 +76,7 @@ def plan(url: str, chunk_rows: int) -> Plan:
     """
     if chunk_rows < 1:
         raise ConfigError(f"chunk_rows must be at least 1; found {chunk_rows}.")
-    fmt = file_format(url, "input")
+    fmt = table_format(url, "input")
     out = Plan(url, fmt, chunk_rows)
     if fmt == "csv":
         return out
@@ -109,7 +87,7 @@ def plan(url: str, chunk_rows: int) -> Plan:
         with fsspec.open(url, "rb") as f:
             meta = pq.ParquetFile(f).metadata
     except Exception as e:  # filesystems and parsers raise many types; all mean "unreadable"
-        raise _unreadable(url, e) from e
+        raise unreadable(url, e) from e
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     out.total_rows = sum(sizes)
     # Walk the rows in order; each chunk names the row groups it overlaps.
@@ -123,14 +101,27 @@ def plan(url: str, chunk_rows: int) -> Plan:
     return out
 
 
-def sample(p: Plan) -> pd.DataFrame:
-    """The first rows of the input, to check its schema before any scoring."""
+def csv_dtypes(schema: Schema | None) -> dict[str, str]:
+    """How a CSV input is read: the schema's categorical columns as text, whatever they hold.
+
+    Read by inference, a chunk whose categorical column is all missing comes out as
+    numbers (NaN) and a chunk whose codes look numeric (``"007"``) loses them; read as
+    text, every chunk is read as the whole table would be. Numeric columns are left to
+    inference (booleans stay booleans); `check_input` has checked they parse.
+    """
+    if schema is None:
+        return {}
+    return {c.name: "object" for c in schema.columns if c.kind == "categorical"}
+
+
+def sample(p: Plan, schema: Schema | None = None) -> pd.DataFrame:
+    """The first rows of the input, read as `csv_chunks` reads them, to check before any scoring."""
     import fsspec
 
     try:
         if p.format == "csv":
             with fsspec.open(p.url, "rb", compression="infer") as f:
-                return pd.read_csv(f, nrows=SCHEMA_SAMPLE_ROWS)
+                return pd.read_csv(f, nrows=SCHEMA_SAMPLE_ROWS, dtype=csv_dtypes(schema))
         if not p.chunks:
             raise DataError(f"input {p.url!r} has no rows; expected a table to score.")
         first = p.chunks[0]
@@ -138,15 +129,75 @@ def sample(p: Plan) -> pd.DataFrame:
     except DataError:
         raise
     except Exception as e:
-        raise _unreadable(p.url, e) from e
+        raise unreadable(p.url, e) from e
 
 
-def csv_chunks(p: Plan) -> Iterator[pd.DataFrame]:
-    """Read a CSV input in order, `chunk_rows` rows at a time."""
+def csv_chunks(p: Plan, schema: Schema | None = None) -> Iterator[pd.DataFrame]:
+    """Read a CSV input in order, `chunk_rows` rows at a time, with the schema's `csv_dtypes`."""
     import fsspec
 
     with fsspec.open(p.url, "rb", compression="infer") as f:
-        yield from pd.read_csv(f, chunksize=p.chunk_rows)
+        yield from pd.read_csv(f, chunksize=p.chunk_rows, dtype=csv_dtypes(schema))
+
+
+def _unparsed_numbers(p: Plan, schema: Schema) -> dict[str, list[tuple[int, str]]]:
+    """Cells of the schema's numeric columns, in the whole CSV, that do not parse as numbers."""
+    import fsspec
+
+    numeric = set(schema.numeric)
+    bad: dict[str, list[tuple[int, str]]] = {}
+    with fsspec.open(p.url, "rb", compression="infer") as f:
+        reader = pd.read_csv(f, chunksize=max(p.chunk_rows, 10_000), usecols=lambda c: c in numeric)
+        for chunk in reader:
+            for name in chunk.columns:
+                column = chunk[name]
+                if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+                    continue
+                present = column.dropna()
+                parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+                for row, value in present[parsed.isna()].items():
+                    bad.setdefault(str(name), []).append((int(row), str(value)))  # type: ignore[call-overload]
+    return bad
+
+
+def check_input(p: Plan, schema: Schema, keep: Sequence[str]) -> None:
+    """Check the whole input against the model's schema before the first chunk is scored.
+
+    The header (every column, repeats refused), the pass-through columns and each
+    column's kind are checked on the input's first rows; a Parquet file's types hold for
+    all of its rows, and for a CSV file every cell of a numeric column is checked to
+    parse. Chunks are then read with the same dtypes (`csv_dtypes`), so a chunk whose
+    column happens to be all missing is scored as the whole table would be.
+
+    Raises:
+        DataError: the input cannot be read, repeats a column name, lacks a `keep` column
+            or has numeric cells that do not parse (naming the column, rows and values).
+        SchemaError: columns are missing, unexpected or of another kind.
+    """
+    if p.format == "csv":
+        refuse_duplicate_columns(csv_header(p.url), p.url)
+    head = sample(p, schema)
+    if p.format == "parquet":
+        refuse_duplicate_columns([str(c) for c in head.columns], p.url)
+    check_keep(head, keep, p.url)
+    schema.conform(head.drop(columns=list(keep)))
+    if p.format != "csv":
+        return
+    try:
+        bad = _unparsed_numbers(p, schema)
+    except Exception as e:
+        raise unreadable(p.url, e) from e
+    if bad:
+        parts = []
+        for name, cells in bad.items():
+            shown = ", ".join(f"row {r}: {v!r}" for r, v in cells[:MAX_SHOWN])
+            more = f" and {len(cells) - MAX_SHOWN} more" if len(cells) > MAX_SHOWN else ""
+            parts.append(f"column {name!r} ({shown}{more})")
+        raise DataError(
+            f"input {p.url!r}: numeric columns hold values that do not parse as numbers: "
+            + "; ".join(parts)
+            + ". Rows count from 0 after the header. Fix those cells or leave them empty (missing)."
+        )
 
 
 def check_keep(frame: pd.DataFrame, keep: Sequence[str], url: str) -> None:
@@ -189,7 +240,7 @@ class OutputWriter:
 
     def __init__(self, url: str, metadata: dict[str, Any]) -> None:
         self.url = url
-        self.format = file_format(url, "output")
+        self.format = table_format(url, "output", compressed=False)
         self.metadata = metadata
         self.rows = 0
         self._tmp = tempfile.TemporaryDirectory(prefix="accord-predict-")

@@ -216,6 +216,7 @@ class ResultCache:
             "kind": result.kind,
             "info": result.info,
             "seconds": result.seconds,
+            "predict_seconds": result.predict_seconds,
             "extra": result.extra,
         }
         files = {f"member/{p}": d for p, d in result.files.items()}
@@ -237,6 +238,7 @@ class ResultCache:
             _array(files["test_predictions.npy"]),
             meta["seconds"],
             meta.get("extra", {}),
+            meta.get("predict_seconds"),
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,9 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from accord.errors import ConfigError
+from accord.store.refs import DEFAULT_ALIAS, NAME_RE
 
 TaskKind = Literal["auto", "classification", "regression"]
 Method = Literal["caruana", "optimize", "stacking", "equal", "hard"]
+PromotionPolicy = Literal["always", "if_better", "never"]
 MemberKind = Literal[
     "logreg",
     "svc",
@@ -35,7 +38,8 @@ MemberKind = Literal[
     "published",
 ]
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+NAME_PATTERN = NAME_RE.pattern
+DEMO_NAME = "demo"
 
 DEFAULT_MEMBER_KINDS: tuple[str, ...] = (
     "logreg",
@@ -76,6 +80,30 @@ class MemberSpec(BaseModel):
     def label(self) -> str:
         """The member's name, or its kind while it has none (before `TrainConfig` names it)."""
         return self.name or self.kind
+
+
+def name_for_data(data: str) -> str:
+    """The model name a run publishes under when none is given.
+
+    A file's own name, made a valid name (``s3://b/House Prices.csv.gz``: ``house-prices``),
+    so that a user's table is never published as the bundled demo; ``demo`` for bundled
+    and synthetic data.
+
+    Raises:
+        ConfigError: nothing of the file's name is usable as a model name.
+    """
+    if data.startswith(("sklearn:", "synthetic:")):
+        return DEMO_NAME
+    stem = data.split("?")[0].rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix in (".gz", ".bz2", ".zst", ".xz", ".csv", ".parquet", ".pq"):
+        stem = stem.removesuffix(suffix)
+    name = re.sub(r"[^a-z0-9._-]+", "-", stem).replace("..", ".").lstrip("._-")[:64].rstrip("._-")
+    if not name:
+        raise ConfigError(
+            f"name: cannot derive a model name from the data file {data!r}; pass --name NAME "
+            "(a-z, 0-9, '.', '_' or '-')."
+        )
+    return name
 
 
 def _default_members() -> list[MemberSpec]:
@@ -134,15 +162,20 @@ class TrainConfig(BaseModel):
         default_factory=default_store,
         description="Where to publish: an fsspec URL (file://, s3://, memory://).",
     )
-    name: str = Field(default="demo", pattern=NAME_PATTERN, description="Model name in the store.")
+    name: str = Field(
+        default=DEMO_NAME,
+        pattern=NAME_PATTERN,
+        description="Model name in the store. Left out, it is the data file's name (house.csv: house), "
+        "or 'demo' for bundled and synthetic data.",
+    )
     seed: int = Field(default=0, ge=0, description="Seed for splits, folds and every member.")
-    promote: Literal["always", "if_better", "never"] = Field(
+    promote: PromotionPolicy = Field(
         default="if_better",
-        description="When to move the alias to the new version: always, only if it beats the incumbent "
-        "on this run's held-out data, or never.",
+        description="When to move the alias to the new version: always, only if it beats the trivial "
+        "baseline and the incumbent on this run's held-out data, or never.",
     )
     alias: str = Field(
-        default="production", pattern=NAME_PATTERN, description="The alias the promotion gate moves."
+        default=DEFAULT_ALIAS, pattern=NAME_PATTERN, description="The alias the promotion gate moves."
     )
     workers: int = Field(default=2, ge=1, le=256, description="Worker processes of the local Dask cluster.")
     dask_address: str | None = Field(
@@ -161,6 +194,14 @@ class TrainConfig(BaseModel):
         default=None,
         description="Scale the cluster with the work between a minimum and a maximum of workers.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_data(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("name") is None:
+            data = values.get("data", cls.model_fields["data"].default)
+            return {**values, "name": name_for_data(str(data))}
+        return values
 
     @field_validator("name")
     @classmethod

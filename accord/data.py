@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl
 import numpy as np
 import pandas as pd
 
-from accord.errors import DataError
+from accord.errors import ConfigError, DataError
 from accord.schema import Schema, column_kind, normalise_column
+from accord.tables import csv_header, refuse_duplicate_columns, table_format, unreadable
 
 Task = Literal["classification", "regression"]
 
@@ -219,32 +220,64 @@ def _read_synthetic(spec: str) -> pd.DataFrame:
 
 
 def _read_file(url: str) -> pd.DataFrame:
-    lowered = url.lower().split("?")[0]
-    if lowered.endswith((".parquet", ".pq")):
-        reader = "parquet"
-    elif lowered.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst")):
-        reader = "csv"
-    else:
-        raise DataError(f"cannot tell the format of {url!r}; expected a name ending in .csv or .parquet.")
+    try:
+        reader = table_format(url, "data")
+    except ConfigError as e:
+        raise DataError(str(e)) from e
     import fsspec
 
+    if reader == "csv":
+        refuse_duplicate_columns(csv_header(url), url)
     try:
         with fsspec.open(url, "rb", compression="infer") as f:
-            if reader == "parquet":
-                return pd.read_parquet(f)
-            return pd.read_csv(f)
-    except FileNotFoundError as e:
-        raise DataError(f"cannot read {url!r}: no such file. Check the URL.") from e
-    except PermissionError as e:
-        raise DataError(f"cannot read {url!r}: access denied. Check the credentials.") from e
+            frame = pd.read_parquet(f) if reader == "parquet" else pd.read_csv(f)
+    except (FileNotFoundError, PermissionError) as e:
+        raise unreadable(url, e) from e
     except Exception as e:  # parsers and filesystems raise many types; all mean "unreadable"
         raise DataError(
             f"cannot read {url!r} as {reader}: {type(e).__name__}: {e}. Check the URL and format."
         ) from e
+    refuse_duplicate_columns([str(c) for c in frame.columns], url)
+    return frame
 
 
-def infer_task(y: pd.Series) -> Task:
-    """Infer classification or regression from the target column."""
+def unparsed_numbers(y: pd.Series) -> pd.Series:
+    """The values of a text column that do not parse as numbers (missing cells excluded)."""
+    present = y.dropna()
+    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    return present[parsed.isna()]
+
+
+def _mostly_numbers(y: pd.Series) -> bool:
+    """Whether a text column is numbers with a few malformed cells (at least 90% parse, some don't)."""
+    if column_kind(y) != "categorical" or isinstance(y.dtype, pd.CategoricalDtype):
+        return False
+    present = int(y.notna().sum())
+    bad = len(unparsed_numbers(y))
+    return present > 0 and bad > 0 and (present - bad) >= 0.9 * present
+
+
+def _refuse_unparsed(y: pd.Series, source: str, why: str) -> DataError:
+    bad = unparsed_numbers(y)
+    positions = np.flatnonzero(y.index.isin(bad.index))
+    shown = ", ".join(f"row {int(p)}: {v!r}" for p, v in zip(positions[:5], bad.to_numpy()[:5], strict=False))
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return DataError(
+        f"target column {y.name!r} in {source!r} {why}, but {len(bad)} value(s) do not parse as numbers "
+        f"({shown}{more}; rows count from 0). Fix those cells (e.g. remove thousands separators) or "
+        "drop those rows; if the values are labels, pass --task classification."
+    )
+
+
+def infer_task(y: pd.Series, source: str = "the data") -> Task:
+    """Infer classification or regression from the target column.
+
+    Raises:
+        DataError: the target is numbers with a few cells that do not parse (``1,234.5``):
+            guessing would flip the task on a typo, so the cells are named instead.
+    """
+    if _mostly_numbers(y):
+        raise _refuse_unparsed(y, source, "looks numeric (at least 90% of its values are numbers)")
     if column_kind(y) == "categorical" or pd.api.types.is_bool_dtype(y.dtype):
         return "classification"
     values = y.dropna().to_numpy(dtype="float64")
@@ -276,6 +309,8 @@ def validate_target(y: pd.Series, task: Task, source: str) -> None:
             f"(first rows {rows}); drop or fill those rows before training."
         )
     if task == "regression":
+        if column_kind(y) != "numeric" and _mostly_numbers(y):
+            raise _refuse_unparsed(y, source, "must be numeric for regression")
         if column_kind(y) != "numeric":
             raise DataError(
                 f"target column {name!r} must be numeric for regression; found dtype {y.dtype} "
@@ -319,7 +354,7 @@ def checked_target(
         raise DataError(f"data source {source!r} has no rows; at least one row per fold is needed.")
     if n_features == 0:
         raise DataError(f"data source {source!r} has no feature columns besides the target {y.name!r}.")
-    resolved: Task = infer_task(y) if task == "auto" else task
+    resolved: Task = infer_task(y, source) if task == "auto" else task
     validate_target(y, resolved, source)
     if resolved == "regression":
         return y.astype("float64"), resolved, ()

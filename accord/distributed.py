@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from accord.batch import Chunk, file_format, plan
+from accord.batch import Chunk, plan
 from accord.config import MemberSpec
 from accord.members import member_class
 from accord.memory import release_free_memory
 from accord.schema import Schema
+from accord.tables import table_format
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -216,7 +217,7 @@ def _spread(client: Client, addresses: list[str], func: Any, calls: list[tuple[A
 def is_parquet(source: str) -> bool:
     """Whether a data source is a Parquet URL (read by workers in row-group partitions)."""
     try:
-        return file_format(source, "data") == "parquet"
+        return table_format(source, "data") == "parquet"
     except Exception:
         return False
 

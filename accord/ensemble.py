@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -167,6 +168,9 @@ def load(
 
     Args:
         ref: ``<store>/<name>``, ``<store>/<name>:<version>`` or ``<store>/<name>@<alias>``.
+            A bare name means the version its ``production`` alias points to, or the newest
+            version when that alias is unset (`Registry.resolution`); ``manifest["ref"]`` is
+            the pinned version and ``manifest["resolved"]`` says how it was chosen.
         storage_options: fsspec options for the store (credentials normally come from the environment).
         weighted_only: Deserialise only the members that predictions use: those the weights
             left at 0 are verified with the rest but not loaded, and are absent from
@@ -184,4 +188,5 @@ def load(
     """
     parsed = parse_ref(ref)
     _, manifest, files = Registry(parsed.store, storage_options).fetch(parsed)  # verifies everything first
+    logging.getLogger(__name__).info("loading %s (%s)", manifest["ref"], manifest["resolved"])
     return build_ensemble(files, manifest, weighted_only=weighted_only)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,8 @@ class Report:
     baselines: dict[str, dict[str, Any]]
     vs_ensemble: dict[str, dict[str, float]] = field(default_factory=dict)
     """Leaderboard model -> its held-out loss minus the ensemble's, per row, with a standard error."""
+    timings: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Model -> ``fit_seconds`` (every fold fit and the refit) and ``predict_seconds`` (the test split)."""
 
     @property
     def weights(self) -> dict[str, float] | None:
@@ -45,6 +48,7 @@ class Report:
             "baselines": self.baselines,
             "cv_loss": {**self.cv_loss, "ensemble": self.ensemble_cv_loss},
             "vs_ensemble": self.vs_ensemble,
+            "timings": self.timings,
         }
 
     def leaderboard(self) -> list[dict[str, Any]]:
@@ -55,7 +59,8 @@ class Report:
         """
         rows: list[dict[str, Any]] = [{"model": "ensemble", "kind": self.rule.method, **self.ensemble}]
         for name, b in self.baselines.items():
-            rows.append({"model": f"baseline:{name}", "kind": b.get("member", "vote"), **b["metrics"]})
+            kind = b.get("member") or b.get("kind", "vote")
+            rows.append({"model": f"baseline:{name}", "kind": kind, **b["metrics"]})
         for name in self.members:
             rows.append({"model": name, "kind": "member", **self.test[name]})
         if self.vs_ensemble:
@@ -66,14 +71,41 @@ class Report:
         return sorted(rows, key=lambda r: sign * float(r[self.primary]))
 
 
+PRIOR = "baseline:prior"
+"""The trivial baseline's name on the leaderboard; no version that fails to beat it is promoted."""
+
+
+def prior_predictions(data: Prepared) -> np.ndarray:
+    """The trivial baseline's predictions for the test rows, learned from the training rows only.
+
+    Classification: every row gets the training split's class frequencies; regression:
+    the training mean. A model that does not beat this learned nothing usable.
+    """
+    n = len(data.y_test)
+    if data.task == "classification":
+        counts = np.bincount(np.asarray(data.y_train, dtype=int), minlength=data.n_classes)
+        return np.tile(counts / counts.sum(), (n, 1))
+    return np.full(n, float(np.mean(data.y_train)))
+
+
 def evaluate(
     data: Prepared,
     oof: dict[str, np.ndarray],
     refits: dict[str, RefitResult],
     method: str,
     steps: int = 25,
+    fold_seconds: Mapping[str, float] | None = None,
 ) -> Report:
-    """Fit weights on out-of-fold predictions; score members, ensemble and baselines on the test split."""
+    """Fit weights on out-of-fold predictions; score members, ensemble and baselines on the test split.
+
+    Args:
+        data: The run's prepared data.
+        oof: Member name -> out-of-fold predictions.
+        refits: Member name -> its refit on the whole training split.
+        method: How the weights are fitted (`accord.weights.fit_weights`).
+        steps: Greedy selection steps (``caruana``).
+        fold_seconds: Member name -> seconds its fold fits took, summed (for ``timings``).
+    """
     names = list(oof)
     task = data.task
     k = data.n_classes
@@ -88,7 +120,9 @@ def evaluate(
     ensemble = score(task, data.y_test, combined, k)
     equal = weighted_sum(test_preds, np.full(len(names), 1.0 / len(names)))
     best = min(names, key=lambda n: cv_loss[n])
+    prior = prior_predictions(data)
     baselines: dict[str, dict[str, Any]] = {
+        "prior": {"kind": "prior", "metrics": score(task, data.y_test, prior, k)},
         "equal_vote": {"metrics": score(task, data.y_test, equal, k)},
         "best_cv_member": {"member": best, "metrics": test[best]},
     }
@@ -98,10 +132,40 @@ def evaluate(
         for n, p in zip(names, test_preds, strict=True)
     }
     vs_ensemble = {
+        PRIOR: paired_gap(row_losses(task, data.y_test, prior), reference),
         "baseline:equal_vote": paired_gap(row_losses(task, data.y_test, equal), reference),
         "baseline:best_cv_member": dict(gaps[best]),  # that member's own predictions and gap
         **gaps,
     }
-    return Report(
+    report = Report(
         task, primary_metric(task), rule, names, cv_loss, ensemble_cv, test, ensemble, baselines, vs_ensemble
     )
+    return replace(report, timings=timings(report, refits, fold_seconds or {}))
+
+
+def timings(
+    report: Report, refits: Mapping[str, RefitResult], fold_seconds: Mapping[str, float]
+) -> dict[str, dict[str, float | None]]:
+    """Each member's and the ensemble's fit and predict seconds, for the leaderboard.
+
+    A member's ``fit_seconds`` is every fit it cost (its folds and its refit); its
+    ``predict_seconds`` is predicting the test split (None when not timed apart). The
+    ensemble's are the members' fits summed, and the predictions of those it weighs.
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    for name in report.members:
+        refit = refits[name]
+        out[name] = {
+            "fit_seconds": fold_seconds.get(name, 0.0) + refit.seconds,
+            "predict_seconds": refit.predict_seconds,
+        }
+    weights = report.weights
+    used = [n for n in report.members if weights is None or weights[n] > 0]
+    predicts = [out[n]["predict_seconds"] for n in used]
+    out["ensemble"] = {
+        "fit_seconds": sum(float(v["fit_seconds"] or 0.0) for v in out.values()),
+        "predict_seconds": None
+        if any(p is None for p in predicts)
+        else sum(float(p or 0.0) for p in predicts),
+    }
+    return out

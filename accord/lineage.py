@@ -1,4 +1,4 @@
-"""Readable views of the registry: version listings and a manifest as a lineage tree."""
+"""Readable views of the registry: model listings, and the manifest a reference resolves to."""
 
 from __future__ import annotations
 
@@ -8,46 +8,57 @@ from accord.store.refs import parse_ref
 from accord.store.registry import Registry
 
 
+def published_at(version: str) -> str:
+    """When a version was published, from its name: ``20261129T021500123Z-…`` -> ``2026-11-29 02:15 UTC``."""
+    stamp = version.split("-", 1)[0]
+    return f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]} UTC"
+
+
 def list_models(store: str) -> list[dict[str, Any]]:
-    """Every model in a store with its versions and aliases."""
+    """Every model in a store: its versions (oldest first), aliases, and per version its details.
+
+    Returns:
+        One mapping per model: ``name``, ``versions`` (names), ``aliases`` (alias -> version)
+        and ``details``: per version ``version``, ``published``, ``aliases`` (those pointing
+        at it), ``metric`` and ``value`` (the ensemble's held-out primary metric; None when
+        its manifest cannot be read).
+    """
     registry = Registry(store)
     out = []
     for name in registry.names():
-        out.append({"name": name, "versions": registry.versions(name), "aliases": registry.aliases(name)})
+        versions = registry.versions(name)
+        aliases = registry.aliases(name)
+        details = []
+        for version in versions:
+            metric, value = _headline(registry, name, version)
+            details.append(
+                {
+                    "version": version,
+                    "published": published_at(version),
+                    "aliases": sorted(a for a, v in aliases.items() if v == version),
+                    "metric": metric,
+                    "value": value,
+                }
+            )
+        out.append({"name": name, "versions": versions, "aliases": aliases, "details": details})
     return out
 
 
+def _headline(registry: Registry, name: str, version: str) -> tuple[str | None, float | None]:
+    try:
+        metrics = registry.read_manifest(name, version).get("metrics", {})
+        primary = metrics.get("primary")
+        value = metrics.get("ensemble", {}).get(primary)
+    except Exception:  # a listing shows what it can; `models show` verifies and says what is wrong
+        return None, None
+    return primary, None if value is None else float(value)
+
+
 def show(ref: str) -> dict[str, Any]:
-    """The manifest of the version a reference resolves to (files verified)."""
+    """The manifest of the version a reference resolves to (files verified).
+
+    The manifest also holds ``ref`` (pinned) and ``resolved`` (how the version was chosen).
+    """
     parsed = parse_ref(ref)
     _, manifest, _ = Registry(parsed.store).fetch(parsed)
     return manifest
-
-
-def lineage_tree(manifest: dict[str, Any]) -> list[str]:
-    """Indented lines: the version, its members and weights, parents, data, code and run."""
-    lines = [f"{manifest['name']}:{manifest['version']}  ({manifest.get('task')}, {manifest.get('method')})"]
-    weights = manifest.get("weights") or {}
-    lines.append("├── members")
-    for member in manifest.get("members", []):
-        w = weights.get(member["name"])
-        shown = f"  weight {w:.3f}" if isinstance(w, int | float) else ""
-        lines.append(f"│   ├── {member['name']} [{member['kind']}]{shown}")
-        for key, value in (member.get("transfer") or {}).items():
-            lines.append(f"│   │   └── {key}: {value}")
-    lineage = manifest.get("lineage", {})
-    parents = lineage.get("parents") or []
-    lines.append("├── parents" + ("" if parents else ": none"))
-    for parent in parents:
-        lines.append(f"│   └── {parent.get('ref')} (member {parent.get('member')}, {parent.get('relation')})")
-    data = lineage.get("data", {})
-    lines.append(f"├── data: {data.get('source')} (fingerprint {str(data.get('fingerprint'))[:16]}…)")
-    digest = lineage.get("code_digest")  # versions published before it was recorded have none
-    shown = f" (source sha256 {digest[:16]}…)" if digest else ""
-    lines.append(f"├── code: {lineage.get('code_version')}{shown}")
-    lines.append(f"├── flow run: {lineage.get('flow_run_id')}")
-    metrics = manifest.get("metrics", {})
-    primary = metrics.get("primary")
-    if primary:
-        lines.append(f"└── held-out {primary}: {metrics['ensemble'][primary]:.4f}")
-    return lines

@@ -9,17 +9,48 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from accord.config import PromotionPolicy
 from accord.errors import AccordError
+from accord.evaluation import PRIOR, Report
 from accord.metrics import better, score
+from accord.store.refs import DEFAULT_ALIAS
 from accord.store.registry import Registry
 from accord.training import Prepared
 
-Policy = Literal["always", "if_better", "never"]
+Policy = PromotionPolicy
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The trivial baseline (`accord.evaluation.PRIOR`) against a challenger on the same held-out rows.
+
+    Attributes:
+        score: The baseline's value of the primary metric.
+        gap: The baseline's held-out loss minus the challenger's, per row (positive: the
+            challenger loses less).
+        se: The standard error of that gap.
+    """
+
+    score: float
+    gap: float
+    se: float
+
+    @property
+    def beaten(self) -> bool:
+        """Whether the challenger loses less than the baseline by more than one standard error."""
+        return self.gap > self.se
+
+    @classmethod
+    def of(cls, report: Report) -> Baseline:
+        """The baseline of a run's report (its ``prior`` baseline and ``vs_ensemble`` gap)."""
+        gap = report.vs_ensemble[PRIOR]
+        value = report.baselines["prior"]["metrics"][report.primary]
+        return cls(float(value), float(gap["gap"]), float(gap["se"]))
 
 
 @dataclass(frozen=True)
@@ -35,6 +66,7 @@ class Decision:
     challenger_score: float
     incumbent: str | None = None
     incumbent_score: float | None = None
+    baseline_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
@@ -78,10 +110,16 @@ def promote(
     challenger_score: float,
     metric: str,
     *,
-    alias: str = "production",
+    baseline: Baseline,
+    alias: str = DEFAULT_ALIAS,
     policy: Policy = "if_better",
 ) -> Decision:
     """Apply the promotion policy for a freshly published version and return the decision.
+
+    Under ``if_better`` the alias moves only to a version that beats the trivial baseline
+    (`Baseline.beaten`) and, when the alias is set, the incumbent on the same held-out rows.
+    A version the alias already points to (a rerun that returned it) is left as it is.
+    ``always`` moves the alias whatever the scores; ``never`` never does.
 
     The read of the incumbent, the comparison and the write of the alias happen
     under the alias lock, so two runs promoting at once never lose an update.
@@ -90,17 +128,30 @@ def promote(
     def decision(
         promoted: bool, reason: str, incumbent: str | None = None, old: float | None = None
     ) -> Decision:
-        return Decision(alias, policy, promoted, reason, metric, version, challenger_score, incumbent, old)
+        return Decision(
+            alias, policy, promoted, reason, metric, version, challenger_score, incumbent, old, baseline.score
+        )
 
     if policy == "never":
         return decision(False, "policy is 'never'")
     with registry.alias_lock(name, alias):
         current = registry.get_alias(name, alias)
-        if policy == "always" or current is None:
+        if current == version:
+            return decision(True, f"{alias!r} already points to {version}; nothing moved", current)
+        if policy == "always":
             registry.set_alias(name, alias, version)
-            return decision(
-                True, "policy is 'always'" if policy == "always" else f"alias {alias!r} was unset", current
+            return decision(True, "policy is 'always'", current)
+        if not baseline.beaten:
+            why = (
+                f"{metric} {challenger_score:.4f} does not beat the trivial baseline "
+                f"({PRIOR}, {baseline.score:.4f}) by more than one standard error "
+                f"(per-row loss gap {baseline.gap:+.4f} ± {baseline.se:.4f}): the version is published "
+                f"for inspection, but {alias!r} " + (f"stays on {current}" if current else "stays unset")
             )
+            return decision(False, why, current)
+        if current is None:
+            registry.set_alias(name, alias, version)
+            return decision(True, f"alias {alias!r} was unset", current)
         try:
             old = incumbent_score(registry, name, current, data, metric)
         except Exception as e:  # the incumbent cannot be compared: keep it, say why

@@ -129,7 +129,11 @@ class Schema:
         return cls(columns, data["target"], data["task"], tuple(data.get("classes", ())))
 
     def diff(self, frame: pd.DataFrame) -> list[str]:
-        """List every way `frame` differs from this schema (empty when it conforms)."""
+        """List every way `frame` differs from this schema (empty when it conforms).
+
+        A column whose every value is missing conforms to either kind: a chunk of a table
+        may hold no value of a column, and missing is missing whatever the dtype.
+        """
         problems: list[str] = []
         expected = self.names
         present = [str(c) for c in frame.columns]
@@ -148,7 +152,7 @@ class Schema:
                 kind = column_kind(series)
             except DataError:
                 kind = None
-            if kind != col.kind:
+            if kind != col.kind and not (len(series) and bool(series.isna().all())):
                 problems.append(
                     f"column {col.name!r}: expected {col.kind} ({col.dtype}), found {series.dtype}"
                 )

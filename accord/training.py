@@ -272,6 +272,7 @@ class RefitResult:
     test_predictions: np.ndarray
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    predict_seconds: float | None = None  # predicting the test split (None: not timed apart)
 
 
 def _needs_features(data: Prepared, spec: MemberSpec) -> None:
@@ -321,15 +322,19 @@ def fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
 
 def _fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
     start = time.perf_counter()
+    predict_seconds = None
     if is_distributed(spec.kind) and on_worker():
         member, test_pred = fit_on_cluster(spec, data, None, seed, threads_per_task())
     else:
         _needs_features(data, spec)
         member = _member(spec, data, seed)
         member.fit(data.X_train, data.y_train, data.schema)
+        predicting = time.perf_counter()
         test_pred = member.predict(data.X_test)
+        predict_seconds = time.perf_counter() - predicting
     files = member.save()
-    return RefitResult(spec.label, spec.kind, member.info(), files, test_pred, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return RefitResult(spec.label, spec.kind, member.info(), files, test_pred, seconds, {}, predict_seconds)
 
 
 def out_of_fold(data: Prepared, results: list[FoldResult]) -> np.ndarray:

@@ -14,12 +14,18 @@ from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
+from typer.core import TyperArgument
 
-from accord.config import TrainConfig, make_config, read_config_file
+from accord.config import DEFAULT_MEMBER_KINDS, TrainConfig, make_config, read_config_file
 from accord.errors import InputError
 
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="accord: parallel ensembles, published safely."
+    add_completion=False,
+    no_args_is_help=True,
+    help="accord: parallel ensembles, published safely.",
+    context_settings=CONTEXT,
+    rich_markup_mode=None,  # plain help: fits 80 columns, one line per option where it can
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -99,141 +105,206 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
 def _report(result: dict[str, Any], as_json: bool, out: TextIO | None = None) -> None:
     promotion = result.get("promotion") or {}
     if promotion:
-        state = "moved" if promotion["promoted"] else "kept"
+        state = "moved" if promotion["promoted"] else "not moved"
         _err(f"accord: alias {promotion['alias']!r} {state}: {promotion['reason']}")
     if as_json:
-        keys = ("ref", "version", "weights", "metrics")
-        print(json.dumps({k: result[k] for k in keys}, default=float), file=out or sys.stdout)
+        keys = ("ref", "version", "unchanged", "weights", "metrics")
+        body = {k: result.get(k) for k in keys}
+        body["promoted"] = bool(promotion.get("promoted"))
+        body["reason"] = promotion.get("reason")
+        print(json.dumps(body, default=float), file=out or sys.stdout)
     else:
+        from deployments.report import print_summary
+
         print_summary(result)
 
 
-SUMMARY_METRICS = {
-    "classification": ("log_loss", "accuracy", "balanced_accuracy", "f1_macro", "roc_auc"),
-    "regression": ("rmse", "mae", "r2"),
-}
+def _default(field: str) -> str:
+    """A `TrainConfig` field's default as ``--help`` shows it (one source for the CLI and the config)."""
+    value = TrainConfig.model_fields[field].default
+    return "none" if value is None else str(value)
 
 
-def print_summary(result: dict[str, Any]) -> None:
-    """Leaderboard, reference and a two-line loading example, for people.
+def _given(ctx: typer.Context) -> set[str]:
+    """The parameters given on the command line (or in the environment), not left at their defaults."""
+    given = {"COMMANDLINE", "ENVIRONMENT"}  # click's ParameterSource names
+    return {p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", None) in given}
 
-    Beside each model other than the ensemble, ``vs ensemble`` is its held-out loss minus
-    the ensemble's with one standard error (``result["vs_ensemble"]``, when present): on a
-    small test split a ranking can be chance, and this says when it is.
-    """
-    from rich.console import Console
-    from rich.table import Table
 
-    console = Console(width=max(Console().width, 124))
-    metrics = result["metrics"]
-    task = "classification" if "log_loss" in metrics["ensemble"] else "regression"
-    names = SUMMARY_METRICS[task]
-    primary = names[0]
-    rows = [("ensemble", metrics["ensemble"])]
-    rows += [(f"baseline:{k}", v["metrics"]) for k, v in metrics["baselines"].items()]
-    rows += list(metrics["members"].items())
-    rows.sort(key=lambda r: r[1][primary])
-    gaps = result.get("vs_ensemble") or {}
-    loss_name = "log loss" if task == "classification" else "squared error"
-    table = Table(title=f"held-out leaderboard (sorted by {primary}, lower is better)")
-    table.add_column("model")
-    table.add_column("weight", justify="right")
-    for n in names:
-        table.add_column(n, justify="right")
-    if gaps:
-        table.add_column("vs ensemble", justify="right", no_wrap=True)
-    weights = result.get("weights") or {}
-    for model, values in rows:
-        w = f"{weights[model]:.3f}" if model in weights else ""
-        style = "bold" if model == "ensemble" else None
-        cells = ["" if values.get(n) is None else f"{values[n]:.4f}" for n in names]
-        if gaps:
-            gap = gaps.get(model)
-            cells.append("" if gap is None else f"{gap['gap']:+.4f} ± {gap['se']:.4f}")
-        table.add_row(model, w, *cells, style=style)
-    console.print(table)
-    if gaps:
-        print(
-            f"vs ensemble: the model's {loss_name} per held-out row minus the ensemble's, on average, "
-            "± one standard error; positive: the ensemble did better. A gap within about two "
-            "standard errors is within the noise of this test split."
-        )
-    print(f"published: {result['ref']}")
-    print("load it:")
-    print("  import accord")
-    print(f'  model = accord.load("{result["ref"]}"); model.predict(table)')
+def _version(value: bool) -> None:
+    if value:
+        import accord
+
+        print(f"accord {accord.__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print accord's version and exit.", is_eager=True, callback=_version),
+    ] = False,
+) -> None:
     """accord: parallel ensembles, published safely."""
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[
-        str | None, typer.Option(help="Data source (sklearn:NAME, synthetic:KIND?..., or a CSV/Parquet URL).")
+        str, typer.Option(help="Data: sklearn:NAME, synthetic:KIND?..., or a CSV/Parquet URL.", metavar="SRC")
+    ] = _default("data"),
+    target: Annotated[
+        str | None,
+        typer.Option(help="Target column (required for files).", metavar="COL", show_default="target"),
     ] = None,
-    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
-    task: Annotated[str | None, typer.Option(help="auto|classification|regression.")] = None,
+    task: Annotated[
+        str,
+        typer.Option(help="auto (inferred from the target), classification or regression.", metavar="TASK"),
+    ] = _default("task"),
     members: Annotated[
-        str | None, typer.Option(help="Comma-separated member kinds, e.g. logreg,xgboost,keras_mlp.")
+        str,
+        typer.Option(help="Comma-separated member kinds, e.g. logreg,xgboost,keras_mlp.", metavar="KINDS"),
+    ] = ",".join(DEFAULT_MEMBER_KINDS),
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.", metavar="K")] = int(_default("folds")),
+    test_size: Annotated[
+        float, typer.Option("--test-size", help="Held-out fraction.", metavar="FRACTION")
+    ] = float(_default("test_size")),
+    method: Annotated[
+        str,
+        typer.Option(help="How weights are fitted: caruana, optimize, stacking, equal or hard.", metavar="M"),
+    ] = _default("method"),
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Store URL (file://, s3://, memory://, or a path).",
+            metavar="URL",
+            show_default="$ACCORD_STORE, else registry/ here",
+        ),
     ] = None,
-    folds: Annotated[int | None, typer.Option(help="Cross-validation folds.")] = None,
-    test_size: Annotated[float | None, typer.Option("--test-size", help="Held-out fraction.")] = None,
-    method: Annotated[str | None, typer.Option(help="caruana|optimize|stacking|equal|hard.")] = None,
-    store: Annotated[str | None, typer.Option(help="Store URL (file://, s3://, memory://).")] = None,
-    name: Annotated[str | None, typer.Option(help="Model name in the store.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Local Dask worker processes.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Model name in the store.",
+            metavar="NAME",
+            show_default="the data file's name; demo for bundled data",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.", metavar="N")] = int(_default("seed")),
+    workers: Annotated[int, typer.Option(help="Local Dask worker processes.", metavar="N")] = int(
+        _default("workers")
+    ),
     dask_address: Annotated[
-        str | None, typer.Option("--dask-address", help="Existing Dask scheduler address.")
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="Existing Dask scheduler address.",
+            metavar="ADDR",
+            show_default="a local cluster",
+        ),
     ] = None,
     config: Annotated[
-        str | None, typer.Option("--config", help="YAML or JSON file of TrainConfig; flags override it.")
+        str | None,
+        typer.Option(
+            "--config",
+            help="YAML or JSON file of TrainConfig; flags override it.",
+            metavar="FILE",
+            show_default="none",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Train an ensemble on Dask, fit its weights, publish it."""
+    given = _given(ctx)  # a config file's values hold unless a flag is given
     overrides: dict[str, Any] = {
-        "data": data,
-        "target": target,
-        "task": task,
-        "folds": folds,
-        "test_size": test_size,
-        "method": method,
-        "store": store,
-        "name": name,
-        "seed": seed,
-        "workers": workers,
-        "dask_address": dask_address,
+        key: value
+        for key, value in {
+            "data": data,
+            "target": target,
+            "task": task,
+            "folds": folds,
+            "test_size": test_size,
+            "method": method,
+            "store": store,
+            "name": name,
+            "seed": seed,
+            "workers": workers,
+            "dask_address": dask_address,
+        }.items()
+        if key in given
     }
-    if members is not None:
+    if "members" in given:
         overrides["members"] = [{"kind": k.strip()} for k in members.split(",") if k.strip()]
     cfg = build_config(config, overrides)
+    if name is None and (read_config_file(config) if config else {}).get("name") is None:
+        _err(f"accord: publishing as {cfg.name!r} (from the data; --name NAME to choose another)")
     from accord.training import prepare
 
     prepare(cfg)  # refuse bad input in seconds, before a server or cluster starts
+    from deployments.report import progress_display
     from flows.local_workers import start_ahead
 
     start_ahead(cfg.dask_address, cfg.cluster_class)
     with json_stdout(as_json) as out:
-        _report(run_training(cfg), as_json, out)
+        with progress_display():
+            result = run_training(cfg)
+        _report(result, as_json, out)
+
+
+def _pretrain_default(field: str) -> Any:
+    from flows.pretrain import PretrainConfig
+
+    return PretrainConfig.model_fields[field].get_default(call_default_factory=True)
 
 
 @app.command()
 def pretrain(
-    data: Annotated[str | None, typer.Option(help="Source-task data source.")] = None,
-    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
-    task: Annotated[str | None, typer.Option(help="auto|classification|regression.")] = None,
-    kinds: Annotated[str | None, typer.Option(help="Comma-separated: keras_mlp, keras_cnn, xgboost.")] = None,
-    store: Annotated[str | None, typer.Option(help="Store URL.")] = None,
-    name: Annotated[str | None, typer.Option(help="Model name in the store.")] = None,
-    alias: Annotated[str | None, typer.Option(help="Alias to set on the new version.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Local Dask worker processes.")] = None,
-    dask_address: Annotated[str | None, typer.Option("--dask-address", help="Existing scheduler.")] = None,
-    config: Annotated[str | None, typer.Option("--config", help="YAML/JSON of PretrainConfig.")] = None,
+    ctx: typer.Context,
+    data: Annotated[
+        str, typer.Option(help="Source-task data (any accord data source).", metavar="SRC")
+    ] = str(_pretrain_default("data")),
+    target: Annotated[
+        str | None,
+        typer.Option(help="Target column (required for files).", metavar="COL", show_default="target"),
+    ] = None,
+    task: Annotated[
+        str,
+        typer.Option(help="auto (inferred from the target), classification or regression.", metavar="TASK"),
+    ] = str(_pretrain_default("task")),
+    kinds: Annotated[
+        str,
+        typer.Option(help="Comma-separated source kinds: keras_mlp, keras_cnn, xgboost.", metavar="KINDS"),
+    ] = ",".join(_pretrain_default("kinds")),
+    store: Annotated[
+        str | None,
+        typer.Option(help="Store URL.", metavar="URL", show_default="$ACCORD_STORE, else registry/ here"),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Model name in the store.", metavar="NAME")] = str(
+        _pretrain_default("name")
+    ),
+    alias: Annotated[str, typer.Option(help="Alias set on the new version.", metavar="ALIAS")] = str(
+        _pretrain_default("alias")
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed.", metavar="N")] = int(_pretrain_default("seed")),
+    workers: Annotated[int, typer.Option(help="Local Dask worker processes.", metavar="N")] = int(
+        _pretrain_default("workers")
+    ),
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="Existing Dask scheduler address.",
+            metavar="ADDR",
+            show_default="a local cluster",
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", help="YAML or JSON file of PretrainConfig.", metavar="FILE", show_default="none"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Pretrain a source model (Keras network and/or XGBoost booster) and publish it."""
@@ -244,7 +315,8 @@ def pretrain(
     from flows.pretrain import PretrainConfig
 
     values: dict[str, Any] = read_config_file(config) if config else {}
-    overrides = {
+    given = _given(ctx)
+    flags = {
         "data": data,
         "target": target,
         "task": task,
@@ -255,8 +327,8 @@ def pretrain(
         "workers": workers,
         "dask_address": dask_address,
     }
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if kinds is not None:
+    values.update({k: v for k, v in flags.items() if k in given})
+    if "kinds" in given:
         values["kinds"] = [k.strip() for k in kinds.split(",") if k.strip()]
     try:
         cfg = PretrainConfig.model_validate(values)
@@ -265,42 +337,75 @@ def pretrain(
     from accord.training import prepare
 
     prepare(cfg.to_train_config())
+    from deployments.report import progress_display
     from flows.local_workers import start_ahead
 
     start_ahead(cfg.dask_address)
     with json_stdout(as_json) as out:
-        _report(run_flow("pretrain", cfg), as_json, out)
+        with progress_display():
+            result = run_flow("pretrain", cfg)
+        _report(result, as_json, out)
 
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Option(help="Model reference: <store>/<name>[:version|@alias].")],
-    input_url: Annotated[str, typer.Option("--input", help="Table to score (Parquet or CSV URL).")],
-    output: Annotated[str, typer.Option(help="Where predictions go (.parquet or .csv URL).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Model reference: STORE/NAME[:VERSION|@ALIAS]; a bare name means its production alias, "
+            "else its newest version.",
+            metavar="REF",
+        ),
+    ],
+    input_url: Annotated[
+        str, typer.Option("--input", help="Table to score (Parquet or CSV URL).", metavar="URL")
+    ],
+    output: Annotated[str, typer.Option(help="Where predictions go (.parquet or .csv URL).", metavar="URL")],
     keep: Annotated[
-        str | None, typer.Option(help="Comma-separated input columns copied to the output (e.g. id).")
+        str | None,
+        typer.Option(
+            help="Comma-separated input columns copied to the output (e.g. id).",
+            metavar="COLS",
+            show_default="none",
+        ),
     ] = None,
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per scoring task.")] = 50_000,
-    workers: Annotated[int, typer.Option(help="Local Dask worker processes.")] = 2,
-    dask_address: Annotated[str | None, typer.Option("--dask-address", help="Existing scheduler.")] = None,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", help="Rows per scoring task.", metavar="N")
+    ] = 50_000,
+    workers: Annotated[int, typer.Option(help="Local Dask worker processes.", metavar="N")] = 2,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="Existing Dask scheduler address.",
+            metavar="ADDR",
+            show_default="a local cluster",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
-    """Score a table with a published ensemble; write predictions (and probabilities) whole."""
-    from accord.batch import file_format, plan, sample
-    from accord.ensemble import load
+    """Score a table with a published ensemble; write predictions (and probabilities) whole.
 
-    file_format(output, "output")
+    The whole input is checked against the model's schema before the first chunk is
+    scored; a refusal writes no output.
+    """
+    from accord.batch import check_input, plan
+    from accord.ensemble import load
+    from accord.tables import table_format
+
+    table_format(output, "output", compressed=False)
     columns = [c.strip() for c in keep.split(",") if c.strip()] if keep else []
     ensemble = load(model, weighted_only=True)  # refuse a bad reference, tampered files or bad input
-    head = sample(plan(input_url, chunk_rows))
-    ensemble.schema.conform(head.drop(columns=[c for c in columns if c in head.columns]))
+    pinned = ensemble.manifest["ref"]
+    _err(f"accord: model {pinned} ({ensemble.manifest['resolved']})")
+    check_input(plan(input_url, chunk_rows), ensemble.schema, columns)
     from flows.local_workers import start_ahead
 
     start_ahead(dask_address)
     with json_stdout(as_json) as out:
         result = run_flow(
             "predict",
-            model=model,
+            model=pinned,  # the version checked here is the version that scores
             input=input_url,
             output=output,
             keep=columns,
@@ -322,48 +427,64 @@ def serve() -> None:
     serve_all()
 
 
-models = typer.Typer(no_args_is_help=True, help="Inspect the registry and move aliases.")
+models = typer.Typer(
+    no_args_is_help=True, help="Inspect the registry and move aliases.", context_settings=CONTEXT
+)
 app.add_typer(models, name="models")
 
 
 @models.command("list")
 def models_list(
-    store: Annotated[str, typer.Argument(help="Store URL.")],
+    store: Annotated[str, typer.Argument(help="Store URL (file://, s3://, or a path).", metavar="STORE")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List models, their versions and aliases."""
+    """List models: per version, when it was published, its aliases and its held-out metric."""
+    from rich.console import Console
+
     from accord.lineage import list_models
+    from deployments.report import models_table
 
     listing = list_models(store)
     if as_json:
         print(json.dumps(listing))
         return
+    if not listing:
+        print(f"no models in {store}")
+    console = Console()
     for entry in listing:
-        aliases = ", ".join(f"{a} -> {v}" for a, v in sorted(entry["aliases"].items())) or "no aliases"
-        print(f"{entry['name']}  ({len(entry['versions'])} versions; {aliases})")
-        for version in reversed(entry["versions"]):
-            print(f"  {version}")
+        console.print(models_table(entry))
 
 
 @models.command("show")
 def models_show(
-    ref: Annotated[str, typer.Argument(help="Model reference: <store>/<name>[:version|@alias].")],
+    ref: Annotated[
+        str,
+        typer.Argument(
+            help="Model reference: STORE/NAME[:VERSION|@ALIAS]; a bare name means its production alias, "
+            "else its newest version.",
+            metavar="REF",
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Show a version's manifest, metrics and lineage (files verified)."""
-    from accord.lineage import lineage_tree, show
+    from rich.console import Console
+
+    from accord.lineage import show
+    from deployments.report import lineage_tree
 
     manifest = show(ref)
     if as_json:
         print(json.dumps(manifest, indent=2))
         return
-    print("\n".join(lineage_tree(manifest)))
+    _err(f"accord: {manifest['ref']} ({manifest['resolved']})")
+    Console().print(lineage_tree(manifest))
 
 
 @models.command("promote")
 def models_promote(
-    ref: Annotated[str, typer.Argument(help="Reference of the version to promote.")],
-    alias: Annotated[str, typer.Argument(help="Alias to point at it, e.g. production.")],
+    ref: Annotated[str, typer.Argument(help="Reference of the version to promote.", metavar="REF")],
+    alias: Annotated[str, typer.Argument(help="Alias to point at it, e.g. production.", metavar="ALIAS")],
 ) -> None:
     """Point an alias at a version (by hand; no gate)."""
     from accord.store.refs import parse_ref
@@ -376,11 +497,38 @@ def models_promote(
     print(f"{parsed.name}@{alias} -> {version}")
 
 
+class _PlainArgument(TyperArgument):
+    """A positional argument shown by its name, as POSIX usage writes it: ``STORE``.
+
+    Typer draws a required argument as ``{STORE}`` in the usage line and adds its Python
+    type (``<str>``) in the help; the help's own words say what the argument is.
+    """
+
+    def _usage_display_name(self) -> str:
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def command() -> Any:
+    """The ``accord`` command tree as click runs it, arguments drawn by `_PlainArgument`."""
+    root = typer.main.get_command(app)
+    todo = [root]
+    while todo:
+        cmd = todo.pop()
+        for param in cmd.params:
+            if isinstance(param, TyperArgument):
+                param.__class__ = _PlainArgument
+        todo.extend(getattr(cmd, "commands", {}).values())  # a group's subcommands
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``accord`` command line with `argv` (default: ``sys.argv[1:]``); return the exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="accord", standalone_mode=False)
+        command().main(args=args, prog_name="accord", standalone_mode=False)
     except InputError as e:
         _err(f"accord: error: {e}")
         return EXIT_BAD_INPUT

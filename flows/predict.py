@@ -13,9 +13,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from accord.batch import OutputWriter, check_keep, csv_chunks, file_format, plan, receipt, sample
+from accord.batch import OutputWriter, check_input, csv_chunks, plan, receipt
 from accord.ensemble import load
 from accord.errors import ConfigError
+from accord.tables import table_format
 from flows.local_workers import start_ahead
 from flows.runtime import task_runner_for
 from tasks.ensemble import artifact_key
@@ -57,16 +58,14 @@ def batch_predict(
     """
     logger = get_run_logger()
     keep = list(keep or [])
-    file_format(output, "output")
+    table_format(output, "output", compressed=False)
     if workers < 1:
         raise ConfigError(f"workers must be at least 1; found {workers}.")
     start_ahead(dask_address)  # the local workers' fork server imports while the model loads
     ensemble = load(model, weighted_only=True)  # verified here once, before any cluster starts
     pinned = str(ensemble.manifest["ref"])
     p = plan(input, chunk_rows)
-    head = sample(p)
-    check_keep(head, keep, input)
-    ensemble.schema.conform(head.drop(columns=keep))  # a mismatch fails here with the schema diff
+    check_input(p, ensemble.schema, keep)  # the whole input, before the first chunk is scored
     logger.info("scoring %s with %s in chunks of %d rows", input, pinned, chunk_rows)
     metadata = {"model": pinned, "input": input}
     with (
@@ -80,7 +79,7 @@ def batch_predict(
         else:
             futures = [
                 runner.submit(score_frame, {"model": pinned, "frame": frame, "index": i, "keep": keep})
-                for i, frame in enumerate(csv_chunks(p))
+                for i, frame in enumerate(csv_chunks(p, ensemble.schema))
             ]
         for future in futures:  # in input order
             out.write(future.result())

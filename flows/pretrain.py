@@ -14,6 +14,7 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.config import NAME_PATTERN, MemberSpec, TrainConfig, default_store
+from accord.store.refs import DEFAULT_ALIAS
 from flows.train import train_ensemble
 
 SourceKind = Literal["keras_mlp", "keras_cnn", "xgboost"]
@@ -42,7 +43,7 @@ class PretrainConfig(BaseModel):
     store: str = Field(default_factory=default_store, description="Where to publish (fsspec URL).")
     name: str = Field(default="source", pattern=NAME_PATTERN, description="Model name in the store.")
     alias: str = Field(
-        default="production", pattern=NAME_PATTERN, description="Alias set on the new version."
+        default=DEFAULT_ALIAS, pattern=NAME_PATTERN, description="Alias set on the new version."
     )
     seed: int = Field(default=0, ge=0, description="Random seed.")
     workers: int = Field(default=2, ge=1, description="Local Dask worker processes.")

@@ -180,6 +180,13 @@ def drain_prefect_clients() -> None:
             print(f"accord: could not flush Prefect {service.__name__}: {e}", file=sys.stderr)
 
 
+TEMPORARY_SERVER_NOTE = (
+    "accord: this Prefect server lives only as long as this command, and so do the 'View at' links it "
+    "prints. To keep runs visible, start one that stays: `prefect server start` in another terminal, "
+    "then `export PREFECT_API_URL=http://127.0.0.1:4200/api` before running accord."
+)
+
+
 @contextlib.contextmanager
 def prefect_api(log: bool = True) -> Iterator[str]:
     """Yield a Prefect API URL: ``$PREFECT_API_URL`` if set, else a local server started for the block."""
@@ -192,6 +199,8 @@ def prefect_api(log: bool = True) -> Iterator[str]:
     if log:
         print(f"accord: starting a local Prefect server on {server.api_url} ...", file=sys.stderr)
     url = server.start()
+    if log:
+        print(TEMPORARY_SERVER_NOTE, file=sys.stderr)
     exported = local_api_environment(url, Path(server.env["PREFECT_HOME"]))
     os.environ.update(exported)
     try:

@@ -16,8 +16,9 @@ from prefect.futures import as_completed
 from accord.cache import ResultCache, keep_seconds, result_key, run_key, split_digest
 from accord.config import TrainConfig
 from accord.faults import failpoint
+from accord.progress import FitProgress, tell
 from accord.store.refs import parse_ref
-from accord.training import FoldResult, RefitResult, out_of_fold, task_key, work_phases
+from accord.training import FoldResult, RefitResult, estimated_seconds, out_of_fold, task_key, work_phases
 from flows.local_workers import start_ahead
 from flows.runtime import task_runner_for
 from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts
@@ -60,9 +61,11 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     """Train, weight, evaluate and publish an ensemble described by `config`.
 
     Returns:
-        ``{"ref", "version", "weights", "metrics": {"ensemble", "members", "baselines"}, "promotion",
-        "vs_ensemble"}``; ``vs_ensemble`` maps each other leaderboard model to its held-out loss
-        minus the ensemble's, per row, with a standard error (`accord.losses.paired_gap`).
+        ``{"ref", "version", "weights", "metrics": {"ensemble", "members", "baselines"}, "unchanged",
+        "promotion", "vs_ensemble", "timings"}``; ``unchanged`` is True when an identical earlier run had
+        published the version returned (nothing new was published); ``vs_ensemble`` maps each
+        other leaderboard model to its held-out loss minus the ensemble's, per row, with a
+        standard error (`accord.losses.paired_gap`).
     """
     logger = get_run_logger()
     # A LocalCluster's workers fork from a server process that imports their code (about
@@ -84,10 +87,16 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     refits: dict[str, RefitResult] = {}
     phases = work_phases(data.members, data)
     total = sum(len(work) for work, _ in phases)
+    estimates = {(s.label, k): estimated_seconds(s, data, k) for work, _ in phases for s, k in work}
+    workers = None if config.dask_address or config.cluster_class else config.workers
+    progress = FitProgress(total, sum(estimates.values()), workers)
+    tell(progress, False, logger.info)
 
     def collect(future: Any, name: str, k: int | None, key: str) -> None:
         result = _result(future, f"member {name!r} {_what(k)}")
         logger.debug("member %r %s: fitted in %.2f s", name, _what(k), result.seconds)
+        progress.finished(f"{name} {_what(k)}", estimates[(name, k)])
+        tell(progress, True, logger.info)
         _keep(fold_results, refits, name, k, result)
         try:
             cache.put_refit(key, result) if k is None else cache.put_fold(key, result)
@@ -107,6 +116,8 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                 if cached is not None:
                     _keep(fold_results, refits, name, k, cached)
                     logger.info("reused the cached result of member %r %s", name, _what(k))
+                    progress.finished(f"{name} {_what(k)}", estimates[(name, k)], reused=True)
+                    tell(progress, True, logger.info)
                     continue
                 if staged is None:  # the cluster starts only if something must be trained
                     staged = runner.submit(stage_data, {"data": data})
@@ -127,10 +138,11 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                 collect(future, *pending[future])
     names = [spec.name for spec in data.members if spec.name]
     oof = {n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
-    report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size)
+    fold_seconds = {n: sum(fold_results[(n, k)].seconds for k in range(len(data.folds))) for n in names}
+    report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size, fold_seconds)
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     key = run_key(split, data, config.method, config.ensemble_size, config.seed)
-    ref = publish_version(
+    ref, new = publish_version(
         config.store, config.name, data, refits, report, config.model_dump(mode="json"), run_id, key
     )
     report_artifacts(report, ref, config.name)
@@ -143,14 +155,22 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     else:
         if pruned:
             logger.info("pruned %d cached member results older than %g days", pruned, keep / 86400)
-    logger.info("published %s (ensemble %s %.4f)", ref, report.primary, report.ensemble[report.primary])
+    logger.info(
+        "%s %s (ensemble %s %.4f)",
+        "published" if new else "unchanged: an identical run already published",
+        ref,
+        report.primary,
+        report.ensemble[report.primary],
+    )
     return {
         "ref": ref,
         "version": parse_ref(ref).version,
         "weights": report.weights,
         "metrics": {"ensemble": report.ensemble, "members": report.test, "baselines": report.baselines},
+        "unchanged": not new,
         "promotion": decision.to_dict(),
         "vs_ensemble": report.vs_ensemble,
+        "timings": report.timings,
     }
 
 

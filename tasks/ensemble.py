@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from accord.evaluation import Report, evaluate
-from accord.promotion import Decision, promote
+from accord.evaluation import PRIOR, Report, evaluate
+from accord.promotion import Baseline, Decision, Policy, promote
 from accord.publishing import find_published, publish, version_payload
 from accord.store.registry import Registry
 from accord.training import Prepared, RefitResult
@@ -18,10 +18,22 @@ from accord.training import Prepared, RefitResult
 
 @task(name="ensemble-weights", cache_policy=NO_CACHE, persist_result=False)
 def fit_ensemble(
-    data: Prepared, oof: dict[str, np.ndarray], refits: dict[str, RefitResult], method: str, steps: int
+    data: Prepared,
+    oof: dict[str, np.ndarray],
+    refits: dict[str, RefitResult],
+    method: str,
+    steps: int,
+    fold_seconds: dict[str, float] | None = None,
 ) -> Report:
     """Fit weights on out-of-fold predictions and score everything on the test split."""
-    return evaluate(data, oof, refits, method, steps)
+    return evaluate(data, oof, refits, method, steps, fold_seconds)
+
+
+class Published(NamedTuple):
+    """What `publish_version` returns: the version's reference, and whether this run wrote it."""
+
+    ref: str
+    new: bool
 
 
 @task(name="publish-version", cache_policy=NO_CACHE, persist_result=False)
@@ -34,11 +46,12 @@ def publish_version(
     config: dict[str, Any],
     run_id: str | None,
     run_key: str | None = None,
-) -> str:
+) -> Published:
     """Publish members, weights, metrics, schema and lineage; return the version's reference.
 
-    A version already published from the same run key (a rerun after a crash that came
-    after its manifest) is returned instead of publishing a duplicate.
+    A version already published from the same run key (a rerun of the same data, members,
+    settings and code, or a rerun after a crash that came after its manifest) is returned,
+    with ``new`` False, instead of publishing a duplicate.
     """
     registry = Registry(store)
     if run_key:
@@ -47,14 +60,14 @@ def publish_version(
             get_run_logger().info(
                 "an identical run already published %s; not publishing a duplicate", existing
             )
-            return existing
+            return Published(existing, False)
     files, manifest = version_payload(data, refits, report, config=config, run_id=run_id, run_key=run_key)
-    return publish(registry, name, files, manifest)
+    return Published(publish(registry, name, files, manifest), True)
 
 
 @task(name="promote-version", cache_policy=NO_CACHE, persist_result=False)
 def promote_version(
-    store: str, ref: str, data: Prepared, report: Report, alias: str, policy: str
+    store: str, ref: str, data: Prepared, report: Report, alias: str, policy: Policy
 ) -> Decision:
     """Move `alias` to the new version if the policy allows; record the decision as an artifact."""
     from accord.store.refs import parse_ref
@@ -69,8 +82,9 @@ def promote_version(
         data,
         float(score or 0.0),
         report.primary,
+        baseline=Baseline.of(report),
         alias=alias,
-        policy=policy,  # type: ignore[arg-type]
+        policy=policy,
     )
     verb = "moved to" if decision.promoted else "not moved to"
     get_run_logger().info("alias %r %s %s: %s", alias, verb, parsed.version, decision.reason)
@@ -79,6 +93,7 @@ def promote_version(
         f"### Promotion of `{parsed.name}@{alias}`\n\n- policy: {policy}\n"
         f"- promoted: **{decision.promoted}**\n"
         f"- challenger: `{parsed.version}` ({report.primary} {score:.4f})\n"
+        f"- trivial baseline ({PRIOR}): {decision.baseline_score:.4f}\n"
         f"- incumbent: `{decision.incumbent}`\n- why: {decision.reason}\n",
         key=f"{key}-promotion",
         description="Promotion gate decision",
@@ -114,11 +129,13 @@ def report_artifacts(report: Report, ref: str, name: str) -> None:
     create_link_artifact(ref, link_text=ref, key=f"{key}-version", description="Published version")
     best = report.baselines["best_cv_member"]
     equal = report.baselines["equal_vote"]["metrics"][report.primary]
+    prior = report.baselines["prior"]["metrics"][report.primary]
     create_markdown_artifact(
         f"## accord run summary\n\n- version: `{ref}`\n- task: {report.task}, method: {report.rule.method}\n"
         f"- ensemble {report.primary}: {report.ensemble[report.primary]:.4f}\n"
         f"- best CV member ({best['member']}) {report.primary}: {best['metrics'][report.primary]:.4f}\n"
-        f"- equal-weight vote {report.primary}: {equal:.4f}\n",
+        f"- equal-weight vote {report.primary}: {equal:.4f}\n"
+        f"- trivial baseline ({PRIOR}) {report.primary}: {prior:.4f}\n",
         key=f"{key}-summary",
         description="Run summary",
     )

@@ -115,7 +115,7 @@ def test_text_target_for_regression(tmp_path: Path) -> None:
 def test_unreadable_sources(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         load_dataset((tmp_path / "missing.csv").as_uri(), target="y")
-    with pytest.raises(DataError, match=r"cannot tell the format.*\.csv or \.parquet"):
+    with pytest.raises(DataError, match=r"cannot tell the format.*expected a name ending in \.parquet, \.pq, \.csv"):
         load_dataset((tmp_path / "data.xlsx").as_uri(), target="y")
     with pytest.raises(DataError, match="target column must be named"):
         load_dataset((tmp_path / "data.csv").as_uri())
@@ -147,3 +147,37 @@ def test_schema_conform_reorders_and_refuses_with_a_diff() -> None:
         schema.conform(X.assign(x1="text"))
     with pytest.raises(SchemaError, match=r"column 'c0': expected categorical"):
         schema.conform(X.assign(c0=1.0))
+
+
+@pytest.fixture
+def prices(tmp_path: Path) -> str:
+    """A numeric target with one malformed cell, as a spreadsheet exports it: '1,234.5' at row 7."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"rooms": rng.integers(1, 6, 40), "price": rng.normal(300, 50, 40).round(1)})
+    frame["price"] = frame["price"].astype(str)
+    frame.loc[7, "price"] = "1,234.5"
+    path = tmp_path / "house.csv"
+    frame.to_csv(path, index=False)
+    return path.as_uri()
+
+
+@pytest.mark.parametrize("task", ["auto", "regression"])
+def test_a_numeric_target_with_a_malformed_cell_is_named_and_does_not_flip_the_task(prices, task) -> None:
+    with pytest.raises(DataError) as err:
+        load_dataset(prices, target="price", task=task)
+    message = str(err.value)
+    assert "target column 'price'" in message and "1 value(s) do not parse as numbers (row 7: '1,234.5'" in message
+    assert "class" not in message.split("--task")[0]  # not taken for a class label
+    assert "24.7" not in message and "remove thousands separators" in message
+
+
+def test_a_malformed_numeric_target_can_still_be_labels_when_asked(prices) -> None:
+    ds = load_dataset(prices, target="price", task="classification")  # said explicitly: strings are labels
+    assert ds.task == "classification" and "1,234.5" in ds.classes
+
+
+def test_repeated_column_names_are_refused_naming_them(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("x1,x2,x1,y\n1,2,3,a\n4,5,6,b\n")
+    with pytest.raises(DataError, match=r"repeated column names: 'x1' \(2 times\); every column needs a name"):
+        load_dataset(path.as_uri(), target="y")

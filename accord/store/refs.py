@@ -15,6 +15,7 @@ from accord.errors import ModelReferenceError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 VERSION_RE = re.compile(r"^\d{8}T\d{6}\d{3}Z-[0-9a-f]{8}$")
+DEFAULT_ALIAS = "production"  # what the promotion gate moves by default, and what a bare name means
 
 
 def check_name(value: str, what: str = "model name") -> str:

@@ -31,7 +31,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from accord.errors import IntegrityError, NotFoundError, PublishError
 from accord.faults import failpoint
-from accord.store.refs import ModelRef, check_name, check_version, normalise_store
+from accord.store.refs import DEFAULT_ALIAS, ModelRef, check_name, check_version, normalise_store
 
 MANIFEST = "manifest.json"
 FORMAT = "accord/1"
@@ -253,7 +253,16 @@ class Registry:
         return sorted(out)
 
     def resolve(self, ref: ModelRef) -> str:
-        """Return the version a reference points to (explicit, alias or newest).
+        """Return the version a reference points to; see `resolution`."""
+        return self.resolution(ref)[0]
+
+    def resolution(self, ref: ModelRef) -> tuple[str, str]:
+        """The version a reference points to, and how it was chosen, for people.
+
+        A pinned ``:version`` is that version; ``@alias`` is the version the alias points
+        to; a bare name is the version its ``production`` alias (`DEFAULT_ALIAS`) points to
+        when that alias is set, else the newest version. A bare name thus never scores with
+        a version that was published but not promoted while a promoted one exists.
 
         Raises:
             NotFoundError: no such model, version or alias.
@@ -261,19 +270,22 @@ class Registry:
         if ref.version:
             if not self.fs.exists(f"{self._version_dir(ref.name, ref.version)}/{MANIFEST}"):
                 raise NotFoundError(f"version {ref.version} of {ref.name!r} not found in {self.url}.")
-            return ref.version
+            return ref.version, "pinned"
         if ref.alias:
             version = self.get_alias(ref.name, ref.alias)
             if version is None:
                 raise NotFoundError(f"alias {ref.alias!r} of {ref.name!r} is not set in {self.url}.")
-            return version
+            return version, f"alias {ref.alias!r}"
+        promoted = self.get_alias(ref.name, DEFAULT_ALIAS)
+        if promoted is not None:
+            return promoted, f"alias {DEFAULT_ALIAS!r} (a bare name resolves to it when it is set)"
         versions = self.versions(ref.name)
         if not versions:
             raise NotFoundError(
                 f"model {ref.name!r} has no published version in {self.url}; "
                 f"known models: {self.names()[:20]}."
             )
-        return versions[-1]
+        return versions[-1], f"the newest version (alias {DEFAULT_ALIAS!r} is not set)"
 
     def read_manifest(self, name: str, version: str) -> dict[str, Any]:
         """Read and sanity-check a version's manifest."""
@@ -332,15 +344,19 @@ class Registry:
     def fetch(self, ref: ModelRef) -> tuple[ModelRef, dict[str, Any], dict[str, bytes]]:
         """Resolve `ref`, read its manifest and every file, verified; return the pinned ref too.
 
+        The manifest returned also holds ``ref`` (the pinned reference) and ``resolved``
+        (how the version was chosen, see `resolution`).
+
         Raises:
             NotFoundError: no such model, version or alias.
             IntegrityError: a file is missing or fails its checksum.
         """
-        version = self.resolve(ref)
+        version, how = self.resolution(ref)
         manifest = self.read_manifest(ref.name, version)
         files = self.read_files(ref.name, version, manifest)
         pinned = ref.at_version(version)
         manifest["ref"] = str(pinned)
+        manifest["resolved"] = how
         return pinned, manifest, files
 
     # -- aliases ------------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+"""What the CLI shows people: the leaderboard, model listings, a lineage tree and a run's progress.
+
+Everything is drawn with rich at the terminal's width (80 columns fit) on the console
+given; machine-readable output is the commands' ``--json``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from accord.progress import FitProgress, duration, watching
+
+LEADERBOARD = {
+    "classification": (("log_loss", "log loss"), ("accuracy", "acc."), ("roc_auc", "AUC")),
+    "regression": (("rmse", "rmse"), ("mae", "mae"), ("r2", "r2")),
+}
+LOSS_UNIT = {"classification": "log loss", "regression": "sq. error"}
+
+
+def _num(value: Any) -> str:
+    """A metric for a narrow column: four significant digits."""
+    return "" if value is None else f"{float(value):.4g}"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+,.0f}" if abs(value) >= 1000 else f"{value:+.2g}"
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def leaderboard(result: dict[str, Any]) -> Table:
+    """The held-out leaderboard of a training run's result (`flows.train.train_ensemble`'s return).
+
+    Rows: the ensemble, the baselines and the members, best first by the primary metric.
+    Columns: weight, three metrics, ``vs ensemble`` (the model's held-out loss per row
+    minus the ensemble's, ± one standard error, in the unit its header names), and fit
+    and predict seconds (`accord.evaluation.timings`).
+    """
+    metrics = result["metrics"]
+    task = "classification" if "log_loss" in metrics["ensemble"] else "regression"
+    columns = LEADERBOARD[task]
+    primary = columns[0][0]
+    rows = [("ensemble", metrics["ensemble"])]
+    rows += [(f"baseline:{k}", v["metrics"]) for k, v in metrics["baselines"].items()]
+    rows += list(metrics["members"].items())
+    sign = 1 if primary in ("log_loss", "rmse") else -1
+    rows.sort(key=lambda r: sign * float(r[1][primary]))
+    gaps = result.get("vs_ensemble") or {}
+    timings = result.get("timings") or {}
+    weights = result.get("weights") or {}
+    table = Table(
+        title=f"held-out leaderboard (by {columns[0][1]}, lower is better)" if sign == 1 else None,
+        box=box.SIMPLE_HEAD,
+        padding=0,
+        show_edge=False,
+    )
+    table.add_column("model", overflow="fold")
+    table.add_column("weight", justify="right", no_wrap=True)
+    for _, header in columns:
+        table.add_column(header, justify="right", no_wrap=True)
+    if gaps:
+        table.add_column(f"vs ensemble\n({LOSS_UNIT[task]})", justify="right", no_wrap=True)
+    if timings:
+        table.add_column("fit s", justify="right", no_wrap=True)
+        table.add_column("pred s", justify="right", no_wrap=True)
+    for model, values in rows:
+        cells = [model, f"{weights[model]:.3f}" if model in weights else ""]
+        cells += [_num(values.get(key)) for key, _ in columns]
+        if gaps:
+            gap = gaps.get(model)
+            cells.append("" if gap is None else f"{_signed(gap['gap'])}±{gap['se']:.2g}")
+        if timings:
+            timing = timings.get(model, {})
+            cells += [_seconds(timing.get("fit_seconds")), _seconds(timing.get("predict_seconds"))]
+        table.add_row(*cells, style="bold" if model == "ensemble" else None)
+    return table
+
+
+def print_summary(result: dict[str, Any], console: Console | None = None) -> None:
+    """Leaderboard, reference and a two-line loading example, for people.
+
+    A rerun that returned an identical earlier run's version says so instead of
+    "published". On a small test split a ranking can be chance: ``vs ensemble`` and the
+    note under the table say when it is.
+    """
+    console = console or Console(soft_wrap=False)
+    console.print(leaderboard(result))
+    task = "classification" if "log_loss" in result["metrics"]["ensemble"] else "regression"
+    if result.get("vs_ensemble"):
+        console.print(
+            f"vs ensemble: the model's {LOSS_UNIT[task]} per held-out row minus the ensemble's, ± one "
+            "standard error; positive: the ensemble did better. A gap within about two standard errors "
+            "is within the noise of this test split. fit s: every fold fit and the refit; pred s: "
+            "predicting the held-out rows.",
+            highlight=False,
+        )
+    if result.get("unchanged"):
+        console.print(
+            f"unchanged: an identical earlier run (same data, members, settings and code) published "
+            f"{result['ref']}; this run returned it and published nothing new.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"published: {result['ref']}", highlight=False, soft_wrap=True)
+    console.print("load it:", highlight=False)
+    console.print("  import accord", highlight=False)
+    console.print(
+        f'  model = accord.load("{result["ref"]}"); model.predict(table)', highlight=False, soft_wrap=True
+    )
+
+
+def models_table(entry: dict[str, Any]) -> Table:
+    """One model's versions, newest first: when published, its aliases and its headline metric."""
+    table = Table(title=entry["name"], title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("version", no_wrap=True)
+    table.add_column("published", no_wrap=True)
+    table.add_column("aliases")
+    table.add_column("held-out metric", justify="right", no_wrap=True)
+    for row in reversed(entry["details"]):
+        value = "" if row["value"] is None else f"{row['metric']} {row['value']:.4f}"
+        table.add_row(row["version"], row["published"], ", ".join(row["aliases"]), value)
+    return table
+
+
+def lineage_tree(manifest: dict[str, Any]) -> Tree:
+    """A version's members and weights, parents, data, code, flow run and headline metric."""
+    tree = Tree(
+        f"{manifest['name']}:{manifest['version']}  ({manifest.get('task')}, {manifest.get('method')})",
+        highlight=False,
+    )
+    weights = manifest.get("weights") or {}
+    members = tree.add("members")
+    for member in manifest.get("members", []):
+        w = weights.get(member["name"])
+        shown = f"  weight {w:.3f}" if isinstance(w, int | float) else ""
+        node = members.add(f"{member['name']} [{member['kind']}]{shown}")
+        for key, value in (member.get("transfer") or {}).items():
+            node.add(f"{key}: {value}")
+    lineage = manifest.get("lineage", {})
+    parents = lineage.get("parents") or []
+    node = tree.add("parents" + ("" if parents else ": none"))
+    for parent in parents:
+        node.add(f"{parent.get('ref')} (member {parent.get('member')}, {parent.get('relation')})")
+    data = lineage.get("data", {})
+    tree.add(f"data: {data.get('source')} (fingerprint {str(data.get('fingerprint'))[:16]}…)")
+    digest = lineage.get("code_digest")  # versions published before it was recorded have none
+    tree.add(f"code: {lineage.get('code_version')}" + (f" (source sha256 {digest[:16]}…)" if digest else ""))
+    tree.add(f"flow run: {lineage.get('flow_run_id')}")
+    metrics = manifest.get("metrics", {})
+    primary = metrics.get("primary")
+    if primary:
+        tree.add(f"held-out {primary}: {metrics['ensemble'][primary]:.4f}")
+    return tree
+
+
+@contextmanager
+def progress_display(console: Console | None = None) -> Iterator[None]:
+    """Show the fits of the runs in this block on stderr: a live bar on a terminal, else lines.
+
+    On a terminal rich draws fits done / total, elapsed time and the time left as each
+    fit ends; elsewhere (a log, a pipe) a line is written when the first fit ends, at
+    most every `LINE_EVERY_S` seconds after that, and when the last ends.
+    """
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        last = [0.0]
+
+        def line(progress: FitProgress, advanced: bool) -> None:
+            now = time.monotonic()
+            if not advanced:
+                return
+            if progress.done in (1, progress.total) or now - last[0] >= LINE_EVERY_S:
+                print(f"accord: {progress.line()}", file=sys.stderr, flush=True)
+                last[0] = now
+
+        with watching(line):
+            yield
+        return
+    bar = Progress(
+        TextColumn("fits"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[left]}"),
+        console=console,
+    )
+    tasks: dict[int, TaskID] = {}
+
+    def draw(progress: FitProgress, advanced: bool) -> None:
+        key = id(progress)
+        if key not in tasks:
+            tasks[key] = bar.add_task("fits", total=progress.total, left="")
+        left = progress.seconds_left
+        bar.update(
+            tasks[key], completed=progress.done, left="" if left is None else f"about {duration(left)} left"
+        )
+
+    with bar, watching(draw):
+        yield
+
+
+LINE_EVERY_S = 10.0
