@@ -105,7 +105,10 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
 def _report(result: dict[str, Any], as_json: bool, out: TextIO | None = None) -> None:
     promotion = result.get("promotion") or {}
     if promotion:
-        state = "moved" if promotion["promoted"] else "not moved"
+        if promotion["incumbent"] == promotion["challenger"]:
+            state = "unchanged"
+        else:
+            state = "moved" if promotion["promoted"] else "not moved"
         _err(f"accord: alias {promotion['alias']!r} {state}: {promotion['reason']}")
     if as_json:
         keys = ("ref", "version", "unchanged", "weights", "metrics")

@@ -16,6 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from accord.progress import FitProgress, duration, watching
@@ -126,45 +127,48 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
 
 def models_table(entry: dict[str, Any]) -> Table:
     """One model's versions, newest first: when published, its aliases and its headline metric."""
-    table = Table(title=entry["name"], title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=entry["name"], title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     table.add_column("version", no_wrap=True)
-    table.add_column("published", no_wrap=True)
-    table.add_column("aliases")
-    table.add_column("held-out metric", justify="right", no_wrap=True)
+    table.add_column("published (UTC)", no_wrap=True)
+    table.add_column("aliases", min_width=10, overflow="fold")
+    table.add_column("held-out", justify="right", no_wrap=True)
     for row in reversed(entry["details"]):
         value = "" if row["value"] is None else f"{row['metric']} {row['value']:.4f}"
-        table.add_row(row["version"], row["published"], ", ".join(row["aliases"]), value)
+        table.add_row(row["version"], row["published"].removesuffix(" UTC"), ", ".join(row["aliases"]), value)
     return table
 
 
 def lineage_tree(manifest: dict[str, Any]) -> Tree:
     """A version's members and weights, parents, data, code, flow run and headline metric."""
+
+    def add(node: Tree, label: str) -> Tree:
+        return node.add(Text(label))  # plain text: "[knn]" is a member's kind, not rich markup
+
     tree = Tree(
-        f"{manifest['name']}:{manifest['version']}  ({manifest.get('task')}, {manifest.get('method')})",
-        highlight=False,
+        Text(f"{manifest['name']}:{manifest['version']}  ({manifest.get('task')}, {manifest.get('method')})")
     )
     weights = manifest.get("weights") or {}
-    members = tree.add("members")
+    members = add(tree, "members")
     for member in manifest.get("members", []):
         w = weights.get(member["name"])
         shown = f"  weight {w:.3f}" if isinstance(w, int | float) else ""
-        node = members.add(f"{member['name']} [{member['kind']}]{shown}")
+        node = add(members, f"{member['name']} [{member['kind']}]{shown}")
         for key, value in (member.get("transfer") or {}).items():
-            node.add(f"{key}: {value}")
+            add(node, f"{key}: {value}")
     lineage = manifest.get("lineage", {})
     parents = lineage.get("parents") or []
-    node = tree.add("parents" + ("" if parents else ": none"))
+    node = add(tree, "parents" + ("" if parents else ": none"))
     for parent in parents:
-        node.add(f"{parent.get('ref')} (member {parent.get('member')}, {parent.get('relation')})")
+        add(node, f"{parent.get('ref')} (member {parent.get('member')}, {parent.get('relation')})")
     data = lineage.get("data", {})
-    tree.add(f"data: {data.get('source')} (fingerprint {str(data.get('fingerprint'))[:16]}…)")
+    add(tree, f"data: {data.get('source')} (fingerprint {str(data.get('fingerprint'))[:16]}…)")
     digest = lineage.get("code_digest")  # versions published before it was recorded have none
-    tree.add(f"code: {lineage.get('code_version')}" + (f" (source sha256 {digest[:16]}…)" if digest else ""))
-    tree.add(f"flow run: {lineage.get('flow_run_id')}")
+    add(tree, f"code: {lineage.get('code_version')}" + (f" (source sha256 {digest[:16]}…)" if digest else ""))
+    add(tree, f"flow run: {lineage.get('flow_run_id')}")
     metrics = manifest.get("metrics", {})
     primary = metrics.get("primary")
     if primary:
-        tree.add(f"held-out {primary}: {metrics['ensemble'][primary]:.4f}")
+        add(tree, f"held-out {primary}: {metrics['ensemble'][primary]:.4f}")
     return tree
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import accord
 from accord.store.registry import Registry
+from flows.server import TEMPORARY_SERVER_NOTE
 
 ACCORD = str(Path(sys.executable).parent / "accord")
 
@@ -156,8 +157,19 @@ def test_train_json_to_s3_and_load_back_with_its_own_prefect_server(s3_store, ta
     assert "starting a local Prefect server on http://127.0.0.1:" in out.stderr
     assert "database is locked" not in out.stderr
     assert "temporary server" not in out.stderr.lower()
+    # next to the run's "View at" link: that link dies with this command, and how to keep runs visible
+    assert TEMPORARY_SERVER_NOTE in out.stderr and "View at http://127.0.0.1:" in out.stderr
     result = json.loads(out.stdout)  # stdout holds exactly one JSON object
-    assert set(result) == {"ref", "version", "weights", "metrics"}
+    assert set(result) == {"ref", "version", "unchanged", "weights", "metrics", "promoted", "reason"}
+    # the labels are coin flips: the ensemble cannot beat the class prior, so no alias moves to it
+    assert (
+        result["promoted"] is False
+        and "does not beat the trivial baseline (baseline:prior" in result["reason"]
+    )
+    assert "baseline:prior" in out.stderr  # said in the alias line too
+    assert set(result["metrics"]["baselines"]) == {"prior", "equal_vote", "best_cv_member"}
+    assert "12 fits (members x folds, and refits), estimated" in out.stderr  # before training
+    assert "accord: fits 1/12 done" in out.stderr and "accord: fits 12/12 done" in out.stderr
     assert result["ref"] == f"{s3_store}/cities:{result['version']}"
     assert sum(result["weights"].values()) == pytest.approx(1.0)
     assert "fit-knn-fold-2" in out.stderr  # progress goes to stderr
@@ -251,17 +263,30 @@ def test_json_mode_keeps_stdout_for_the_json_object():
     assert "a child process talking" in done.stderr and "a library talking" in done.stderr
 
 
-def _summary_result(with_gaps: bool) -> dict:
-    ensemble = {"log_loss": 0.12, "accuracy": 0.96, "balanced_accuracy": 0.95, "f1_macro": 0.95}
-    ensemble["roc_auc"] = 0.99
-    logreg = {**ensemble, "log_loss": 0.0777}
+def _summary_result(with_gaps: bool, task: str = "classification") -> dict:
+    if task == "classification":
+        ensemble = {"log_loss": 0.12, "accuracy": 0.96, "balanced_accuracy": 0.95, "f1_macro": 0.95}
+        ensemble["roc_auc"] = 0.99
+        first, worse = {**ensemble, "log_loss": 0.0777}, {**ensemble, "log_loss": 0.2}
+    else:
+        ensemble = {"rmse": 11.3474, "mae": 8.1, "r2": 0.61}
+        first, worse = {**ensemble, "rmse": 10.9}, {**ensemble, "rmse": 14.2}
     result = {
         "ref": "file:///tmp/registry/demo:v1",
         "weights": {"logreg": 0.25, "knn": 0.75},
         "metrics": {
             "ensemble": ensemble,
-            "members": {"logreg": logreg, "knn": {**ensemble, "log_loss": 0.2}},
-            "baselines": {"best_cv_member": {"member": "logreg", "metrics": logreg}},
+            "members": {"logreg": first, "knn": worse},
+            "baselines": {
+                "best_cv_member": {"member": "logreg", "metrics": first},
+                "equal_vote": {"metrics": worse},
+                "prior": {"kind": "prior", "metrics": worse},
+            },
+        },
+        "timings": {
+            "logreg": {"fit_seconds": 0.3125, "predict_seconds": 0.0104},
+            "knn": {"fit_seconds": 12.5, "predict_seconds": None},
+            "ensemble": {"fit_seconds": 12.8125, "predict_seconds": None},
         },
     }
     if with_gaps:
@@ -269,22 +294,70 @@ def _summary_result(with_gaps: bool) -> dict:
             "logreg": {"gap": -0.0423, "se": 0.0273},
             "knn": {"gap": 0.08, "se": 0.031},
             "baseline:best_cv_member": {"gap": -0.0423, "se": 0.0273},
+            "baseline:equal_vote": {"gap": 0.08, "se": 0.031},
+            "baseline:prior": {"gap": 0.08, "se": 0.031},
         }
     return result
 
 
-def test_summary_shows_each_models_gap_to_the_ensemble_with_its_standard_error(capsys):
-    from deployments.cli import print_summary
+def _summary(result: dict, width: int = 80) -> list[str]:
+    import io
 
-    print_summary(_summary_result(with_gaps=True))
-    out = capsys.readouterr().out
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
-    assert "vs ensemble" in out.splitlines()[2] and "log loss per held-out row" in out
-    assert "-0.0423 ± 0.0273" in rows["logreg"] and "+0.0800 ± 0.0310" in rows["knn"]
-    assert "±" not in rows["ensemble"]
-    assert "within the noise of this test split" in out
-    print_summary(_summary_result(with_gaps=False))  # a result from before the gaps: no column
-    assert "vs ensemble" not in capsys.readouterr().out
+    from rich.console import Console
+
+    from deployments.report import print_summary
+
+    console = Console(width=width, file=io.StringIO())
+    print_summary(result, console)
+    return console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+
+
+def test_the_leaderboard_fits_80_columns_with_gaps_fit_and_predict_seconds():
+    lines = _summary(_summary_result(with_gaps=True))
+    assert max(len(line) for line in lines) <= 80
+    names = ("ensemble", "logreg", "knn", "baseline:prior")
+    rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in names}
+    assert rows["logreg"].split() == [
+        "logreg",
+        "0.250",
+        "0.0777",
+        "0.96",
+        "0.99",
+        "-0.042±0.027",
+        "0.31",
+        "0.01",
+    ]
+    assert rows["knn"].split()[-2:] == ["+0.08±0.031", "12.5"]  # no predict time: an empty cell
+    assert "±" not in rows["ensemble"] and rows["ensemble"].split()[-1] == "12.8"
+    assert "+0.08±0.031" in rows["baseline:prior"]
+    text = "\n".join(lines)
+    assert "(log loss)" in text and "within the noise of this test split" in text
+    assert "vs ensemble" not in "\n".join(_summary(_summary_result(with_gaps=False)))  # older results: none
+
+
+def test_for_regression_the_gap_column_names_its_unit():
+    lines = _summary(_summary_result(with_gaps=True, task="regression"))
+    assert max(len(line) for line in lines) <= 80
+    header = "\n".join(lines[:4])
+    assert "rmse" in header and "(sq. error)" in header  # squared error beside rmse, said in the header
+    assert any(line.split()[:3] == ["logreg", "0.250", "10.9"] for line in lines)
+
+
+def test_help_version_and_readable_options():
+    assert run_cli("-h").returncode == 0 and "Usage: accord [OPTIONS] COMMAND" in run_cli("-h").stdout
+    import accord as package
+
+    assert run_cli("--version").stdout.strip() == f"accord {package.__version__}"
+    train = " ".join(run_cli("train", "--help").stdout.split())  # as read, whatever the wrapping
+    assert "--folds K" in train and "[default: 5]" in train and "[default: caruana]" in train
+    assert "[default: sklearn:breast_cancer]" in train and "the data file's name" in train
+    assert "<str>" not in train and "<int>" not in train
+    listing = run_cli("models", "list", "-h").stdout
+    assert (
+        "Usage: accord models list [OPTIONS] STORE" in listing
+        and "{" not in listing
+        and "<str>" not in listing
+    )
 
 
 @pytest.mark.parametrize(("args", "code"), [(["--help"], 0), (["train", "--folds", "1"], 2)])
@@ -304,3 +377,71 @@ def test_the_console_script_keeps_the_exit_code_and_exits_with_the_heap_frozen(a
     assert run.returncode == code, run.stderr
     frozen = [int(line.split()[1]) for line in run.stdout.splitlines() if line.startswith("frozen ")]
     assert len(frozen) == 1 and frozen[0] > 10_000, run.stdout
+
+
+@pytest.fixture(scope="module")
+def house(tmp_path_factory) -> str:
+    """A user's own regression table, saved as house.csv: price grows with area and rooms."""
+    rng = np.random.default_rng(1)
+    area = rng.uniform(40, 200, 160)
+    rooms = rng.integers(1, 6, 160)
+    frame = pd.DataFrame(
+        {"area": area, "rooms": rooms, "price": 3 * area + 20 * rooms + rng.normal(0, 10, 160)}
+    )
+    path = tmp_path_factory.mktemp("user") / "house.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_users_file_is_published_under_its_own_name_and_a_rerun_says_it_changed_nothing(house, tmp_path):
+    store = (tmp_path / "registry").as_uri()
+    args = (
+        "train",
+        "--data",
+        house,
+        "--target",
+        "price",
+        "--members",
+        "knn,hist_gb",
+        "--folds",
+        "2",
+        "--store",
+        store,
+    )
+    first = run_cli(*args, "--json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "accord: publishing as 'house' (from the data; --name NAME to choose another)" in first.stderr
+    result = json.loads(first.stdout)
+    assert result["ref"] == f"{store}/house:{result['version']}" and Registry(store).names() == ["house"]
+    assert result["promoted"] is True and result["reason"] == "alias 'production' was unset"
+    assert result["unchanged"] is False
+    again = run_cli(*args)  # same data, members and seed: the cached fits, the same version
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (
+        f"unchanged: an identical earlier run (same data, members, settings and code) published {result['ref']}"
+        in " ".join(again.stdout.split())
+    )
+    assert "published:" not in again.stdout and "does not beat" not in again.stderr
+    assert (
+        f"accord: alias 'production' unchanged: 'production' already points to {result['version']}"
+        in again.stderr
+    )
+    assert "accord: fits 6/6 done (6 reused from the cache)" in again.stderr
+    assert Registry(store).versions("house") == [result["version"]]
+
+    listing = run_cli("models", "list", store)
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if result["version"] in line)
+    published = f"{result['version'][:4]}-{result['version'][4:6]}-{result['version'][6:8]}"
+    rmse = result["metrics"]["ensemble"]["rmse"]
+    assert published in row and "production" in row and f"rmse {rmse:.4f}" in row
+    shown = run_cli("models", "show", f"{store}/house")
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        f"accord: {result['ref']} (alias 'production'" in shown.stderr
+    )  # the version a bare name resolved to
+    tree = shown.stdout.splitlines()
+    assert tree[0].startswith(f"house:{result['version']}")
+    assert tree[-1].startswith("└── held-out rmse") and all(not line.startswith("└──") for line in tree[:-1])
+    members = [line for line in tree if "[knn]" in line or "[hist_gb]" in line]
+    assert members[0].lstrip("│ ").startswith("├──") and members[1].lstrip("│ ").startswith("└──")

@@ -115,7 +115,9 @@ def test_text_target_for_regression(tmp_path: Path) -> None:
 def test_unreadable_sources(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         load_dataset((tmp_path / "missing.csv").as_uri(), target="y")
-    with pytest.raises(DataError, match=r"cannot tell the format.*expected a name ending in \.parquet, \.pq, \.csv"):
+    with pytest.raises(
+        DataError, match=r"cannot tell the format.*expected a name ending in \.parquet, \.pq, \.csv"
+    ):
         load_dataset((tmp_path / "data.xlsx").as_uri(), target="y")
     with pytest.raises(DataError, match="target column must be named"):
         load_dataset((tmp_path / "data.csv").as_uri())
@@ -166,7 +168,10 @@ def test_a_numeric_target_with_a_malformed_cell_is_named_and_does_not_flip_the_t
     with pytest.raises(DataError) as err:
         load_dataset(prices, target="price", task=task)
     message = str(err.value)
-    assert "target column 'price'" in message and "1 value(s) do not parse as numbers (row 7: '1,234.5'" in message
+    assert (
+        "target column 'price'" in message
+        and "1 value(s) do not parse as numbers (row 7: '1,234.5'" in message
+    )
     assert "class" not in message.split("--task")[0]  # not taken for a class label
     assert "24.7" not in message and "remove thousands separators" in message
 
@@ -179,5 +184,7 @@ def test_a_malformed_numeric_target_can_still_be_labels_when_asked(prices) -> No
 def test_repeated_column_names_are_refused_naming_them(tmp_path: Path) -> None:
     path = tmp_path / "dup.csv"
     path.write_text("x1,x2,x1,y\n1,2,3,a\n4,5,6,b\n")
-    with pytest.raises(DataError, match=r"repeated column names: 'x1' \(2 times\); every column needs a name"):
+    with pytest.raises(
+        DataError, match=r"repeated column names: 'x1' \(2 times\); every column needs a name"
+    ):
         load_dataset(path.as_uri(), target="y")

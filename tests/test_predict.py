@@ -168,27 +168,45 @@ def long_csv(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return frame, path
 
 
-def test_a_csv_chunk_whose_categorical_column_is_empty_is_scored_as_the_whole_table(published, long_csv, tmp_path):
+def test_a_csv_chunk_whose_categorical_column_is_empty_is_scored_as_the_whole_table(
+    published, long_csv, tmp_path
+):
     frame, path = long_csv
     assert pd.read_csv(path, skiprows=range(1, 501), nrows=500)["c0"].dtype == "float64"  # the trap
     output = tmp_path / "scored.csv"
-    done = run_cli("predict", "--model", published, "--input", str(path), "--output", str(output), "--chunk-rows", "500")
+    done = run_cli(
+        "predict", "--model", published, "--input", str(path), "--output", str(output), "--chunk-rows", "500"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     model = accord.load(published)
-    assert f"accord: model {model.manifest['ref']} (alias 'production')" in done.stderr  # the version resolved
+    assert (
+        f"accord: model {model.manifest['ref']} (alias 'production')" in done.stderr
+    )  # the version resolved
     scored = pd.read_csv(output)
     proba = scored[[f"proba_{c}" for c in model.classes_]].to_numpy()
     np.testing.assert_allclose(proba, model.predict_proba(frame), rtol=0, atol=1e-9)
 
 
-def test_a_bad_cell_past_the_first_chunks_is_refused_before_any_scoring_in_one_line(published, long_csv, tmp_path):
+def test_a_bad_cell_past_the_first_chunks_is_refused_before_any_scoring_in_one_line(
+    published, long_csv, tmp_path
+):
     frame, _ = long_csv
     bad = frame.astype({"x2": object})
     bad.loc[1200, "x2"] = "1,234.5"
     source = tmp_path / "bad.csv"
     bad.to_csv(source, index=False)
     output = tmp_path / "never.parquet"
-    done = run_cli("predict", "--model", published, "--input", str(source), "--output", str(output), "--chunk-rows", "500")
+    done = run_cli(
+        "predict",
+        "--model",
+        published,
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--chunk-rows",
+        "500",
+    )
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("accord: error:")]
     assert len(errors) == 1 and "Traceback" not in done.stderr
@@ -202,5 +220,7 @@ def test_repeated_input_columns_are_refused_naming_them(published, table, tmp_pa
     source = tmp_path / "dup.csv"
     source.write_text(frame.to_csv(index=False).replace("x1,", "x3,", 1))  # two columns called x3
     with pytest.raises(DataError, match=r"repeated column names: 'x3' \(2 times\)"):
-        batch_predict(model=published, input=source.as_uri(), output=(tmp_path / "o.csv").as_uri(), keep=["id"])
+        batch_predict(
+            model=published, input=source.as_uri(), output=(tmp_path / "o.csv").as_uri(), keep=["id"]
+        )
     assert not (tmp_path / "o.csv").exists()

@@ -26,7 +26,14 @@ def publish_run(
     store: str, members: list[dict], data_source: str = DATA, target: str | None = None
 ) -> tuple[str, object, float, Baseline]:
     cfg = make_config(
-        {"data": data_source, "target": target, "members": members, "folds": 3, "store": store, "name": "model"}
+        {
+            "data": data_source,
+            "target": target,
+            "members": members,
+            "folds": 3,
+            "store": store,
+            "name": "model",
+        }
     )
     data = prepare(cfg)
     oof, refits = fit_all(data, 0)
@@ -88,7 +95,9 @@ def chance(tmp_path_factory) -> str:
 
 def test_a_chance_level_version_is_published_but_no_alias_moves_to_it(tmp_path, chance):
     store = (tmp_path / "registry").as_uri()
-    version, data, score, baseline = publish_run(store, [{"kind": "logreg"}, {"kind": "knn"}], chance, "label")
+    version, data, score, baseline = publish_run(
+        store, [{"kind": "logreg"}, {"kind": "knn"}], chance, "label"
+    )
     assert not baseline.beaten and baseline.score == pytest.approx(np.log(200), abs=0.05)
     reg = Registry(store)
     for alias in ("production", "canary"):
@@ -97,7 +106,9 @@ def test_a_chance_level_version_is_published_but_no_alias_moves_to_it(tmp_path, 
         assert "does not beat the trivial baseline (baseline:prior" in decision.reason
         assert f"the version is published for inspection, but {alias!r} stays unset" in decision.reason
     assert reg.versions("model") == [version]  # published all the same
-    assert promote(reg, "model", version, data, score, "log_loss", baseline=baseline, policy="always").promoted
+    assert promote(
+        reg, "model", version, data, score, "log_loss", baseline=baseline, policy="always"
+    ).promoted
 
 
 def test_concurrent_promotions_keep_the_better_version(runs):
@@ -105,7 +116,9 @@ def test_concurrent_promotions_keep_the_better_version(runs):
     reg = Registry(store)
     for attempt in range(3):
         alias = f"race-{attempt}"
-        order = [(weak_v, weak_score, weak_b), (strong_v, strong_score, strong_b)][:: 1 if attempt % 2 else -1]
+        order = [(weak_v, weak_score, weak_b), (strong_v, strong_score, strong_b)][
+            :: 1 if attempt % 2 else -1
+        ]
         threads = [
             threading.Thread(
                 target=promote,

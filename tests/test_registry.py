@@ -145,13 +145,18 @@ def test_a_bare_name_means_the_production_alias_when_set_else_the_newest_version
     reg = Registry(store)
     promoted = reg.publish("house", {"ensemble.json": b"{}"}, {})
     newest = reg.publish("house", {"ensemble.json": b"{}"}, {})  # published, not promoted
-    assert reg.resolution(parse_ref(f"{store}/house")) == (newest, "the newest version (alias 'production' is not set)")
+    assert reg.resolution(parse_ref(f"{store}/house")) == (
+        newest,
+        "the newest version; alias 'production' is not set",
+    )
     reg.set_alias("house", "production", promoted)
     version, how = reg.resolution(parse_ref(f"{store}/house"))
     assert version == promoted != newest and how.startswith("alias 'production'")
     assert reg.resolution(parse_ref(f"{store}/house:{newest}")) == (newest, "pinned")
     _, manifest, _ = reg.fetch(parse_ref(f"{store}/house"))
-    assert manifest["ref"] == f"{store}/house:{promoted}" and manifest["resolved"].startswith("alias 'production'")
+    assert manifest["ref"] == f"{store}/house:{promoted}" and manifest["resolved"].startswith(
+        "alias 'production'"
+    )
 
 
 @pytest.mark.parametrize(

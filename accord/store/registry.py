@@ -278,14 +278,14 @@ class Registry:
             return version, f"alias {ref.alias!r}"
         promoted = self.get_alias(ref.name, DEFAULT_ALIAS)
         if promoted is not None:
-            return promoted, f"alias {DEFAULT_ALIAS!r} (a bare name resolves to it when it is set)"
+            return promoted, f"alias {DEFAULT_ALIAS!r}, which a bare name means when it is set"
         versions = self.versions(ref.name)
         if not versions:
             raise NotFoundError(
                 f"model {ref.name!r} has no published version in {self.url}; "
                 f"known models: {self.names()[:20]}."
             )
-        return versions[-1], f"the newest version (alias {DEFAULT_ALIAS!r} is not set)"
+        return versions[-1], f"the newest version; alias {DEFAULT_ALIAS!r} is not set"
 
     def read_manifest(self, name: str, version: str) -> dict[str, Any]:
         """Read and sanity-check a version's manifest."""
