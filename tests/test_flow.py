@@ -43,10 +43,20 @@ def flow_run(tmp_path_factory):
 
 def test_flow_publishes_a_loadable_version(flow_run):
     config, result = flow_run
-    assert set(result) == {"ref", "version", "weights", "metrics", "promotion", "vs_ensemble"}
+    assert set(result) == {
+        "ref",
+        "version",
+        "weights",
+        "metrics",
+        "unchanged",
+        "promotion",
+        "vs_ensemble",
+        "timings",
+    }
     assert result["promotion"]["promoted"] is True  # the alias was unset
+    assert result["unchanged"] is False
     assert set(result["metrics"]) == {"ensemble", "members", "baselines"}
-    assert set(result["metrics"]["baselines"]) == {"equal_vote", "best_cv_member"}
+    assert set(result["metrics"]["baselines"]) == {"prior", "equal_vote", "best_cv_member"}
     weights = result["weights"]
     assert set(weights) == {"logreg", "random_forest", "xgboost", "keras_mlp"}
     assert all(w >= 0 for w in weights.values()) and sum(weights.values()) == pytest.approx(1.0)
@@ -63,7 +73,7 @@ def test_flow_reports_each_models_held_out_gap_to_the_ensemble(flow_run):
     _, result = flow_run
     gaps = result["vs_ensemble"]
     members = result["metrics"]["members"]
-    assert set(gaps) == {*members, "baseline:equal_vote", "baseline:best_cv_member"}
+    assert set(gaps) == {*members, "baseline:prior", "baseline:equal_vote", "baseline:best_cv_member"}
     ensemble = result["metrics"]["ensemble"]["log_loss"]
     for name, metrics in members.items():  # the mean per-row gap is the gap between the log losses
         assert gaps[name]["gap"] == pytest.approx(metrics["log_loss"] - ensemble, abs=1e-9)
@@ -72,6 +82,8 @@ def test_flow_reports_each_models_held_out_gap_to_the_ensemble(flow_run):
     assert gaps["baseline:equal_vote"]["gap"] == pytest.approx(equal - ensemble, abs=1e-9)
     best = result["metrics"]["baselines"]["best_cv_member"]["member"]
     assert gaps["baseline:best_cv_member"] == gaps[best]  # the baseline is that member's predictions
+    prior = result["metrics"]["baselines"]["prior"]["metrics"]["log_loss"]
+    assert gaps["baseline:prior"]["gap"] == pytest.approx(prior - ensemble, abs=1e-9) and prior > ensemble
     published = accord.load(result["ref"]).manifest["metrics"]["vs_ensemble"]
     assert set(published) == set(gaps)
     assert all(published[m] == pytest.approx(gaps[m]) for m in gaps)
@@ -188,3 +200,21 @@ def test_member_tasks_start_longest_first_in_work_order(memory_store):
     order = work_order(data.members, data)
     expected = [f"refit-{s.name}" if k is None else f"fit-{s.name}-fold-{k}" for s, k in order]
     assert [name for _, name in started] == expected
+
+
+def test_flow_times_each_members_fits_and_predictions_and_publishes_them(flow_run):
+    _, result = flow_run
+    timings = result["timings"]
+    members = set(result["metrics"]["members"])
+    assert set(timings) == {*members, "ensemble"}
+    for name in members:
+        assert timings[name]["fit_seconds"] > timings[name]["predict_seconds"] > 0
+    assert timings["ensemble"]["fit_seconds"] == pytest.approx(
+        sum(timings[m]["fit_seconds"] for m in members)
+    )
+    weighted = [m for m, w in result["weights"].items() if w > 0]
+    assert timings["ensemble"]["predict_seconds"] == pytest.approx(
+        sum(timings[m]["predict_seconds"] for m in weighted)
+    )
+    published = accord.load(result["ref"]).manifest["metrics"]["timings"]
+    assert set(published) == set(timings) and all(published[m] == pytest.approx(timings[m]) for m in timings)
