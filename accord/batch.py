@@ -23,13 +23,20 @@ import pandas as pd
 
 from accord.errors import ConfigError, DataError
 from accord.schema import Schema
-from accord.tables import Format, csv_header, refuse_duplicate_columns, table_format, unreadable
+from accord.tables import (
+    Format,
+    csv_header,
+    refuse_duplicate_columns,
+    show_cells,
+    table_format,
+    unparsed_numbers,
+    unreadable,
+)
 
 PROBA_PREFIX = "proba_"
 PREDICTION = "prediction"
 SCHEMA_SAMPLE_ROWS = 1000
 METADATA_KEY = b"accord"
-MAX_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -153,9 +160,7 @@ def _unparsed_numbers(p: Plan, schema: Schema) -> dict[str, list[tuple[int, str]
                 column = chunk[name]
                 if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
                     continue
-                present = column.dropna()
-                parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-                for row, value in present[parsed.isna()].items():
+                for row, value in unparsed_numbers(column).items():
                     bad.setdefault(str(name), []).append((int(row), str(value)))  # type: ignore[call-overload]
     return bad
 
@@ -188,11 +193,7 @@ def check_input(p: Plan, schema: Schema, keep: Sequence[str]) -> None:
     except Exception as e:
         raise unreadable(p.url, e) from e
     if bad:
-        parts = []
-        for name, cells in bad.items():
-            shown = ", ".join(f"row {r}: {v!r}" for r, v in cells[:MAX_SHOWN])
-            more = f" and {len(cells) - MAX_SHOWN} more" if len(cells) > MAX_SHOWN else ""
-            parts.append(f"column {name!r} ({shown}{more})")
+        parts = [f"column {name!r} ({show_cells(cells)})" for name, cells in bad.items()]
         raise DataError(
             f"input {p.url!r}: numeric columns hold values that do not parse as numbers: "
             + "; ".join(parts)

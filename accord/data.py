@@ -19,7 +19,14 @@ import pandas as pd
 
 from accord.errors import ConfigError, DataError
 from accord.schema import Schema, column_kind, normalise_column
-from accord.tables import csv_header, refuse_duplicate_columns, table_format, unreadable
+from accord.tables import (
+    csv_header,
+    refuse_duplicate_columns,
+    show_cells,
+    table_format,
+    unparsed_numbers,
+    unreadable,
+)
 
 Task = Literal["classification", "regression"]
 
@@ -241,13 +248,6 @@ def _read_file(url: str) -> pd.DataFrame:
     return frame
 
 
-def unparsed_numbers(y: pd.Series) -> pd.Series:
-    """The values of a text column that do not parse as numbers (missing cells excluded)."""
-    present = y.dropna()
-    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-    return present[parsed.isna()]
-
-
 def _mostly_numbers(y: pd.Series) -> bool:
     """Whether a text column is numbers with a few malformed cells (at least 90% parse, some don't)."""
     if column_kind(y) != "categorical" or isinstance(y.dtype, pd.CategoricalDtype):
@@ -260,11 +260,10 @@ def _mostly_numbers(y: pd.Series) -> bool:
 def _refuse_unparsed(y: pd.Series, source: str, why: str) -> DataError:
     bad = unparsed_numbers(y)
     positions = np.flatnonzero(y.index.isin(bad.index))
-    shown = ", ".join(f"row {int(p)}: {v!r}" for p, v in zip(positions[:5], bad.to_numpy()[:5], strict=False))
-    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    shown = show_cells(list(zip(positions.tolist(), bad.tolist(), strict=True)))
     return DataError(
         f"target column {y.name!r} in {source!r} {why}, but {len(bad)} value(s) do not parse as numbers "
-        f"({shown}{more}; rows count from 0). Fix those cells (e.g. remove thousands separators) or "
+        f"({shown}; rows count from 0). Fix those cells (e.g. remove thousands separators) or "
         "drop those rows; if the values are labels, pass --task classification."
     )
 

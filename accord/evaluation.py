@@ -40,7 +40,11 @@ class Report:
         return {n: float(w) for n, w in zip(self.members, self.rule.weights, strict=True)}
 
     def metrics(self) -> dict[str, Any]:
-        """JSON-ready metrics: ensemble, members, baselines, cross-validation."""
+        """JSON-ready metrics: ensemble, members, baselines, cross-validation.
+
+        Only what the predictions determine: the same seed gives the same metrics. Wall-clock
+        `timings` are kept apart (the manifest's ``timings``).
+        """
         return {
             "primary": self.primary,
             "ensemble": self.ensemble,
@@ -48,7 +52,6 @@ class Report:
             "baselines": self.baselines,
             "cv_loss": {**self.cv_loss, "ensemble": self.ensemble_cv_loss},
             "vs_ensemble": self.vs_ensemble,
-            "timings": self.timings,
         }
 
     def leaderboard(self) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ def version_payload(
         ],
         "schema": data.schema.to_dict(),
         "metrics": report.metrics(),
+        "timings": report.timings,
         "lineage": {
             "parents": [
                 {"member": n, **refits[n].info["parent"]} for n in names if refits[n].info.get("parent")

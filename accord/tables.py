@@ -9,7 +9,7 @@ refused here, once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -17,6 +17,7 @@ from accord.errors import ConfigError, DataError
 
 Format = Literal["parquet", "csv"]
 COMPRESSED_CSV = (".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz")
+MAX_SHOWN = 5  # bad cells quoted in one message
 
 
 def table_format(url: str, what: str, *, compressed: bool = True) -> Format:
@@ -83,3 +84,16 @@ def refuse_duplicate_columns(names: Sequence[str], url: str) -> None:
             f"{url!r} has repeated column names: {shown}; every column needs a name of its own. "
             "Rename or drop the repeats."
         )
+
+
+def unparsed_numbers(values: pd.Series) -> pd.Series:
+    """The cells of a text column that do not parse as numbers (missing cells excluded), by index."""
+    present = values.dropna()
+    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    return present[parsed.isna()]
+
+
+def show_cells(cells: Sequence[tuple[int, Any]]) -> str:
+    """Bad cells for a message: ``row 7: '1,234.5', row 9: 'n/a' and 3 more`` (at most `MAX_SHOWN`)."""
+    shown = ", ".join(f"row {row}: {value!r}" for row, value in cells[:MAX_SHOWN])
+    return shown + (f" and {len(cells) - MAX_SHOWN} more" if len(cells) > MAX_SHOWN else "")

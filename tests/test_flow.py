@@ -216,5 +216,5 @@ def test_flow_times_each_members_fits_and_predictions_and_publishes_them(flow_ru
     assert timings["ensemble"]["predict_seconds"] == pytest.approx(
         sum(timings[m]["predict_seconds"] for m in weighted)
     )
-    published = accord.load(result["ref"]).manifest["metrics"]["timings"]
+    published = accord.load(result["ref"]).manifest["timings"]  # apart from the metrics, which a seed fixes
     assert set(published) == set(timings) and all(published[m] == pytest.approx(timings[m]) for m in timings)

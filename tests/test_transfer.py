@@ -141,7 +141,8 @@ def test_models_cli_lists_shows_and_promotes(s3_source, transferred):
         [accord_cli, "models", "list", store], capture_output=True, text=True, timeout=120
     )
     assert listing.returncode == 0, listing.stderr
-    assert f"source  (1 versions; production -> {source['version']})" in listing.stdout
+    (row,) = [line.split() for line in listing.stdout.splitlines() if source["version"] in line]
+    assert row[0] == source["version"] and "production" in row
     shown = subprocess.run(
         [accord_cli, "models", "show", result["ref"]], capture_output=True, text=True, timeout=120
     )
