@@ -417,10 +417,9 @@ def test_a_users_file_is_published_under_its_own_name_and_a_rerun_says_it_change
     assert result["unchanged"] is False
     again = run_cli(*args)  # same data, members and seed: the cached fits, the same version
     assert again.returncode == 0, again.stderr[-3000:]
-    assert (
-        f"unchanged: an identical earlier run (same data, members, settings and code) published {result['ref']}"
-        in " ".join(again.stdout.split())
-    )
+    said = " ".join(again.stdout.split())
+    identical = "an identical earlier run (same data, members, settings and code)"
+    assert f"unchanged: {identical} published {result['ref']}" in said
     assert "published:" not in again.stdout and "does not beat" not in again.stderr
     assert (
         f"accord: alias 'production' unchanged: 'production' already points to {result['version']}"

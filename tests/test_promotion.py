@@ -84,7 +84,7 @@ def test_policies_always_and_never(runs):
 
 @pytest.fixture(scope="module")
 def chance(tmp_path_factory) -> str:
-    """2,000 rows of 200 classes (10 each) whose labels say nothing of the features: chance is all there is."""
+    """2,000 rows of 200 classes, 10 each, with labels the features say nothing of: chance is all there is."""
     rng = np.random.default_rng(5)
     frame = pd.DataFrame(rng.normal(size=(2000, 10)), columns=[f"x{i}" for i in range(10)])
     frame["label"] = rng.permutation(np.repeat([f"c{i:03d}" for i in range(200)], 10))
