@@ -76,14 +76,16 @@ class FitProgress:
     def line(self) -> str:
         """One line on where the run is: fits done, elapsed, time left."""
         left = self.seconds_left
-        shown = "" if left is None else f", about {duration(left)} left"
+        shown = "" if left is None or self.done >= self.total else f", about {duration(left)} left"
         reused = f" ({self.reused} reused from the cache)" if self.reused else ""
         return f"fits {self.done}/{self.total} done{reused}, {duration(self.elapsed)} elapsed{shown}"
 
 
 def duration(seconds: float) -> str:
-    """Seconds for people: ``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
-    s = max(round(seconds), 0)
+    """Seconds for people: ``under 1 s``, ``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
+    if seconds < 0.5:
+        return "under 1 s"
+    s = round(seconds)
     if s < 60:
         return f"{s} s"
     if s < 3600:

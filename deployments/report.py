@@ -6,8 +6,6 @@ given; machine-readable output is the commands' ``--json``.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -174,26 +172,15 @@ def lineage_tree(manifest: dict[str, Any]) -> Tree:
 
 @contextmanager
 def progress_display(console: Console | None = None) -> Iterator[None]:
-    """Show the fits of the runs in this block on stderr: a live bar on a terminal, else lines.
+    """On a terminal, draw the fits of the runs in this block live on stderr.
 
-    On a terminal rich draws fits done / total, elapsed time and the time left as each
-    fit ends; elsewhere (a log, a pipe) a line is written when the first fit ends, at
-    most every `LINE_EVERY_S` seconds after that, and when the last ends.
+    Rich draws fits done / total, elapsed time and the time left as each fit ends.
+    Elsewhere (a log, a pipe) nothing is drawn: the flow logs the same progress as lines
+    (`accord.progress.tell`), which Prefect prints to stderr and keeps with the run.
     """
     console = console or Console(stderr=True)
     if not console.is_terminal:
-        last = [0.0]
-
-        def line(progress: FitProgress, advanced: bool) -> None:
-            now = time.monotonic()
-            if not advanced:
-                return
-            if progress.done in (1, progress.total) or now - last[0] >= LINE_EVERY_S:
-                print(f"accord: {progress.line()}", file=sys.stderr, flush=True)
-                last[0] = now
-
-        with watching(line):
-            yield
+        yield
         return
     bar = Progress(
         TextColumn("fits"),
@@ -210,12 +197,9 @@ def progress_display(console: Console | None = None) -> Iterator[None]:
         if key not in tasks:
             tasks[key] = bar.add_task("fits", total=progress.total, left="")
         left = progress.seconds_left
-        bar.update(
-            tasks[key], completed=progress.done, left="" if left is None else f"about {duration(left)} left"
-        )
+        shown = "" if left is None or progress.done >= progress.total else f"about {duration(left)} left"
+        bar.update(tasks[key], completed=progress.done, left=shown)
+        bar.refresh()  # as each fit ends, not at the next tick
 
     with bar, watching(draw):
         yield
-
-
-LINE_EVERY_S = 10.0

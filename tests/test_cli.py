@@ -169,7 +169,7 @@ def test_train_json_to_s3_and_load_back_with_its_own_prefect_server(s3_store, ta
     assert "baseline:prior" in out.stderr  # said in the alias line too
     assert set(result["metrics"]["baselines"]) == {"prior", "equal_vote", "best_cv_member"}
     assert "12 fits (members x folds, and refits), estimated" in out.stderr  # before training
-    assert "accord: fits 1/12 done" in out.stderr and "accord: fits 12/12 done" in out.stderr
+    assert "fits 1/12 done, " in out.stderr and "fits 12/12 done, " in out.stderr  # the first and the last
     assert result["ref"] == f"{s3_store}/cities:{result['version']}"
     assert sum(result["weights"].values()) == pytest.approx(1.0)
     assert "fit-knn-fold-2" in out.stderr  # progress goes to stderr
@@ -425,7 +425,7 @@ def test_a_users_file_is_published_under_its_own_name_and_a_rerun_says_it_change
         f"accord: alias 'production' unchanged: 'production' already points to {result['version']}"
         in again.stderr
     )
-    assert "accord: fits 6/6 done (6 reused from the cache)" in again.stderr
+    assert "fits 6/6 done (6 reused from the cache)" in again.stderr
     assert Registry(store).versions("house") == [result["version"]]
 
     listing = run_cli("models", "list", store)

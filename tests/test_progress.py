@@ -21,6 +21,7 @@ def test_time_left_scales_the_estimates_by_how_fast_the_work_has_gone():
     progress.finished("a", 7.0)
     progress.finished("b", 7.0)
     assert progress.seconds_left == 0.0 and progress.line().startswith("fits 4/4 done")
+    assert "left" not in progress.line()
 
 
 def test_the_plan_names_the_fits_and_their_estimated_time():
@@ -29,7 +30,7 @@ def test_the_plan_names_the_fits_and_their_estimated_time():
         "about 1 min 32 s on 2 workers"
     )
     assert FitProgress(3, 7200.0).plan().endswith("estimated 2 h 00 min of fitting on one core")
-    assert duration(59.6) == "1 min 00 s"
+    assert duration(59.6) == "1 min 00 s" and duration(0.4) == "under 1 s"
 
 
 def test_without_a_watcher_the_log_gets_the_plan_the_first_and_the_last_fit():
