@@ -24,6 +24,7 @@ import pandas as pd
 from accord.errors import ConfigError, DataError
 from accord.schema import Schema
 from accord.tables import (
+    MAX_SHOWN,
     Format,
     csv_header,
     refuse_duplicate_columns,
@@ -109,16 +110,19 @@ def plan(url: str, chunk_rows: int) -> Plan:
 
 
 def csv_dtypes(schema: Schema | None) -> dict[str, str]:
-    """How a CSV input is read: the schema's categorical columns as text, whatever they hold.
+    """How a CSV input is read: categorical columns as text, true/false columns as booleans.
 
     Read by inference, a chunk whose categorical column is all missing comes out as
-    numbers (NaN) and a chunk whose codes look numeric (``"007"``) loses them; read as
-    text, every chunk is read as the whole table would be. Numeric columns are left to
-    inference (booleans stay booleans); `check_input` has checked they parse.
+    numbers (NaN), a chunk whose codes look numeric (``"007"``) loses them, and a
+    true/false column with an empty cell becomes text; read by the schema, every chunk is
+    read as the whole table would be. Other numeric columns are left to inference;
+    `check_input` has checked that they parse.
     """
     if schema is None:
         return {}
-    return {c.name: "object" for c in schema.columns if c.kind == "categorical"}
+    dtypes = {c.name: "object" for c in schema.columns if c.kind == "categorical"}
+    dtypes.update({c.name: "boolean" for c in schema.columns if c.dtype in ("bool", "boolean")})
+    return dtypes
 
 
 def sample(p: Plan, schema: Schema | None = None) -> pd.DataFrame:
@@ -147,21 +151,27 @@ def csv_chunks(p: Plan, schema: Schema | None = None) -> Iterator[pd.DataFrame]:
         yield from pd.read_csv(f, chunksize=p.chunk_rows, dtype=csv_dtypes(schema))
 
 
-def _unparsed_numbers(p: Plan, schema: Schema) -> dict[str, list[tuple[int, str]]]:
-    """Cells of the schema's numeric columns, in the whole CSV, that do not parse as numbers."""
+def _unparsed_numbers(p: Plan, schema: Schema) -> dict[str, tuple[list[tuple[int, str]], int]]:
+    """Per numeric column of the whole CSV: the first cells that do not parse as numbers, and their count."""
     import fsspec
 
     numeric = set(schema.numeric)
-    bad: dict[str, list[tuple[int, str]]] = {}
+    dtypes = csv_dtypes(schema)
+    bad: dict[str, tuple[list[tuple[int, str]], int]] = {}
     with fsspec.open(p.url, "rb", compression="infer") as f:
-        reader = pd.read_csv(f, chunksize=max(p.chunk_rows, 10_000), usecols=lambda c: c in numeric)
+        reader = pd.read_csv(
+            f, chunksize=max(p.chunk_rows, 10_000), usecols=lambda c: c in numeric, dtype=dtypes
+        )
         for chunk in reader:
             for name in chunk.columns:
                 column = chunk[name]
                 if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
                     continue
-                for row, value in unparsed_numbers(column).items():
-                    bad.setdefault(str(name), []).append((int(row), str(value)))  # type: ignore[call-overload]
+                cells = unparsed_numbers(column)
+                shown, count = bad.get(str(name), ([], 0))
+                room = MAX_SHOWN - len(shown)
+                shown += [(int(r), str(v)) for r, v in cells.iloc[:room].items()]  # type: ignore[call-overload]
+                bad[str(name)] = (shown, count + len(cells))
     return bad
 
 
@@ -185,20 +195,56 @@ def check_input(p: Plan, schema: Schema, keep: Sequence[str]) -> None:
     if p.format == "parquet":
         refuse_duplicate_columns([str(c) for c in head.columns], p.url)
     check_keep(head, keep, p.url)
-    schema.conform(head.drop(columns=list(keep)))
+    schema.conform(features(head, schema, keep))
     if p.format != "csv":
+        return
+    stamp = _stamp(p.url, schema, keep)
+    if stamp is not None and stamp in _checked:
         return
     try:
         bad = _unparsed_numbers(p, schema)
     except Exception as e:
         raise unreadable(p.url, e) from e
     if bad:
-        parts = [f"column {name!r} ({show_cells(cells)})" for name, cells in bad.items()]
+        parts = [f"column {name!r} ({show_cells(cells, count)})" for name, (cells, count) in bad.items()]
         raise DataError(
             f"input {p.url!r}: numeric columns hold values that do not parse as numbers: "
             + "; ".join(parts)
             + ". Rows count from 0 after the header. Fix those cells or leave them empty (missing)."
         )
+    if stamp is not None:
+        _checked.add(stamp)
+
+
+_checked: set[tuple[str, ...]] = set()
+"""Inputs whose every cell passed `check_input` in this process, by URL, size, modification and model."""
+
+
+def _stamp(url: str, schema: Schema, keep: Sequence[str]) -> tuple[str, ...] | None:
+    """What identifies a checked CSV: its URL, size and modification stamp, the schema and `keep`.
+
+    The CLI checks an input before it starts the flow, which checks it again: an input
+    unchanged since (same size and stamp) is not read a second time. None when the store
+    gives no modification stamp.
+    """
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        info = fs.info(path)
+    except Exception:  # no stamp to go by: the input is checked again
+        return None
+    modified = info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("created")
+    if modified is None:
+        return None
+    schema_key = json.dumps(schema.to_dict(), sort_keys=True, default=str)
+    return (url, str(info.get("size")), str(modified), schema_key, ",".join(keep))
+
+
+def features(frame: pd.DataFrame, schema: Schema, keep: Sequence[str]) -> pd.DataFrame:
+    """The columns of `frame` the model reads: `keep` columns pass through, unless the model reads them."""
+    passed = [c for c in keep if c not in schema.names]
+    return frame.drop(columns=passed) if passed else frame
 
 
 def check_keep(frame: pd.DataFrame, keep: Sequence[str], url: str) -> None:
@@ -219,16 +265,16 @@ def score(ensemble: Any, frame: pd.DataFrame, keep: Sequence[str] = ()) -> pd.Da
         frame: The chunk (its schema is enforced by the ensemble).
         keep: Input columns copied to the output unchanged (e.g. an id).
     """
-    features = frame.drop(columns=list(keep)) if keep else frame
+    X = features(frame, ensemble.schema, keep)
     out = pd.DataFrame({c: frame[c].to_numpy() for c in keep})
     if ensemble.task == "classification":
-        proba = ensemble.predict_proba(features)
+        proba = ensemble.predict_proba(X)
         classes = ensemble.classes_
         out[PREDICTION] = classes[np.argmax(proba, axis=1)]
         for j, c in enumerate(classes):
             out[f"{PROBA_PREFIX}{c}"] = proba[:, j]
     else:
-        out[PREDICTION] = ensemble.predict(features)
+        out[PREDICTION] = ensemble.predict(X)
     return out
 
 

@@ -97,7 +97,7 @@ def name_for_data(data: str) -> str:
     stem = data.split("?")[0].rstrip("/").rsplit("/", 1)[-1].lower()
     for suffix in (".gz", ".bz2", ".zst", ".xz", ".csv", ".parquet", ".pq"):
         stem = stem.removesuffix(suffix)
-    name = re.sub(r"[^a-z0-9._-]+", "-", stem).replace("..", ".").lstrip("._-")[:64].rstrip("._-")
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^a-z0-9._-]+", "-", stem)).lstrip("._-")[:64].rstrip("._-")
     if not name:
         raise ConfigError(
             f"name: cannot derive a model name from the data file {data!r}; pass --name NAME "
@@ -162,10 +162,10 @@ class TrainConfig(BaseModel):
         default_factory=default_store,
         description="Where to publish: an fsspec URL (file://, s3://, memory://).",
     )
-    name: str = Field(
-        default=DEMO_NAME,
+    name: str | None = Field(
+        default=None,
         pattern=NAME_PATTERN,
-        description="Model name in the store. Left out, it is the data file's name (house.csv: house), "
+        description="Model name in the store. Left empty, it is the data file's name (house.csv: house), "
         "or 'demo' for bundled and synthetic data.",
     )
     seed: int = Field(default=0, ge=0, description="Seed for splits, folds and every member.")
@@ -195,18 +195,21 @@ class TrainConfig(BaseModel):
         description="Scale the cluster with the work between a minimum and a maximum of workers.",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _name_from_data(cls, values: Any) -> Any:
-        if isinstance(values, dict) and values.get("name") is None:
-            data = values.get("data", cls.model_fields["data"].default)
-            return {**values, "name": name_for_data(str(data))}
-        return values
+    @model_validator(mode="after")
+    def _name_from_data(self) -> TrainConfig:
+        if self.name is None:
+            self.name = name_for_data(self.data)
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The name the run publishes under (``name``, filled from the data when left empty)."""
+        return self.name or name_for_data(self.data)
 
     @field_validator("name")
     @classmethod
-    def _no_double_dots(cls, value: str) -> str:
-        if ".." in value:
+    def _no_double_dots(cls, value: str | None) -> str | None:
+        if value is not None and ".." in value:
             raise ValueError("a name may not contain '..'")
         return value
 
@@ -267,3 +270,53 @@ def read_config_file(path: str) -> dict[str, Any]:
             f"config file {path!r} must hold a mapping of TrainConfig fields; found {type(loaded).__name__}."
         )
     return loaded
+
+
+SourceKind = Literal["keras_mlp", "keras_cnn", "xgboost"]
+
+
+def _default_kinds() -> list[SourceKind]:
+    return ["keras_mlp"]
+
+
+class PretrainConfig(BaseModel):
+    """A source model to pretrain: data, model kinds and where to publish."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(default="sklearn:digits", description="Source-task data (any accord data source).")
+    target: str | None = Field(default=None, description="Target column (files only).")
+    task: TaskKind = Field(default="auto", description="Learning task.")
+    kinds: list[SourceKind] = Field(
+        default_factory=_default_kinds, min_length=1, description="Source models to train and publish."
+    )
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Parameters per kind, e.g. {keras_cnn: {epochs: 40}}."
+    )
+    store: str = Field(default_factory=default_store, description="Where to publish (fsspec URL).")
+    name: str = Field(default="source", pattern=NAME_PATTERN, description="Model name in the store.")
+    alias: str = Field(
+        default=DEFAULT_ALIAS, pattern=NAME_PATTERN, description="Alias set on the new version."
+    )
+    seed: int = Field(default=0, ge=0, description="Random seed.")
+    workers: int = Field(default=2, ge=1, description="Local Dask worker processes.")
+    dask_address: str | None = Field(default=None, description="Existing Dask scheduler address.")
+
+    def to_train_config(self) -> TrainConfig:
+        """The ordinary training run that pretraining is: each kind a member, two folds, equal weights."""
+        members = [MemberSpec(kind=k, params=self.params.get(k, {})) for k in self.kinds]
+        return TrainConfig(
+            data=self.data,
+            target=self.target,
+            task=self.task,
+            members=members,
+            folds=2,
+            method="equal",
+            store=self.store,
+            name=self.name,
+            seed=self.seed,
+            workers=self.workers,
+            dask_address=self.dask_address,
+            promote="always",
+            alias=self.alias,
+        )

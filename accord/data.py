@@ -258,8 +258,9 @@ def _mostly_numbers(y: pd.Series) -> bool:
 
 
 def _refuse_unparsed(y: pd.Series, source: str, why: str) -> DataError:
+    y = y.reset_index(drop=True)  # rows by position, whatever index the source had
     bad = unparsed_numbers(y)
-    positions = np.flatnonzero(y.index.isin(bad.index))
+    positions = bad.index.to_numpy()
     shown = show_cells(list(zip(positions.tolist(), bad.tolist(), strict=True)))
     return DataError(
         f"target column {y.name!r} in {source!r} {why}, but {len(bad)} value(s) do not parse as numbers "
@@ -308,8 +309,8 @@ def validate_target(y: pd.Series, task: Task, source: str) -> None:
             f"(first rows {rows}); drop or fill those rows before training."
         )
     if task == "regression":
-        if column_kind(y) != "numeric" and _mostly_numbers(y):
-            raise _refuse_unparsed(y, source, "must be numeric for regression")
+        if column_kind(y) != "numeric" and len(unparsed_numbers(y)) < int(y.notna().sum()):
+            raise _refuse_unparsed(y, source, "must be numeric for regression")  # some cells are numbers
         if column_kind(y) != "numeric":
             raise DataError(
                 f"target column {name!r} must be numeric for regression; found dtype {y.dtype} "

@@ -151,15 +151,17 @@ def timings(
 ) -> dict[str, dict[str, float | None]]:
     """Each member's and the ensemble's fit and predict seconds, for the leaderboard.
 
-    A member's ``fit_seconds`` is every fit it cost (its folds and its refit); its
-    ``predict_seconds`` is predicting the test split (None when not timed apart). The
-    ensemble's are the members' fits summed, and the predictions of those it weighs.
+    A member's ``fit_seconds`` is every fit it cost: its fold fits (each with its
+    out-of-fold predictions) and its refit (with saving it), without predicting the test
+    split; its ``predict_seconds`` is predicting the test split (None when not timed
+    apart). The ensemble's are the members' fits summed, and the predictions of those it
+    weighs.
     """
     out: dict[str, dict[str, float | None]] = {}
     for name in report.members:
         refit = refits[name]
         out[name] = {
-            "fit_seconds": fold_seconds.get(name, 0.0) + refit.seconds,
+            "fit_seconds": fold_seconds.get(name, 0.0) + refit.seconds - (refit.predict_seconds or 0.0),
             "predict_seconds": refit.predict_seconds,
         }
     weights = report.weights

@@ -63,6 +63,14 @@ class FitProgress:
             return remaining / self.workers if self.workers else None
         return remaining * self.elapsed / self._done_estimate
 
+    def due(self, every: float) -> bool:
+        """Whether a progress line is due: the first fit, the last, or `every` seconds since one was."""
+        now = time.monotonic()
+        if self.done in (1, self.total) or now - self._last_told >= every:
+            self._last_told = now
+            return True
+        return False
+
     def plan(self) -> str:
         """One line on the work ahead, printed before the first fit."""
         cores = ""
@@ -93,6 +101,9 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+LOG_EVERY_S = 15.0
+"""Seconds between the progress lines a run logs when nobody watches."""
+
 Watcher = Callable[[FitProgress, bool], None]
 """Called with the progress and ``False`` once before the first fit, then ``True`` after each fit."""
 
@@ -119,14 +130,5 @@ def tell(progress: FitProgress, advanced: bool, log: Callable[[str], None]) -> N
         log(progress.plan())
     for watcher in list(_watchers):
         watcher(progress, advanced)
-    now = time.monotonic()
-    if (
-        advanced
-        and not _watchers
-        and (progress.done in (1, progress.total) or now - progress._last_told >= LOG_EVERY_S)
-    ):
+    if advanced and not _watchers and progress.due(LOG_EVERY_S):
         log(progress.line())
-        progress._last_told = now
-
-
-LOG_EVERY_S = 15.0

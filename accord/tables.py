@@ -93,7 +93,13 @@ def unparsed_numbers(values: pd.Series) -> pd.Series:
     return present[parsed.isna()]
 
 
-def show_cells(cells: Sequence[tuple[int, Any]]) -> str:
-    """Bad cells for a message: ``row 7: '1,234.5', row 9: 'n/a' and 3 more`` (at most `MAX_SHOWN`)."""
+def show_cells(cells: Sequence[tuple[int, Any]], count: int | None = None) -> str:
+    """Bad cells for a message: ``row 7: '1,234.5', row 9: 'n/a' and 3 more`` (at most `MAX_SHOWN`).
+
+    Args:
+        cells: ``(row, value)`` of the bad cells, or of the first of them.
+        count: How many bad cells there are in all (default: ``len(cells)``).
+    """
+    total = len(cells) if count is None else count
     shown = ", ".join(f"row {row}: {value!r}" for row, value in cells[:MAX_SHOWN])
-    return shown + (f" and {len(cells) - MAX_SHOWN} more" if len(cells) > MAX_SHOWN else "")
+    return shown + (f" and {total - MAX_SHOWN} more" if total > MAX_SHOWN else "")

@@ -87,7 +87,7 @@ def local_cluster(workers: int = 2) -> LocalCluster:
 def publish_run(config: TrainConfig, data: Prepared, refits: dict[str, Any], report: Report) -> str:
     """Publish a run's version as the flow's publish task does (same files, manifest and store)."""
     files, manifest = publishing.version_payload(data, refits, report, config=config.model_dump(mode="json"))
-    return publishing.publish(Registry(config.store), config.name, files, manifest)
+    return publishing.publish(Registry(config.store), config.model_name, files, manifest)
 
 
 def run_on_client(

@@ -51,7 +51,7 @@ def published(rows: int) -> tuple[str, pd.DataFrame]:
     oof, refits = fit_all(data, config.seed)
     report = evaluate(data, oof, refits, config.method, config.ensemble_size)
     files, manifest = version_payload(data, refits, report, config=config.model_dump(mode="json"))
-    return publish(Registry(STORE), config.name, files, manifest), data.X_test
+    return publish(Registry(STORE), config.model_name, files, manifest), data.X_test
 
 
 def every_member(model: Ensemble, X: pd.DataFrame) -> np.ndarray:

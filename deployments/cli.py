@@ -256,7 +256,7 @@ def train(
 
 
 def _pretrain_default(field: str) -> Any:
-    from flows.pretrain import PretrainConfig
+    from accord.config import PretrainConfig
 
     return PretrainConfig.model_fields[field].get_default(call_default_factory=True)
 
@@ -313,9 +313,8 @@ def pretrain(
     """Pretrain a source model (Keras network and/or XGBoost booster) and publish it."""
     from pydantic import ValidationError
 
-    from accord.config import format_validation_error
+    from accord.config import PretrainConfig, format_validation_error
     from accord.errors import ConfigError
-    from flows.pretrain import PretrainConfig
 
     values: dict[str, Any] = read_config_file(config) if config else {}
     given = _given(ctx)

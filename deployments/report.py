@@ -17,13 +17,19 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from accord.metrics import LOWER_IS_BETTER, PRIMARY
 from accord.progress import FitProgress, duration, watching
 
-LEADERBOARD = {
+LEADERBOARD = {  # the primary metric (`accord.metrics.PRIMARY`) first
     "classification": (("log_loss", "log loss"), ("accuracy", "acc."), ("roc_auc", "AUC")),
     "regression": (("rmse", "rmse"), ("mae", "mae"), ("r2", "r2")),
 }
 LOSS_UNIT = {"classification": "log loss", "regression": "sq. error"}
+
+
+def _task(result: dict[str, Any]) -> str:
+    """The task of a run's result, told by which primary metric its ensemble has."""
+    return "classification" if PRIMARY["classification"] in result["metrics"]["ensemble"] else "regression"
 
 
 def _num(value: Any) -> str:
@@ -50,19 +56,19 @@ def leaderboard(result: dict[str, Any]) -> Table:
     and predict seconds (`accord.evaluation.timings`).
     """
     metrics = result["metrics"]
-    task = "classification" if "log_loss" in metrics["ensemble"] else "regression"
+    task = _task(result)
     columns = LEADERBOARD[task]
-    primary = columns[0][0]
+    primary = PRIMARY[task]
     rows = [("ensemble", metrics["ensemble"])]
     rows += [(f"baseline:{k}", v["metrics"]) for k, v in metrics["baselines"].items()]
     rows += list(metrics["members"].items())
-    sign = 1 if primary in ("log_loss", "rmse") else -1
+    sign = 1 if primary in LOWER_IS_BETTER else -1
     rows.sort(key=lambda r: sign * float(r[1][primary]))
     gaps = result.get("vs_ensemble") or {}
     timings = result.get("timings") or {}
     weights = result.get("weights") or {}
     table = Table(
-        title=f"held-out leaderboard (by {columns[0][1]}, lower is better)" if sign == 1 else None,
+        title=f"held-out leaderboard (by {primary}, {'lower' if sign == 1 else 'higher'} is better)",
         box=box.SIMPLE_HEAD,
         padding=0,
         show_edge=False,
@@ -98,7 +104,7 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
     """
     console = console or Console(soft_wrap=False)
     console.print(leaderboard(result))
-    task = "classification" if "log_loss" in result["metrics"]["ensemble"] else "regression"
+    task = _task(result)
     if result.get("vs_ensemble"):
         console.print(
             f"vs ensemble: the model's {LOSS_UNIT[task]} per held-out row minus the ensemble's, ± one "

@@ -143,9 +143,9 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     key = run_key(split, data, config.method, config.ensemble_size, config.seed)
     ref, new = publish_version(
-        config.store, config.name, data, refits, report, config.model_dump(mode="json"), run_id, key
+        config.store, config.model_name, data, refits, report, config.model_dump(mode="json"), run_id, key
     )
-    report_artifacts(report, ref, config.name)
+    report_artifacts(report, ref, config.model_name)
     failpoint("promote:before-alias")
     decision = promote_version(config.store, ref, data, report, config.alias, config.promote)
     try:

@@ -444,3 +444,12 @@ def test_a_users_file_is_published_under_its_own_name_and_a_rerun_says_it_change
     assert tree[-1].startswith("└── held-out rmse") and all(not line.startswith("└──") for line in tree[:-1])
     members = [line for line in tree if "[knn]" in line or "[hist_gb]" in line]
     assert members[0].lstrip("│ ").startswith("├──") and members[1].lstrip("│ ").startswith("└──")
+
+
+def test_the_command_line_imports_no_prefect_until_a_command_runs_a_flow():
+    # Prefect reads its settings when imported: the CLI must not import it before the API URL is set.
+    probe = (
+        "import sys, deployments.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -224,3 +224,30 @@ def test_repeated_input_columns_are_refused_naming_them(published, table, tmp_pa
             model=published, input=source.as_uri(), output=(tmp_path / "o.csv").as_uri(), keep=["id"]
         )
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_kept_column_the_model_also_reads_is_scored_and_passed_through(published, table, tmp_path):
+    frame, path = table
+    output = tmp_path / "kept.parquet"
+    batch_predict(
+        model=published, input=path.as_uri(), output=output.as_uri(), keep=["id", "x1"], chunk_rows=200
+    )
+    scored = pd.read_parquet(output)
+    model = accord.load(published)
+    pd.testing.assert_series_equal(scored["x1"], frame["x1"].reset_index(drop=True))  # NaN included
+    np.testing.assert_array_equal(scored["prediction"].to_numpy(), model.predict(frame.drop(columns=["id"])))
+
+
+def test_a_checked_csv_is_checked_again_once_it_changes(published, long_csv, tmp_path):
+    from accord.batch import check_input
+
+    frame, _ = long_csv
+    source = tmp_path / "rows.csv"
+    frame.to_csv(source, index=False)
+    schema = accord.load(published).schema
+    check_input(plan(source.as_uri(), 500), schema, [])  # passes, and is remembered
+    bad = frame.astype({"x3": object})
+    bad.loc[1400, "x3"] = "n/a?"
+    bad.to_csv(source, index=False)  # another size: not the input that was checked
+    with pytest.raises(DataError, match=r"column 'x3' \(row 1400: 'n/a\?'\)"):
+        check_input(plan(source.as_uri(), 500), schema, [])
