@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn, TextIO
 import typer
 from typer.core import TyperArgument
 
-from accord.config import DEFAULT_MEMBER_KINDS, TrainConfig, make_config, read_config_file
+from accord.config import DEFAULT_MEMBER_KINDS, PretrainConfig, TrainConfig, make_config, read_config_file
 from accord.errors import InputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -122,10 +122,13 @@ def _report(result: dict[str, Any], as_json: bool, out: TextIO | None = None) ->
         print_summary(result)
 
 
-def _default(field: str) -> str:
-    """A `TrainConfig` field's default as ``--help`` shows it (one source for the CLI and the config)."""
-    value = TrainConfig.model_fields[field].default
-    return "none" if value is None else str(value)
+def _defaults(model: type[TrainConfig] | type[PretrainConfig]) -> dict[str, Any]:
+    """A parameter model's defaults, which the commands' options show and start from (one source)."""
+    return {name: f.get_default(call_default_factory=True) for name, f in model.model_fields.items()}
+
+
+TRAIN = _defaults(TrainConfig)
+PRETRAIN = _defaults(PretrainConfig)
 
 
 def _given(ctx: typer.Context) -> set[str]:
@@ -140,6 +143,35 @@ def _version(value: bool) -> None:
 
         print(f"accord {accord.__version__}")
         raise typer.Exit()
+
+
+# Options that several commands share, declared once.
+TargetOption = Annotated[
+    str | None, typer.Option(help="Target column (required for files).", metavar="COL", show_default="target")
+]
+TaskOption = Annotated[
+    str, typer.Option(help="auto (inferred from the target), classification or regression.", metavar="TASK")
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Store URL (file://, s3://, memory://, or a path).",
+        metavar="URL",
+        show_default="$ACCORD_STORE, else registry/ here",
+    ),
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed.", metavar="N")]
+WorkersOption = Annotated[int, typer.Option(help="Local Dask worker processes.", metavar="N")]
+DaskAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-address",
+        help="Existing Dask scheduler address.",
+        metavar="ADDR",
+        show_default="a local cluster",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
 @app.callback()
@@ -157,35 +189,22 @@ def train(
     ctx: typer.Context,
     data: Annotated[
         str, typer.Option(help="Data: sklearn:NAME, synthetic:KIND?..., or a CSV/Parquet URL.", metavar="SRC")
-    ] = _default("data"),
-    target: Annotated[
-        str | None,
-        typer.Option(help="Target column (required for files).", metavar="COL", show_default="target"),
-    ] = None,
-    task: Annotated[
-        str,
-        typer.Option(help="auto (inferred from the target), classification or regression.", metavar="TASK"),
-    ] = _default("task"),
+    ] = TRAIN["data"],
+    target: TargetOption = None,
+    task: TaskOption = TRAIN["task"],
     members: Annotated[
         str,
         typer.Option(help="Comma-separated member kinds, e.g. logreg,xgboost,keras_mlp.", metavar="KINDS"),
     ] = ",".join(DEFAULT_MEMBER_KINDS),
-    folds: Annotated[int, typer.Option(help="Cross-validation folds.", metavar="K")] = int(_default("folds")),
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.", metavar="K")] = TRAIN["folds"],
     test_size: Annotated[
         float, typer.Option("--test-size", help="Held-out fraction.", metavar="FRACTION")
-    ] = float(_default("test_size")),
+    ] = TRAIN["test_size"],
     method: Annotated[
         str,
         typer.Option(help="How weights are fitted: caruana, optimize, stacking, equal or hard.", metavar="M"),
-    ] = _default("method"),
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="Store URL (file://, s3://, memory://, or a path).",
-            metavar="URL",
-            show_default="$ACCORD_STORE, else registry/ here",
-        ),
-    ] = None,
+    ] = TRAIN["method"],
+    store: StoreOption = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -194,19 +213,9 @@ def train(
             show_default="the data file's name; demo for bundled data",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.", metavar="N")] = int(_default("seed")),
-    workers: Annotated[int, typer.Option(help="Local Dask worker processes.", metavar="N")] = int(
-        _default("workers")
-    ),
-    dask_address: Annotated[
-        str | None,
-        typer.Option(
-            "--dask-address",
-            help="Existing Dask scheduler address.",
-            metavar="ADDR",
-            show_default="a local cluster",
-        ),
-    ] = None,
+    seed: SeedOption = TRAIN["seed"],
+    workers: WorkersOption = TRAIN["workers"],
+    dask_address: DaskAddressOption = None,
     config: Annotated[
         str | None,
         typer.Option(
@@ -216,7 +225,7 @@ def train(
             show_default="none",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train an ensemble on Dask, fit its weights, publish it."""
     given = _given(ctx)  # a config file's values hold unless a flag is given
@@ -255,60 +264,33 @@ def train(
         _report(result, as_json, out)
 
 
-def _pretrain_default(field: str) -> Any:
-    from accord.config import PretrainConfig
-
-    return PretrainConfig.model_fields[field].get_default(call_default_factory=True)
-
-
 @app.command()
 def pretrain(
     ctx: typer.Context,
     data: Annotated[
         str, typer.Option(help="Source-task data (any accord data source).", metavar="SRC")
-    ] = str(_pretrain_default("data")),
-    target: Annotated[
-        str | None,
-        typer.Option(help="Target column (required for files).", metavar="COL", show_default="target"),
-    ] = None,
-    task: Annotated[
-        str,
-        typer.Option(help="auto (inferred from the target), classification or regression.", metavar="TASK"),
-    ] = str(_pretrain_default("task")),
+    ] = PRETRAIN["data"],
+    target: TargetOption = None,
+    task: TaskOption = PRETRAIN["task"],
     kinds: Annotated[
         str,
         typer.Option(help="Comma-separated source kinds: keras_mlp, keras_cnn, xgboost.", metavar="KINDS"),
-    ] = ",".join(_pretrain_default("kinds")),
-    store: Annotated[
-        str | None,
-        typer.Option(help="Store URL.", metavar="URL", show_default="$ACCORD_STORE, else registry/ here"),
-    ] = None,
-    name: Annotated[str, typer.Option(help="Model name in the store.", metavar="NAME")] = str(
-        _pretrain_default("name")
-    ),
-    alias: Annotated[str, typer.Option(help="Alias set on the new version.", metavar="ALIAS")] = str(
-        _pretrain_default("alias")
-    ),
-    seed: Annotated[int, typer.Option(help="Random seed.", metavar="N")] = int(_pretrain_default("seed")),
-    workers: Annotated[int, typer.Option(help="Local Dask worker processes.", metavar="N")] = int(
-        _pretrain_default("workers")
-    ),
-    dask_address: Annotated[
-        str | None,
-        typer.Option(
-            "--dask-address",
-            help="Existing Dask scheduler address.",
-            metavar="ADDR",
-            show_default="a local cluster",
-        ),
-    ] = None,
+    ] = ",".join(PRETRAIN["kinds"]),
+    store: StoreOption = None,
+    name: Annotated[str, typer.Option(help="Model name in the store.", metavar="NAME")] = PRETRAIN["name"],
+    alias: Annotated[str, typer.Option(help="Alias set on the new version.", metavar="ALIAS")] = PRETRAIN[
+        "alias"
+    ],
+    seed: SeedOption = PRETRAIN["seed"],
+    workers: WorkersOption = PRETRAIN["workers"],
+    dask_address: DaskAddressOption = None,
     config: Annotated[
         str | None,
         typer.Option(
             "--config", help="YAML or JSON file of PretrainConfig.", metavar="FILE", show_default="none"
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Pretrain a source model (Keras network and/or XGBoost booster) and publish it."""
     from pydantic import ValidationError
@@ -374,17 +356,9 @@ def predict(
     chunk_rows: Annotated[
         int, typer.Option("--chunk-rows", help="Rows per scoring task.", metavar="N")
     ] = 50_000,
-    workers: Annotated[int, typer.Option(help="Local Dask worker processes.", metavar="N")] = 2,
-    dask_address: Annotated[
-        str | None,
-        typer.Option(
-            "--dask-address",
-            help="Existing Dask scheduler address.",
-            metavar="ADDR",
-            show_default="a local cluster",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    workers: WorkersOption = 2,
+    dask_address: DaskAddressOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Score a table with a published ensemble; write predictions (and probabilities) whole.
 
