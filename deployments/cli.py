@@ -444,17 +444,15 @@ def models_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Show a version's manifest, metrics and lineage (files verified)."""
-    from rich.console import Console
-
     from accord.lineage import show
-    from deployments.report import lineage_tree
+    from deployments.report import lineage_tree, print_tree
 
     manifest = show(ref)
     if as_json:
         print(json.dumps(manifest, indent=2))
         return
     _err(f"accord: {manifest['ref']} ({manifest['resolved']})")
-    Console().print(lineage_tree(manifest))
+    print_tree(lineage_tree(manifest))
 
 
 @models.command("promote")

@@ -142,6 +142,14 @@ def models_table(entry: dict[str, Any]) -> Table:
     return table
 
 
+def print_tree(tree: Tree) -> None:
+    """Print a tree on stdout with none of its lines wrapped: a reference in it is copied whole."""
+    Console(width=UNWRAPPED).print(tree)
+
+
+UNWRAPPED = 10_000  # columns: wider than any line, which a tree does not pad
+
+
 def lineage_tree(manifest: dict[str, Any]) -> Tree:
     """A version's members and weights, parents, data, code, flow run and headline metric."""
 

@@ -34,3 +34,24 @@ def test_off_a_terminal_nothing_is_drawn_and_the_flow_logs_the_progress():
         progress.finished("logreg refit", 1.0)
         tell(progress, True, logged.append)
     assert screen.getvalue() == "" and logged[1].startswith("fits 1/1 done")
+
+
+def test_a_lineage_tree_prints_long_references_whole_on_lines_of_their_own(capsys):
+    from deployments.report import lineage_tree, print_tree
+
+    parent = "s3://accord-src-2eb99c25/registry/source:20261207T040322932Z-ce68ad7e"
+    manifest = {
+        "name": "target",
+        "version": "20261207T040341292Z-cfecb59c",
+        "members": [
+            {"name": "keras_transfer", "kind": "keras_transfer"},
+            {"name": "logreg", "kind": "logreg"},
+        ],
+        "lineage": {"parents": [{"ref": parent, "member": "keras_transfer", "relation": "transfer"}]},
+        "metrics": {"primary": "log_loss", "ensemble": {"log_loss": 0.3375}},
+    }
+    print_tree(lineage_tree(manifest))
+    lines = capsys.readouterr().out.splitlines()
+    assert f"│   └── {parent} (member keras_transfer, transfer)" in lines  # one line, however long
+    assert "│   ├── keras_transfer [keras_transfer]" in lines and "│   └── logreg [logreg]" in lines
+    assert lines[-1] == "└── held-out log_loss: 0.3375" and all(line == line.rstrip() for line in lines)
