@@ -25,7 +25,6 @@ class FitProgress:
         workers: Worker processes that fit in parallel, when known.
         done: Fits finished (trained, or reused from the cache).
         reused: Of those, fits whose cached result was reused.
-        label: The fit that finished last, e.g. ``logreg fold 2``.
     """
 
     total: int
@@ -33,15 +32,13 @@ class FitProgress:
     workers: int | None = None
     done: int = 0
     reused: int = 0
-    label: str = ""
     _done_estimate: float = 0.0
     _started: float = field(default_factory=time.monotonic)
     _last_told: float = 0.0
 
-    def finished(self, label: str, estimate: float, *, reused: bool = False) -> None:
+    def finished(self, estimate: float, *, reused: bool = False) -> None:
         """Count one fit as done; a reused result takes its estimate out of the work to do."""
         self.done += 1
-        self.label = label
         if reused:
             self.reused += 1
             self.estimated_seconds -= estimate

@@ -9,7 +9,7 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn, TextIO
 
@@ -58,13 +58,6 @@ def json_stdout(enabled: bool) -> Iterator[TextIO]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def build_config(config_file: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Merge a config file (if any) with command-line overrides and validate."""
-    values: dict[str, Any] = read_config_file(config_file) if config_file else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return make_config(values)
 
 
 def _flow(flow_name: str) -> Any:
@@ -131,10 +124,23 @@ TRAIN = _defaults(TrainConfig)
 PRETRAIN = _defaults(PretrainConfig)
 
 
-def _given(ctx: typer.Context) -> set[str]:
-    """The parameters given on the command line (or in the environment), not left at their defaults."""
+def _values(ctx: typer.Context, config_file: str | None, fields: Iterable[str]) -> dict[str, Any]:
+    """A config file's values (if any), overridden by the options given on the command line.
+
+    Only options given (on the command line or in the environment, by click's parameter
+    source) override: one left at its default keeps the file's value. Options are named as
+    the parameter model's `fields`; ``--members`` and ``--kinds`` are comma-separated.
+    """
+    values: dict[str, Any] = read_config_file(config_file) if config_file else {}
     given = {"COMMANDLINE", "ENVIRONMENT"}  # click's ParameterSource names
-    return {p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", None) in given}
+    for key, value in ctx.params.items():
+        if key not in fields or getattr(ctx.get_parameter_source(key), "name", None) not in given:
+            continue
+        if key in ("members", "kinds"):
+            kinds = [k.strip() for k in value.split(",") if k.strip()]
+            value = [{"kind": k} for k in kinds] if key == "members" else kinds
+        values[key] = value
+    return values
 
 
 def _version(value: bool) -> None:
@@ -228,28 +234,9 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train an ensemble on Dask, fit its weights, publish it."""
-    given = _given(ctx)  # a config file's values hold unless a flag is given
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "data": data,
-            "target": target,
-            "task": task,
-            "folds": folds,
-            "test_size": test_size,
-            "method": method,
-            "store": store,
-            "name": name,
-            "seed": seed,
-            "workers": workers,
-            "dask_address": dask_address,
-        }.items()
-        if key in given
-    }
-    if "members" in given:
-        overrides["members"] = [{"kind": k.strip()} for k in members.split(",") if k.strip()]
-    cfg = build_config(config, overrides)
-    if name is None and (read_config_file(config) if config else {}).get("name") is None:
+    values = _values(ctx, config, TrainConfig.model_fields)  # the options above, by their names
+    cfg = make_config(values)
+    if values.get("name") is None:
         _err(f"accord: publishing as {cfg.name!r} (from the data; --name NAME to choose another)")
     from accord.training import prepare
 
@@ -298,22 +285,7 @@ def pretrain(
     from accord.config import PretrainConfig, format_validation_error
     from accord.errors import ConfigError
 
-    values: dict[str, Any] = read_config_file(config) if config else {}
-    given = _given(ctx)
-    flags = {
-        "data": data,
-        "target": target,
-        "task": task,
-        "store": store,
-        "name": name,
-        "alias": alias,
-        "seed": seed,
-        "workers": workers,
-        "dask_address": dask_address,
-    }
-    values.update({k: v for k, v in flags.items() if k in given})
-    if "kinds" in given:
-        values["kinds"] = [k.strip() for k in kinds.split(",") if k.strip()]
+    values = _values(ctx, config, PretrainConfig.model_fields)  # the options above, by their names
     try:
         cfg = PretrainConfig.model_validate(values)
     except ValidationError as e:

@@ -95,7 +95,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     def collect(future: Any, name: str, k: int | None, key: str) -> None:
         result = _result(future, f"member {name!r} {_what(k)}")
         logger.debug("member %r %s: fitted in %.2f s", name, _what(k), result.seconds)
-        progress.finished(f"{name} {_what(k)}", estimates[(name, k)])
+        progress.finished(estimates[(name, k)])
         tell(progress, True, logger.info)
         _keep(fold_results, refits, name, k, result)
         try:
@@ -116,7 +116,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
                 if cached is not None:
                     _keep(fold_results, refits, name, k, cached)
                     logger.info("reused the cached result of member %r %s", name, _what(k))
-                    progress.finished(f"{name} {_what(k)}", estimates[(name, k)], reused=True)
+                    progress.finished(estimates[(name, k)], reused=True)
                     tell(progress, True, logger.info)
                     continue
                 if staged is None:  # the cluster starts only if something must be trained
