@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.3.0"
 
 if TYPE_CHECKING:
-    from accord.ensemble import Ensemble
+    from accord.ensembling.ensemble import Ensemble
 
 
 def load(ref: str, storage_options: dict[str, Any] | None = None, *, weighted_only: bool = False) -> Ensemble:
-    """Load a published ensemble by reference; see `accord.ensemble.load`."""
-    from accord.ensemble import load as _load
+    """Load a published ensemble by reference; see `accord.ensembling.ensemble.load`."""
+    from accord.ensembling.ensemble import load as _load
 
     return _load(ref, storage_options, weighted_only=weighted_only)
 

@@ -17,26 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from accord.errors import ConfigError
-from accord.store.refs import DEFAULT_ALIAS, NAME_RE
-
-TaskKind = Literal["auto", "classification", "regression"]
-Method = Literal["caruana", "optimize", "stacking", "equal", "hard"]
-PromotionPolicy = Literal["always", "if_better", "never"]
-MemberKind = Literal[
-    "logreg",
-    "svc",
-    "random_forest",
-    "extra_trees",
-    "hist_gb",
-    "knn",
-    "xgboost",
-    "xgboost_dask",
-    "keras_mlp",
-    "keras_cnn",
-    "keras_transfer",
-    "xgboost_continue",
-    "published",
-]
+from accord.registry.refs import DEFAULT_ALIAS, NAME_RE
+from accord.types import MemberKind, Method, PromotionPolicy, TaskChoice
 
 NAME_PATTERN = NAME_RE.pattern
 DEMO_NAME = "demo"
@@ -142,7 +124,7 @@ class TrainConfig(BaseModel):
         default=None,
         description="Target column. Required for files; bundled and synthetic sources use 'target'.",
     )
-    task: TaskKind = Field(
+    task: TaskChoice = Field(
         default="auto", description="Learning task; 'auto' infers it from the target column."
     )
     members: list[MemberSpec] = Field(
@@ -286,7 +268,7 @@ class PretrainConfig(BaseModel):
 
     data: str = Field(default="sklearn:digits", description="Source-task data (any accord data source).")
     target: str | None = Field(default=None, description="Target column (files only).")
-    task: TaskKind = Field(default="auto", description="Learning task.")
+    task: TaskChoice = Field(default="auto", description="Learning task.")
     kinds: list[SourceKind] = Field(
         default_factory=_default_kinds, min_length=1, description="Source models to train and publish."
     )

@@ -12,12 +12,14 @@ from typing import Any
 
 from distributed import Client, LocalCluster, wait
 
-from accord import publishing
 from accord.config import TrainConfig
-from accord.evaluation import Report, evaluate
-from accord.store.registry import Registry
-from accord.training import Prepared, fit_fold, fit_full, out_of_fold, task_key, work_phases
-from flows.runtime import AccordLocalCluster, local_cluster_kwargs
+from accord.data.split import Prepared
+from accord.ensembling.evaluation import Report, evaluate
+from accord.registry import publishing
+from accord.registry.store import Registry
+from accord.training.fit import fit_fold, fit_full, out_of_fold
+from accord.training.schedule import task_key, work_phases
+from runtime.runner import AccordLocalCluster, local_cluster_kwargs
 
 
 def cpu_times() -> tuple[float, float]:

@@ -24,9 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from accord.config import make_config
-from accord.losses import loss as held_out_loss
+from accord.data.split import Prepared
+from accord.ensembling.losses import loss as held_out_loss
 from accord.members import keras_kind, member_class
-from accord.training import Prepared, prepare
+from accord.training.prepare import prepare
 from bench.common import alternating, speedup
 
 SOURCES = {

@@ -53,7 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # the sequential baseline uses one core, as each worker does
 
-from flows.server import prefect_api
+from runtime.server import prefect_api
 
 if TYPE_CHECKING:
     from accord.config import TrainConfig
@@ -107,7 +107,7 @@ def run_one(kind: str, rows: int, folds: int) -> dict[str, float]:
     """One run of the workload in this process: its wall time and the fits' own seconds."""
     from distributed import Client
 
-    from accord.training import prepare
+    from accord.training.prepare import prepare
     from bench.common import fit_members, local_cluster, run_on_client, run_sequential
 
     config = workload(rows, folds)
@@ -132,7 +132,7 @@ def run_one(kind: str, rows: int, folds: int) -> dict[str, float]:
             _, _, fit_seconds = fit_members(client, config, data)
             return {"wall": time.perf_counter() - start, "fits": fit_seconds}
     # A plain Dask script's workers spawn (Dask's default); accord's fork from a server
-    # process that imported its code once (flows.local_workers), which would also be a
+    # process that imported its code once (runtime.local_workers), which would also be a
     # choice the user made here.
     os.environ["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] = "spawn"
     start = time.perf_counter()
@@ -150,8 +150,8 @@ def member_span(ref: str, started_at: float, wall: float) -> dict[str, float]:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from accord.store.refs import parse_ref
-    from accord.store.registry import Registry
+    from accord.registry.refs import parse_ref
+    from accord.registry.store import Registry
 
     parsed = parse_ref(ref)
     assert parsed.version, ref  # a run's result names its version

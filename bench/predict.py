@@ -33,11 +33,12 @@ import pandas as pd
 
 import accord
 from accord.config import make_config
-from accord.ensemble import Ensemble
-from accord.evaluation import evaluate
-from accord.publishing import publish, version_payload
-from accord.store.registry import Registry
-from accord.training import fit_all, prepare
+from accord.ensembling.ensemble import Ensemble
+from accord.ensembling.evaluation import evaluate
+from accord.registry.publishing import publish, version_payload
+from accord.registry.store import Registry
+from accord.training.fit import fit_all
+from accord.training.prepare import prepare
 from bench.common import alternating, speedup
 
 STORE = "memory://bench-predict"

@@ -30,12 +30,13 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from accord.config import make_config
-from accord.evaluation import evaluate
+from accord.data.schema import Schema
+from accord.data.split import Prepared
+from accord.ensembling.evaluation import evaluate
+from accord.ensembling.metrics import score
+from accord.ensembling.weights import weighted_sum
 from accord.members import member_class
-from accord.metrics import score
-from accord.schema import Schema
-from accord.training import Prepared, prepare
-from accord.weights import weighted_sum
+from accord.training.prepare import prepare
 from bench.common import fit_members, local_cluster
 
 DATASETS = [

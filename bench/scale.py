@@ -21,7 +21,7 @@ the worker's share of the table (rows x columns x 8 bytes / workers). Each worke
 imports the libraries the members use (scikit-learn, XGBoost, Dask DataFrame, PyArrow and,
 for Keras members, TensorFlow), so the figure is what the work costs, not what loading code
 costs once per process; that one-off cost is printed too, for what the workers' preload
-(`flows.worker_preload`, which imports all but TensorFlow) had not imported. Prints growth
+(`runtime.preload`, which imports all but TensorFlow) had not imported. Prints growth
 exponents (log-log slopes) against the targets: time no faster than linear in rows, peak
 memory per worker <= 3x its share, 1 -> 2 workers >= 1.8x.
 
@@ -46,11 +46,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from distributed import Client
 
 from accord.config import DEFAULT_MEMBER_KINDS, TrainConfig, make_config
-from accord.data import read_source
-from accord.evaluation import evaluate
-from accord.training import prepare
+from accord.data.dataset import read_source
+from accord.ensembling.evaluation import evaluate
+from accord.training.prepare import prepare
 from bench.common import cpu_times, fit_members, local_cluster, speedup
-from flows.cores import claim_cores
+from runtime.cores import claim_cores
 
 FEATURES = 20
 FOLDS = 3
@@ -100,7 +100,7 @@ def _warm_up(keras: bool) -> float:
     import pyarrow.parquet  # noqa: F401
     import xgboost.dask  # noqa: F401
 
-    import accord.training  # noqa: F401
+    import accord.training.fit  # noqa: F401
 
     if keras:
         from accord.members.keras_kind import import_keras
@@ -205,7 +205,7 @@ def hist_ceiling(rows: int, repeats: int = 3) -> dict[str, float]:
     from xgboost.tracker import RabitTracker
 
     split, pair, collective = [], [], []
-    # Each process on a core of its own, as accord's local workers are (`flows.cores`).
+    # Each process on a core of its own, as accord's local workers are (`runtime.cores`).
     with multiprocessing.get_context("spawn").Pool(2, initializer=claim_cores, initargs=(1,)) as pool:
         pool.map(_hist_seconds, [1000, 1000])  # imports, in both processes
         for _ in range(repeats):

@@ -32,11 +32,12 @@ from distributed import Client
 from sklearn.model_selection import StratifiedKFold
 
 from accord.config import make_config
-from accord.data import load_dataset
-from accord.evaluation import evaluate
-from accord.publishing import version_payload
-from accord.store.registry import Registry
-from accord.training import Prepared, encode_target, prepare
+from accord.data.dataset import load_dataset
+from accord.data.split import Prepared, encode_target
+from accord.ensembling.evaluation import evaluate
+from accord.registry.publishing import version_payload
+from accord.registry.store import Registry
+from accord.training.prepare import prepare
 from bench.common import fit_members, local_cluster, run_on_client
 
 
@@ -56,7 +57,7 @@ def pretrain(client: Client, store: str) -> str:
     )
     data = prepare(config)
     report, _, _ = run_on_client(client, config, data)
-    from accord.training import fit_full
+    from accord.training.fit import fit_full
 
     refits = {s.label: fit_full(s, data, 0) for s in data.members}
     files, manifest = version_payload(data, refits, report, config={})

@@ -77,7 +77,7 @@ def _flow(flow_name: str) -> Any:
 
 def run_flow(flow_name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run a flow against a Prefect API (a local server is started when none is set)."""
-    from flows.server import drain_prefect_clients, prefect_api
+    from runtime.server import drain_prefect_clients, prefect_api
 
     with prefect_api() as url:
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -238,11 +238,11 @@ def train(
     cfg = make_config(values)
     if values.get("name") is None:
         _err(f"accord: publishing as {cfg.name!r} (from the data; --name NAME to choose another)")
-    from accord.training import prepare
+    from accord.training.prepare import prepare
 
     prepare(cfg)  # refuse bad input in seconds, before a server or cluster starts
     from deployments.report import progress_display
-    from flows.local_workers import start_ahead
+    from runtime.local_workers import start_ahead
 
     start_ahead(cfg.dask_address, cfg.cluster_class)
     with json_stdout(as_json) as out:
@@ -290,11 +290,11 @@ def pretrain(
         cfg = PretrainConfig.model_validate(values)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, "PretrainConfig")) from e
-    from accord.training import prepare
+    from accord.training.prepare import prepare
 
     prepare(cfg.to_train_config())
     from deployments.report import progress_display
-    from flows.local_workers import start_ahead
+    from runtime.local_workers import start_ahead
 
     start_ahead(cfg.dask_address)
     with json_stdout(as_json) as out:
@@ -337,9 +337,9 @@ def predict(
     The whole input is checked against the model's schema before the first chunk is
     scored; a refusal writes no output.
     """
-    from accord.batch import check_input, plan
-    from accord.ensemble import load
-    from accord.tables import table_format
+    from accord.data.chunks import check_input, plan
+    from accord.data.tables import table_format
+    from accord.ensembling.ensemble import load
 
     table_format(output, "output", compressed=False)
     columns = [c.strip() for c in keep.split(",") if c.strip()] if keep else []
@@ -347,7 +347,7 @@ def predict(
     pinned = ensemble.manifest["ref"]
     _err(f"accord: model {pinned} ({ensemble.manifest['resolved']})")
     check_input(plan(input_url, chunk_rows), ensemble.schema, columns)
-    from flows.local_workers import start_ahead
+    from runtime.local_workers import start_ahead
 
     start_ahead(dask_address)
     with json_stdout(as_json) as out:
@@ -389,7 +389,7 @@ def models_list(
     """List models: per version, when it was published, its aliases and its held-out metric."""
     from rich.console import Console
 
-    from accord.lineage import list_models
+    from accord.registry.listing import list_models
     from deployments.report import models_table
 
     listing = list_models(store)
@@ -416,7 +416,7 @@ def models_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Show a version's manifest, metrics and lineage (files verified)."""
-    from accord.lineage import show
+    from accord.registry.listing import show
     from deployments.report import lineage_tree, print_tree
 
     manifest = show(ref)
@@ -433,8 +433,8 @@ def models_promote(
     alias: Annotated[str, typer.Argument(help="Alias to point at it, e.g. production.", metavar="ALIAS")],
 ) -> None:
     """Point an alias at a version (by hand; no gate)."""
-    from accord.store.refs import parse_ref
-    from accord.store.registry import Registry
+    from accord.registry.refs import parse_ref
+    from accord.registry.store import Registry
 
     parsed = parse_ref(ref)
     registry = Registry(parsed.store)

@@ -17,10 +17,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from accord.metrics import LOWER_IS_BETTER, PRIMARY
-from accord.progress import FitProgress, duration, watching
+from accord.ensembling.metrics import LOWER_IS_BETTER, PRIMARY
+from accord.training.progress import FitProgress, duration, watching
 
-LEADERBOARD = {  # the primary metric (`accord.metrics.PRIMARY`) first
+LEADERBOARD = {  # the primary metric (`accord.ensembling.metrics.PRIMARY`) first
     "classification": (("log_loss", "log loss"), ("accuracy", "acc."), ("roc_auc", "AUC")),
     "regression": (("rmse", "rmse"), ("mae", "mae"), ("r2", "r2")),
 }
@@ -53,7 +53,7 @@ def leaderboard(result: dict[str, Any]) -> Table:
     Rows: the ensemble, the baselines and the members, best first by the primary metric.
     Columns: weight, three metrics, ``vs ensemble`` (the model's held-out loss per row
     minus the ensemble's, ± one standard error, in the unit its header names), and fit
-    and predict seconds (`accord.evaluation.timings`).
+    and predict seconds (`accord.ensembling.evaluation.timings`).
     """
     metrics = result["metrics"]
     task = _task(result)
@@ -190,7 +190,7 @@ def progress_display(console: Console | None = None) -> Iterator[None]:
 
     Rich draws fits done / total, elapsed time and the time left as each fit ends.
     Elsewhere (a log, a pipe) nothing is drawn: the flow logs the same progress as lines
-    (`accord.progress.tell`), which Prefect prints to stderr and keeps with the run.
+    (`accord.training.progress.tell`), which Prefect prints to stderr and keeps with the run.
     """
     console = console or Console(stderr=True)
     if not console.is_terminal:

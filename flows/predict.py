@@ -13,12 +13,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from accord.batch import OutputWriter, check_input, csv_chunks, plan, receipt
-from accord.ensemble import load
+from accord.data.chunks import check_input, csv_chunks, plan
+from accord.data.output import OutputWriter, receipt
+from accord.data.tables import table_format
+from accord.ensembling.ensemble import load
 from accord.errors import ConfigError
-from accord.tables import table_format
-from flows.local_workers import start_ahead
-from flows.runtime import task_runner_for
+from runtime.local_workers import start_ahead
+from runtime.runner import task_runner_for
 from tasks.ensemble import artifact_key
 from tasks.predict import score_chunk, score_frame
 

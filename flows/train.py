@@ -13,14 +13,15 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.futures import as_completed
 
-from accord.cache import ResultCache, keep_seconds, result_key, run_key, split_digest
 from accord.config import TrainConfig
 from accord.faults import failpoint
-from accord.progress import FitProgress, tell
-from accord.store.refs import parse_ref
-from accord.training import FoldResult, RefitResult, estimated_seconds, out_of_fold, task_key, work_phases
-from flows.local_workers import start_ahead
-from flows.runtime import task_runner_for
+from accord.registry.cache import ResultCache, keep_seconds, result_key, run_key, split_digest
+from accord.registry.refs import parse_ref
+from accord.training.fit import FoldResult, RefitResult, out_of_fold
+from accord.training.progress import FitProgress, tell
+from accord.training.schedule import estimated_seconds, task_key, work_phases
+from runtime.local_workers import start_ahead
+from runtime.runner import task_runner_for
 from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts
 from tasks.training import MemberFailed, fit_member_fold, prepare_data, refit_member, stage_data
 
@@ -65,7 +66,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         "promotion", "vs_ensemble", "timings"}``; ``unchanged`` is True when an identical earlier run had
         published the version returned (nothing new was published); ``vs_ensemble`` maps each
         other leaderboard model to its held-out loss minus the ensemble's, per row, with a
-        standard error (`accord.losses.paired_gap`).
+        standard error (`accord.ensembling.losses.paired_gap`).
     """
     logger = get_run_logger()
     # A LocalCluster's workers fork from a server process that imports their code (about

@@ -62,7 +62,7 @@ start() {
         AWS_ENDPOINT_URL="http://127.0.0.1:$s3_port" AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local-secret \
         AWS_DEFAULT_REGION=us-east-1 \
             launch "dask-worker-$i" "$bin/dask" worker "tcp://127.0.0.1:$dask_port" \
-                --name "worker-$i" --nthreads 1 --no-dashboard --host 127.0.0.1 --preload flows.worker_preload
+                --name "worker-$i" --nthreads 1 --no-dashboard --host 127.0.0.1 --preload runtime.preload
     done
 
     launch s3 "$bin/moto_server" -H 127.0.0.1 -p "$s3_port"

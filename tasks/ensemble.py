@@ -9,11 +9,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from accord.evaluation import PRIOR, Report, evaluate
-from accord.promotion import Baseline, Decision, Policy, promote
-from accord.publishing import find_published, publish, version_payload
-from accord.store.registry import Registry
-from accord.training import Prepared, RefitResult
+from accord.data.split import Prepared
+from accord.ensembling.evaluation import PRIOR, Report, evaluate
+from accord.registry.promotion import Baseline, Decision, Policy, promote
+from accord.registry.publishing import find_published, publish, version_payload
+from accord.registry.store import Registry
+from accord.training.fit import RefitResult
 
 
 @task(name="ensemble-weights", cache_policy=NO_CACHE, persist_result=False)
@@ -70,7 +71,7 @@ def promote_version(
     store: str, ref: str, data: Prepared, report: Report, alias: str, policy: Policy
 ) -> Decision:
     """Move `alias` to the new version if the policy allows; record the decision as an artifact."""
-    from accord.store.refs import parse_ref
+    from accord.registry.refs import parse_ref
 
     parsed = parse_ref(ref)
     assert parsed.version is not None

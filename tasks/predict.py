@@ -9,8 +9,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from accord.batch import Chunk, score
-from accord.ensemble import Ensemble, load
+from accord.data.chunks import Chunk
+from accord.data.output import score
+from accord.ensembling.ensemble import Ensemble, load
 from tasks.training import log_placement
 
 

@@ -8,7 +8,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from accord.config import MemberSpec, TrainConfig
-from accord.training import FoldResult, Prepared, RefitResult, fit_fold, fit_full, prepare
+from accord.data.split import Prepared
+from accord.training.fit import FoldResult, RefitResult, fit_fold, fit_full
+from accord.training.prepare import prepare
 
 
 def log_placement(what: str) -> None:

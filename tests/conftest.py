@@ -24,7 +24,7 @@ _state: dict[str, object] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from flows.server import LocalPrefectServer, free_port, local_api_environment
+    from runtime.server import LocalPrefectServer, free_port, local_api_environment
 
     home = Path(tempfile.mkdtemp(prefix="accord-test-prefect-"))
     os.environ["PREFECT_HOME"] = str(home)

@@ -5,7 +5,7 @@ from a heap), writes to them so they are resident, keeps every eighth and frees 
 glibc returns freed memory on its own only from the top of a heap or a heap wholly free,
 and a kept block bounds every run of freed ones, so those stay in the resident set until
 the heap is trimmed. Runs in the test process or, through ``client.run``, in a Dask worker
-(glibc only, as `accord.memory`).
+(glibc only, as `accord.training.memory`).
 """
 
 from __future__ import annotations

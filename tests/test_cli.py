@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import accord
-from accord.store.registry import Registry
-from flows.server import TEMPORARY_SERVER_NOTE
+from accord.registry.store import Registry
+from runtime.server import TEMPORARY_SERVER_NOTE
 
 ACCORD = str(Path(sys.executable).parent / "accord")
 
@@ -180,8 +180,8 @@ def test_train_json_to_s3_and_load_back_with_its_own_prefect_server(s3_store, ta
     assert model.manifest["method"] == "optimize"
     # the version loaded back from S3 scores exactly what the flow measured in memory
     from accord.config import make_config
-    from accord.metrics import score
-    from accord.training import prepare
+    from accord.ensembling.metrics import score
+    from accord.training.prepare import prepare
 
     data = prepare(
         make_config(

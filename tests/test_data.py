@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accord.data import infer_task, load_dataset
+from accord.data.dataset import infer_task, load_dataset
+from accord.data.schema import Schema
 from accord.errors import DataError, SchemaError
-from accord.schema import Schema
 
 
 @pytest.mark.parametrize(

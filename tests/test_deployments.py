@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 import accord
-from accord.data import read_source
-from accord.store.registry import Registry
+from accord.data.dataset import read_source
+from accord.registry.store import Registry
 from deployments.definitions import PREDICT, PRETRAIN, TRAIN, definitions
 from tests.prefect_rest import small_config
 

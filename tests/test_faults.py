@@ -16,10 +16,10 @@ from distributed import Client, LocalCluster
 
 import accord
 from accord.config import make_config
-from accord.store.refs import parse_ref
-from accord.store.registry import Registry
-from flows.runtime import worker_env
+from accord.registry.refs import parse_ref
+from accord.registry.store import Registry
 from flows.train import train_ensemble
+from runtime.runner import worker_env
 from tests.test_cli import ACCORD
 
 THREE = "logreg,random_forest,knn"

@@ -15,11 +15,13 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 import accord
 from accord.config import make_config
+from accord.ensembling.evaluation import evaluate
+from accord.ensembling.metrics import score
 from accord.errors import DataError
-from accord.evaluation import evaluate
-from accord.metrics import score
-from accord.store.registry import Registry
-from accord.training import fit_all, prepare, work_order
+from accord.registry.store import Registry
+from accord.training.fit import fit_all
+from accord.training.prepare import prepare
+from accord.training.schedule import work_order
 from flows.train import train_ensemble
 
 MEMBERS = [

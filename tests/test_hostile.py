@@ -19,12 +19,13 @@ import pytest
 
 import accord
 from accord.config import make_config
+from accord.ensembling.evaluation import evaluate
 from accord.errors import IntegrityError, ModelReferenceError
-from accord.evaluation import evaluate
-from accord.publishing import publish, version_payload
-from accord.store.refs import parse_ref
-from accord.store.registry import Registry, sha256
-from accord.training import fit_all, prepare
+from accord.registry.publishing import publish, version_payload
+from accord.registry.refs import parse_ref
+from accord.registry.store import Registry, sha256
+from accord.training.fit import fit_all
+from accord.training.prepare import prepare
 
 MEMBERS = [{"kind": "logreg"}, {"kind": "keras_mlp", "params": {"epochs": 3, "hidden_units": [8]}}]
 
@@ -231,9 +232,9 @@ def test_hostile_references_are_refused_before_any_storage_call(ref, monkeypatch
     def no_io(*args: Any, **kwargs: Any) -> None:
         raise AssertionError(f"a storage call was made for {ref!r}")
 
-    import accord.store.registry
+    import accord.registry.store
 
-    monkeypatch.setattr(accord.store.registry, "url_to_fs", no_io)
+    monkeypatch.setattr(accord.registry.store, "url_to_fs", no_io)
     monkeypatch.setattr(fsspec.core, "url_to_fs", no_io)
     monkeypatch.setattr(fsspec, "filesystem", no_io)
     with pytest.raises(ModelReferenceError):

@@ -19,7 +19,7 @@ import yaml
 
 import accord
 from accord.config import TrainConfig, make_config
-from accord.data import read_source
+from accord.data.dataset import read_source
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"

@@ -12,7 +12,7 @@ import pytest
 from accord.config import make_config
 from accord.errors import ConfigError, IntegrityError
 from accord.members import KINDS, member_class, skops_io
-from accord.training import prepare
+from accord.training.prepare import prepare
 
 FAST = {
     "keras_mlp": {"epochs": 40, "learning_rate": 0.01},
@@ -190,7 +190,7 @@ def test_keras_runs_many_batches_per_call_and_trains_the_same_weights(kind, sour
 
 
 def test_nan_and_inf_features_are_handled_by_each_members_preprocessing(tmp_path):
-    from accord.training import fit_all
+    from accord.training.fit import fit_all
 
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(rng.normal(size=(160, 4)), columns=["a", "b", "c", "d"])
@@ -214,7 +214,7 @@ def test_nan_and_inf_features_are_handled_by_each_members_preprocessing(tmp_path
 
 
 def test_an_all_filtered_source_is_refused():
-    from accord.data import load_dataset
+    from accord.data.dataset import load_dataset
     from accord.errors import DataError
 
     with pytest.raises(DataError, match=r"'sklearn:iris\?classes=7' has no rows"):

@@ -1,4 +1,4 @@
-"""A fit's freed memory goes back to the operating system when the fit ends (accord.memory)."""
+"""A fit's freed memory goes back to the operating system when the fit ends (accord.training.memory)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 from heap import free_kept, leave_freed_memory, resident_mib
 
 from accord.config import make_config
-from accord.memory import release_free_memory
-from accord.training import fit_fold, fit_full, prepare
+from accord.training.fit import fit_fold, fit_full
+from accord.training.memory import release_free_memory
+from accord.training.prepare import prepare
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux")
 

@@ -12,9 +12,10 @@ import pytest
 import s3fs
 
 import accord
-from accord.batch import OutputWriter, plan, read_output_metadata
 from accord.config import make_config
-from accord.data import read_source
+from accord.data.chunks import plan
+from accord.data.dataset import read_source
+from accord.data.output import OutputWriter, read_output_metadata
 from accord.errors import ConfigError, DataError, SchemaError
 from flows.predict import batch_predict
 from flows.train import train_ensemble
@@ -239,7 +240,7 @@ def test_a_kept_column_the_model_also_reads_is_scored_and_passed_through(publish
 
 
 def test_a_checked_csv_is_checked_again_once_it_changes(published, long_csv, tmp_path):
-    from accord.batch import check_input
+    from accord.data.chunks import check_input
 
     frame, _ = long_csv
     source = tmp_path / "rows.csv"

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from accord.store.registry import Registry
-from flows.server import LocalPrefectServer
+from accord.registry.store import Registry
+from runtime.server import LocalPrefectServer
 from tests.prefect_rest import Api, small_config
 
 ROOT = Path(__file__).resolve().parent.parent

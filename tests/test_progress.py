@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from accord.progress import FitProgress, duration, tell, watching
+from accord.training.progress import FitProgress, duration, tell, watching
 
 
 def test_time_left_scales_the_estimates_by_how_fast_the_work_has_gone():

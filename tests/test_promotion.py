@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from accord.config import make_config
-from accord.evaluation import evaluate
-from accord.promotion import Baseline, promote
-from accord.publishing import version_payload
-from accord.store.registry import Registry
-from accord.training import fit_all, prepare
+from accord.ensembling.evaluation import evaluate
+from accord.registry.promotion import Baseline, promote
+from accord.registry.publishing import version_payload
+from accord.registry.store import Registry
+from accord.training.fit import fit_all
+from accord.training.prepare import prepare
 
 DATA = "sklearn:breast_cancer"
 STRONG = [{"kind": "logreg"}, {"kind": "hist_gb", "params": {"max_iter": 50}}]

@@ -8,13 +8,14 @@ import pytest
 
 import accord
 from accord.config import make_config
+from accord.ensembling.evaluation import evaluate
 from accord.errors import IntegrityError, ModelReferenceError, NotFoundError, SchemaError
-from accord.evaluation import evaluate
-from accord.provenance import source_digest
-from accord.publishing import publish, version_payload
-from accord.store.refs import parse_ref
-from accord.store.registry import Registry
-from accord.training import fit_all, prepare
+from accord.registry.provenance import source_digest
+from accord.registry.publishing import publish, version_payload
+from accord.registry.refs import parse_ref
+from accord.registry.store import Registry
+from accord.training.fit import fit_all
+from accord.training.prepare import prepare
 
 MEMBERS = [
     {"kind": "logreg"},
@@ -201,8 +202,8 @@ def test_importing_accord_and_loading_does_not_import_prefect(published):
     [("caruana", [0.75, 0.0, 0.25]), ("hard", [0.0, 0.5, 0.5]), ("stacking", None)],
 )
 def test_members_at_weight_zero_are_not_predicted_and_change_nothing(published, method, weights, monkeypatch):
-    from accord.ensemble import Ensemble
-    from accord.weights import EnsembleWeights, fit_weights
+    from accord.ensembling.ensemble import Ensemble
+    from accord.ensembling.weights import EnsembleWeights, fit_weights
 
     _, p, ref, _ = published
     model = accord.load(ref)
@@ -228,7 +229,7 @@ def test_members_at_weight_zero_are_not_predicted_and_change_nothing(published, 
 def test_weighted_only_loading_skips_members_at_weight_zero_and_predicts_the_same(tmp_path):
     import dataclasses
 
-    from accord.weights import EnsembleWeights
+    from accord.ensembling.weights import EnsembleWeights
 
     store = (tmp_path / "registry").as_uri()
     cfg = make_config({"data": "sklearn:wine", "members": MEMBERS, "folds": 3, "store": store})

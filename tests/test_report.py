@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from accord.progress import FitProgress, tell
+from accord.training.progress import FitProgress, tell
 from deployments.report import progress_display
 
 

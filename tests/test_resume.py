@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 
 import accord
-from accord.cache import KEEP_DAYS_ENV, ResultCache
 from accord.faults import ENV, POINTS
-from accord.store.registry import Registry
-from accord.training import FoldResult
+from accord.registry.cache import KEEP_DAYS_ENV, ResultCache
+from accord.registry.store import Registry
+from accord.training.fit import FoldResult
 from tests.test_cli import ACCORD
 
 RUN = [
@@ -104,9 +104,9 @@ def test_a_killed_run_reruns_to_the_clean_end_state(clean, tmp_path, point, sign
 # Prints the cache key of one member result and the run key of one run, in a fresh process.
 KEYS = """
 import json
-from accord.cache import result_key, run_key, split_digest
+from accord.registry.cache import result_key, run_key, split_digest
 from accord.config import make_config
-from accord.training import prepare
+from accord.training.prepare import prepare
 data = prepare(make_config({"data": "sklearn:iris", "members": [{"kind": "logreg"}]}))
 split = split_digest(data)
 print(json.dumps([result_key(split, data.members[0], 0, 0), run_key(split, data, "caruana", 25, 0)]))

@@ -20,9 +20,10 @@ from distributed import Client, LocalCluster
 from accord.config import make_config
 from accord.members import KINDS
 from accord.members.base import FitShape
-from accord.training import estimated_seconds, prepare, task_key, work_order, work_phases
-from flows.cores import PIN_ENV, _try_lock, lock_dir
-from flows.local_workers import (
+from accord.training.prepare import prepare
+from accord.training.schedule import estimated_seconds, task_key, work_order, work_phases
+from runtime.cores import PIN_ENV, _try_lock, lock_dir
+from runtime.local_workers import (
     FORK_METHOD,
     WORKER_MALLOC,
     WORKER_PRELOAD,
@@ -30,21 +31,15 @@ from flows.local_workers import (
     fork_method,
     fork_server_method,
 )
-from flows.runtime import (
-    QUIET_CONFIG,
-    SCHEDULER_CONFIG,
-    AccordLocalCluster,
-    task_runner_for,
-    worker_env,
-)
-from flows.server import local_api_environment
+from runtime.runner import QUIET_CONFIG, SCHEDULER_CONFIG, AccordLocalCluster, task_runner_for, worker_env
+from runtime.server import local_api_environment
 
 
 def _thread_report() -> dict[str, object]:
     from threadpoolctl import threadpool_info
 
     from accord.members.keras_kind import import_keras
-    from accord.training import threads_per_task
+    from accord.training.fit import threads_per_task
 
     import_keras(threads_per_task())
     import tensorflow as tf
@@ -107,10 +102,10 @@ def _collector() -> dict[str, object]:
 def _collector_after_teardown(dask_worker: Any) -> dict[str, object]:
     import gc
 
-    import flows.worker_preload
+    import runtime.preload
 
     gc.unfreeze()
-    flows.worker_preload.dask_teardown(dask_worker)  # what the worker runs as it closes
+    runtime.preload.dask_teardown(dask_worker)  # what the worker runs as it closes
     return _collector()
 
 
@@ -170,7 +165,7 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
         ]
         assert client.submit(_malloc, pure=False).result() == {k: str(v) for k, v in WORKER_MALLOC.items()}
         # The collector runs again after the imports, which it no longer walks (frozen),
-        # nor, once the worker closes, what the fits left (see flows/worker_preload.py).
+        # nor, once the worker closes, what the fits left (see runtime/preload.py).
         (collector,) = client.run(_collector).values()
         assert collector["enabled"] is True and collector["frozen"] > 100_000, collector
         (collector,) = client.run(_collector_after_teardown).values()
@@ -235,7 +230,7 @@ def test_local_workers_fork_from_one_server_that_imported_their_preload(monkeypa
     }
     for report in forked:
         assert "multiprocessing.forkserver import main" in str(report["parent"]), report["parent"]
-        assert "flows.worker_preload" in str(report["parent"])  # imported once, before the fork
+        assert "runtime.preload" in str(report["parent"])  # imported once, before the fork
         assert report["at_start"] == started_with
     # A method the user chose is kept: these spawn, as a crashed worker's nanny does, and
     # must hash strings as the forked ones do (Dask's shuffles and groupbys rely on it).
@@ -271,7 +266,7 @@ def test_a_variable_removed_after_the_fork_server_started_is_gone_from_later_wor
         "import json, os\n"
         "from distributed import Client\n"
         "from accord.config import make_config\n"
-        "from flows.runtime import AccordLocalCluster, task_runner_for, worker_env\n"
+        "from runtime.runner import AccordLocalCluster, task_runner_for, worker_env\n"
         "def probe():\n"
         "    parent = open(f'/proc/{os.getppid()}/cmdline').read()\n"
         "    return [os.environ.get('ACCORD_TEST_GONE'), 'ACCORD_WORKER_UNSET_ENV' in os.environ, parent]\n"
@@ -296,14 +291,14 @@ def test_the_fork_server_starts_ahead_only_for_a_run_on_a_local_cluster(address,
     # What `accord train|pretrain|predict` call before they start a Prefect server.
     code = (
         "import psutil\n"
-        "from flows.local_workers import start_ahead\n"
+        "from runtime.local_workers import start_ahead\n"
         f"start_ahead({address!r})\n"
         "print('\\n'.join(' '.join(c.cmdline()) for c in psutil.Process().children()))\n"
     )
     out = _in_fresh_process(code, timeout=60)
     servers = [line for line in out.splitlines() if "multiprocessing.forkserver import main" in line]
     assert len(servers) == (1 if starts else 0), out
-    assert all("flows.worker_preload" in line for line in servers)
+    assert all("runtime.preload" in line for line in servers)
 
 
 def test_a_flow_on_a_local_cluster_starts_the_fork_server_before_it_loads_the_data():
@@ -367,7 +362,7 @@ def test_a_worker_in_the_clients_process_leaves_its_collector_alone():
     assert _collector() == {"enabled": True, "frozen": 0}
     cluster = LocalCluster(n_workers=1, processes=False, preload=WORKER_PRELOAD, dashboard_address=":0")
     with cluster, Client(cluster) as client:
-        assert "flows.worker_preload" in sys.modules  # the preload ran, here
+        assert "runtime.preload" in sys.modules  # the preload ran, here
         assert list(client.run(_collector).values()) == [{"enabled": True, "frozen": 0}]
     assert _collector() == {"enabled": True, "frozen": 0}  # nor at its teardown
 
@@ -607,7 +602,7 @@ def test_shipped_settings_unpickle_to_prefects_own_settings_built_once():
     from prefect.context import SettingsContext
     from prefect.settings import Settings
 
-    from flows.runtime import ShippedSettings
+    from runtime.runner import ShippedSettings
 
     current = SettingsContext.get()
     assert current is not None
@@ -627,7 +622,7 @@ def test_dask_address_selects_an_existing_scheduler():
 
 
 def test_local_server_defaults_to_a_project_local_prefect_home(tmp_path, monkeypatch):
-    from flows.server import LocalPrefectServer
+    from runtime.server import LocalPrefectServer
 
     monkeypatch.delenv("PREFECT_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -663,8 +658,8 @@ def test_an_adaptive_cluster_grows_with_the_work(tmp_path):
     from prefect import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    from accord.store.refs import parse_ref
-    from accord.store.registry import Registry
+    from accord.registry.refs import parse_ref
+    from accord.registry.store import Registry
     from flows.train import train_ensemble
 
     # A new worker takes ~3.5 s here to start (spawn, imports, Prefect preload): with 150

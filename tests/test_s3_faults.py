@@ -12,12 +12,13 @@ import s3fs
 
 import accord
 from accord.config import make_config
+from accord.ensembling.evaluation import evaluate
 from accord.errors import PublishError
-from accord.evaluation import evaluate
-from accord.publishing import publish, version_payload
-from accord.store.refs import parse_ref
-from accord.store.registry import Registry
-from accord.training import fit_all, prepare
+from accord.registry.publishing import publish, version_payload
+from accord.registry.refs import parse_ref
+from accord.registry.store import Registry
+from accord.training.fit import fit_all
+from accord.training.prepare import prepare
 from tests.s3_proxy import FaultyS3
 
 

@@ -9,7 +9,7 @@ import s3fs
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
-from accord.store.refs import parse_ref
+from accord.registry.refs import parse_ref
 from tests.test_cli import run_cli
 
 

@@ -12,9 +12,9 @@ import pytest
 
 import accord
 from accord.config import make_config
+from accord.ensembling.metrics import score
 from accord.errors import ConfigError, NotFoundError
-from accord.metrics import score
-from accord.training import prepare
+from accord.training.prepare import prepare
 from flows.pretrain import PretrainConfig, pretrain
 from flows.train import train_ensemble
 

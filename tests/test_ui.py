@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.store.registry import Registry
+from accord.registry.store import Registry
 from deployments.definitions import TRAIN
 
 CHROMIUM_FLAGS = [

@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from accord.errors import ConfigError
-from accord.losses import loss, paired_gap, row_losses
-from accord.weights import (
+from accord.ensembling.losses import loss, paired_gap, row_losses
+from accord.ensembling.weights import (
     EnsembleWeights,
     caruana,
     fit_temperature,
@@ -15,6 +14,7 @@ from accord.weights import (
     weighted_sum,
     with_temperature,
 )
+from accord.errors import ConfigError
 
 
 def _members(seed: int, n: int = 300, k: int = 3, m: int = 5):

@@ -20,19 +20,20 @@ from sklearn.datasets import make_classification
 
 import accord
 from accord.config import make_config
-from accord.data import load_dataset
+from accord.data.dataset import load_dataset
+from accord.data.parquet import describe_parquet, held_out_frames
+from accord.ensembling.metrics import score
 from accord.errors import ConfigError, DataError
 from accord.members import member_class
 from accord.members.xgboost_dask import XGBoostDaskMember
 from accord.members.xgboost_kind import NOT_SUPPORTED
-from accord.metrics import score
-from accord.partitioned import describe_parquet, held_out_frames
-from accord.promotion import incumbent_score
-from accord.store.refs import parse_ref
-from accord.store.registry import Registry
-from accord.training import fit_fold, fit_full, prepare
-from flows.runtime import worker_env
+from accord.registry.promotion import incumbent_score
+from accord.registry.refs import parse_ref
+from accord.registry.store import Registry
+from accord.training.fit import fit_fold, fit_full
+from accord.training.prepare import prepare
 from flows.train import train_ensemble
+from runtime.runner import worker_env
 
 ROWS = 6000
 
@@ -147,7 +148,7 @@ def test_the_cluster_fit_is_xgboost_dasks_own_classifier_and_moves_no_rows(clien
     import xgboost.dask as xgb_dask
     from distributed import get_task_stream
 
-    from accord.distributed import partitioned
+    from accord.training.cluster import partitioned
 
     data = prepare(_config(local_table, [XGB_DASK]))
     staged = client.scatter(data)

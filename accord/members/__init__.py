@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from accord.errors import ConfigError
-from accord.members.base import Member, Task
+from accord.members.base import Member
 from accord.members.keras_kind import KerasCNN, KerasMLP
 from accord.members.sklearn_kinds import SKLEARN_KINDS
 from accord.members.transfer import KerasTransfer, PublishedMember, XGBoostContinue
 from accord.members.xgboost_dask import XGBoostDaskMember
 from accord.members.xgboost_kind import XGBoostMember
+from accord.types import Task
 
 KINDS: dict[str, type[Member]] = {
     **{cls.kind: cls for cls in SKLEARN_KINDS},

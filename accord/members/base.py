@@ -14,15 +14,14 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
+from accord.data.schema import Schema
 from accord.errors import ConfigError
-from accord.schema import Schema
-
-Task = Literal["classification", "regression"]
+from accord.types import Task
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from accord.data.schema import Schema
 from accord.errors import ConfigError
-from accord.schema import Schema
 
 
 def pin(ref: Any, member: str) -> str:
     """Resolve a parent reference to a pinned ``<store>/<name>:<version>`` string."""
-    from accord.store.refs import parse_ref
-    from accord.store.registry import Registry
+    from accord.registry.refs import parse_ref
+    from accord.registry.store import Registry
 
     if not isinstance(ref, str) or not ref:
         raise ConfigError(
@@ -32,7 +32,7 @@ def pin(ref: Any, member: str) -> str:
 
 def load_parent(ref: str) -> Any:
     """Load a pinned parent ensemble (checksums verified, safe formats)."""
-    from accord.ensemble import load
+    from accord.ensembling.ensemble import load
 
     return load(ref)
 

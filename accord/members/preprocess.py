@@ -13,7 +13,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from accord.schema import Schema
+from accord.data.schema import Schema
 
 Encoding = Literal["onehot", "ordinal"]
 

@@ -29,11 +29,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC, SVR
 from threadpoolctl import threadpool_limits
 
+from accord.data.schema import Schema
 from accord.errors import ConfigError
 from accord.members import skops_io
-from accord.members.base import FitShape, Member, Task
+from accord.members.base import FitShape, Member
 from accord.members.preprocess import Encoding, make_preprocessor
-from accord.schema import Schema
+from accord.types import Task
 
 MODEL_FILE = "model.skops"
 # A fully grown tree has about one leaf per few training rows, so a forest's size grows with

@@ -21,12 +21,13 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+from accord.data.schema import Schema
 from accord.errors import ConfigError, IntegrityError
-from accord.members.base import FitShape, Member, Task
+from accord.members.base import FitShape, Member
 from accord.members.keras_kind import KerasMLP, import_keras
 from accord.members.parents import load_parent, pick_member, resolve_parent
 from accord.members.xgboost_kind import XGBoostMember
-from accord.schema import Schema
+from accord.types import Task
 
 KERAS_PARENT_KINDS = ("keras_mlp", "keras_cnn", "keras_transfer")
 XGB_PARENT_KINDS = ("xgboost", "xgboost_dask", "xgboost_continue")
@@ -226,8 +227,8 @@ class PublishedMember(Member):
         return resolve_parent(member, params, schema, "ref", None, same_classes=True)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
-        from accord.store.refs import parse_ref
-        from accord.store.registry import Registry
+        from accord.registry.refs import parse_ref
+        from accord.registry.store import Registry
 
         ref = parse_ref(self.params["ref"])  # pinned to a version by resolve_params
         _, _, self.files_ = Registry(ref.store).fetch(ref)  # verified
@@ -235,7 +236,7 @@ class PublishedMember(Member):
         return self
 
     def _build(self) -> None:
-        from accord.ensemble import build_ensemble
+        from accord.ensembling.ensemble import build_ensemble
 
         self.parent_ = build_ensemble(self.files_, weighted_only=True)  # a frozen ensemble: predictions only
 

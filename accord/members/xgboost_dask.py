@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from accord.members.base import Task
+from accord.data.schema import Schema
 from accord.members.preprocess import make_preprocessor
 from accord.members.xgboost_kind import NOT_SUPPORTED, XGBoostMember
-from accord.schema import Schema
+from accord.types import Task
 
 if TYPE_CHECKING:
     import dask.dataframe as dd

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
+from accord.data.schema import Schema
 from accord.errors import ConfigError
 from accord.members import skops_io
-from accord.members.base import FitShape, Member, Task
+from accord.members.base import FitShape, Member
 from accord.members.preprocess import make_preprocessor
-from accord.schema import Schema
+from accord.types import Task
 
 PREPROCESS_FILE = "preprocess.skops"
 BOOSTER_FILE = "model.ubj"

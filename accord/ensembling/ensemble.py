@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from accord.data.schema import Schema
+from accord.ensembling.weights import EnsembleWeights
 from accord.errors import IntegrityError
 from accord.members import Member, member_class
-from accord.schema import Schema
-from accord.store.refs import parse_ref
-from accord.store.registry import Registry
-from accord.weights import EnsembleWeights
+from accord.registry.refs import parse_ref
+from accord.registry.store import Registry
 
 ENSEMBLE_FILE = "ensemble.json"
 SCHEMA_FILE = "schema.json"
@@ -26,7 +26,7 @@ class Ensemble:
     """Fitted members combined as ``sum_i w_i * p_i`` or by a stacking meta-learner.
 
     For classification with ``caruana`` or ``optimize`` the weighted sum is rescaled by
-    the temperature fitted on the out-of-fold predictions (see `accord.weights`).
+    the temperature fitted on the out-of-fold predictions (see `accord.ensembling.weights`).
     Members at weight 0 are published, loaded (unless ``load(..., weighted_only=True)``)
     and listed, but `predict` and `predict_proba` do not compute their predictions
     (`member_predictions` does).

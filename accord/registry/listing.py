@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from accord.store.refs import parse_ref
-from accord.store.registry import Registry
+from accord.registry.refs import parse_ref
+from accord.registry.store import Registry
 
 
 def published_at(version: str) -> str:

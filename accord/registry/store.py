@@ -31,7 +31,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from accord.errors import IntegrityError, NotFoundError, PublishError
 from accord.faults import failpoint
-from accord.store.refs import DEFAULT_ALIAS, ModelRef, check_name, check_version, normalise_store
+from accord.registry.refs import DEFAULT_ALIAS, ModelRef, check_name, check_version, normalise_store
 
 MANIFEST = "manifest.json"
 FORMAT = "accord/1"

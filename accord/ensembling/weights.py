@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from accord.ensembling.losses import PROBA_FLOOR, loss, true_class, true_class_losses
 from accord.errors import ConfigError
-from accord.losses import PROBA_FLOOR, Task, loss, true_class, true_class_losses
+from accord.types import Task
 
-Method = Literal["caruana", "optimize", "stacking", "equal", "hard"]
 METHODS: tuple[str, ...] = ("caruana", "optimize", "stacking", "equal", "hard")
 
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from accord.losses import loss, paired_gap, row_losses
-from accord.metrics import primary_metric, score
-from accord.training import Prepared, RefitResult
-from accord.weights import EnsembleWeights, fit_weights, weighted_sum
+from accord.data.split import Prepared
+from accord.ensembling.losses import loss, paired_gap, row_losses
+from accord.ensembling.metrics import primary_metric, score
+from accord.ensembling.weights import EnsembleWeights, fit_weights, weighted_sum
+from accord.training.fit import RefitResult
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def evaluate(
         data: The run's prepared data.
         oof: Member name -> out-of-fold predictions.
         refits: Member name -> its refit on the whole training split.
-        method: How the weights are fitted (`accord.weights.fit_weights`).
+        method: How the weights are fitted (`accord.ensembling.weights.fit_weights`).
         steps: Greedy selection steps (``caruana``).
         fold_seconds: Member name -> seconds its fold fits took, summed (for ``timings``).
     """

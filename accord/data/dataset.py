@@ -17,9 +17,8 @@ from urllib.parse import parse_qsl
 import numpy as np
 import pandas as pd
 
-from accord.errors import ConfigError, DataError
-from accord.schema import Schema, column_kind, normalise_column
-from accord.tables import (
+from accord.data.schema import Schema, column_kind, normalise_column
+from accord.data.tables import (
     csv_header,
     refuse_duplicate_columns,
     show_cells,
@@ -27,8 +26,8 @@ from accord.tables import (
     unparsed_numbers,
     unreadable,
 )
-
-Task = Literal["classification", "regression"]
+from accord.errors import ConfigError, DataError
+from accord.types import Task
 
 SKLEARN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
 DEFAULT_TARGET = "target"

@@ -9,18 +9,18 @@ refused here, once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from accord.errors import ConfigError, DataError
+from accord.types import TableFormat
 
-Format = Literal["parquet", "csv"]
 COMPRESSED_CSV = (".csv.gz", ".csv.bz2", ".csv.zst", ".csv.xz")
 MAX_SHOWN = 5  # bad cells quoted in one message
 
 
-def table_format(url: str, what: str, *, compressed: bool = True) -> Format:
+def table_format(url: str, what: str, *, compressed: bool = True) -> TableFormat:
     """The table format named by a URL's suffix.
 
     Args:

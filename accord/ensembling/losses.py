@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-Task = Literal["classification", "regression"]
+from accord.types import Task
+
 PROBA_FLOOR = 1e-15
 
 

@@ -14,20 +14,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accord.config import PromotionPolicy
+from accord.types import PromotionPolicy
 from accord.errors import AccordError
-from accord.evaluation import PRIOR, Report
-from accord.metrics import better, score
-from accord.store.refs import DEFAULT_ALIAS
-from accord.store.registry import Registry
-from accord.training import Prepared
+from accord.ensembling.evaluation import PRIOR, Report
+from accord.ensembling.metrics import better, score
+from accord.registry.refs import DEFAULT_ALIAS
+from accord.registry.store import Registry
+from accord.data.split import Prepared
 
 Policy = PromotionPolicy
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """The trivial baseline (`accord.evaluation.PRIOR`) against a challenger on the same held-out rows.
+    """The trivial baseline (`accord.ensembling.evaluation.PRIOR`) against a challenger on the same held-out rows.
 
     Attributes:
         score: The baseline's value of the primary metric.
@@ -76,7 +76,7 @@ class Decision:
 def held_out(data: Prepared) -> Iterator[pd.DataFrame]:
     """The run's held-out features: in memory, or read chunk by chunk from a partitioned source."""
     if data.partitioned:
-        from accord.partitioned import held_out_frames
+        from accord.data.parquet import held_out_frames
 
         yield from held_out_frames(data)
     else:
@@ -85,7 +85,7 @@ def held_out(data: Prepared) -> Iterator[pd.DataFrame]:
 
 def incumbent_score(registry: Registry, name: str, version: str, data: Prepared, metric: str) -> float:
     """Score the version `version` of `name` on the run's held-out rows."""
-    from accord.ensemble import load
+    from accord.ensembling.ensemble import load
 
     model = load(str(registry.ref(name, version)), weighted_only=True)
     if model.task != data.task:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from sklearn import metrics as skm
 
-from accord.losses import log_loss
-
-Task = Literal["classification", "regression"]
+from accord.ensembling.losses import log_loss
+from accord.types import Task
 
 # Lower is better for these; higher for every other metric.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})

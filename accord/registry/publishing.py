@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from accord.ensemble import ENSEMBLE_FILE, METRICS_FILE, SCHEMA_FILE, ensemble_document, member_files
-from accord.evaluation import Report
-from accord.provenance import code_version, library_versions, source_digest
-from accord.store.registry import Registry
-from accord.training import Prepared, RefitResult
+from accord.ensembling.ensemble import ENSEMBLE_FILE, METRICS_FILE, SCHEMA_FILE, ensemble_document, member_files
+from accord.ensembling.evaluation import Report
+from accord.registry.provenance import code_version, library_versions, source_digest
+from accord.registry.store import Registry
+from accord.data.split import Prepared
+from accord.training.fit import RefitResult
 
 
 def version_payload(

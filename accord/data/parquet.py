@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from accord.data import Dataset, checked_target
+from accord.data.dataset import Dataset, checked_target
+from accord.data.schema import MAX_CATEGORIES_RECORDED, Column, Schema
 from accord.errors import DataError
-from accord.schema import MAX_CATEGORIES_RECORDED, Column, Schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from accord.training import Prepared
+    from accord.data.split import Prepared
 
 
 def _kind(name: str, dtype: pa.DataType) -> Literal["numeric", "categorical"]:
@@ -111,7 +111,7 @@ def _footer_digest(pf: Any) -> str:
 
 def held_out_frames(data: Prepared, chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
     """The test rows of a partitioned source, read chunk by chunk in order (features only)."""
-    from accord.batch import plan
+    from accord.data.chunks import plan
 
     if data.test_rows is None:
         raise RuntimeError("the prepared data does not record its test rows")

@@ -1,6 +1,6 @@
 """How accord's local Dask workers start: their environment, preload and fork server.
 
-Kept apart from `flows.runtime` so that the command line can start the fork server before
+Kept apart from `runtime.runner` so that the command line can start the fork server before
 it imports Prefect (see `start_ahead`).
 """
 
@@ -29,8 +29,8 @@ WORKER_THREAD_ENV = {
 }
 
 
-# Imported by each local worker as it starts (see flows/worker_preload.py).
-WORKER_PRELOAD = ["flows.worker_preload"]
+# Imported by each local worker as it starts (see runtime/preload.py).
+WORKER_PRELOAD = ["runtime.preload"]
 
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 4 * 2**20, "MALLOC_TRIM_THRESHOLD_": 16 * 2**20}
 
@@ -134,7 +134,7 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 _SERVER_ENV_KEYS: set[str] = set()
 
 # The variable in which a forked worker's nanny names the variables to remove (see
-# `flows.worker_preload.dask_setup`), comma-separated.
+# `runtime.preload.dask_setup`), comma-separated.
 UNSET_ENV = "ACCORD_WORKER_UNSET_ENV"
 
 

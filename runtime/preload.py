@@ -3,7 +3,7 @@
 Each worker of accord's LocalCluster imports Prefect's task engine and accord's training
 code while the cluster starts, all workers at once. Otherwise the first member task on
 each worker pays for those imports (about 2 s here) and the worker that runs the staging
-task first holds up the others. Passed as ``preload=["flows.worker_preload"]``; a
+task first holds up the others. Passed as ``preload=["runtime.preload"]``; a
 cluster a user brings can name it in its own worker options.
 
 Those imports leave about 240,000 objects that live as long as the worker, and Python's
@@ -19,7 +19,7 @@ objects, stays frozen with the rest (collecting it first cost 0.2 s per worker);
 about to exit frees all its memory anyway.
 
 accord's own LocalCluster forks its workers from a server process that imported this
-module once (`flows.local_workers.start_fork_server`): there the imports run, and in each
+module once (`runtime.local_workers.start_fork_server`): there the imports run, and in each
 worker only ``dask_setup``, which also rereads Prefect's settings from the worker's own
 environment.
 """
@@ -38,10 +38,10 @@ try:
     import skops.io  # noqa: F401  (every refit saves with it: 0.9 s at a worker's first save)
     import xgboost.dask  # noqa: F401  (xgboost_dask's fits run its functions: 0.4 s, and Dask DataFrame)
 
-    import accord.training  # noqa: F401  (the fits; imports scikit-learn, XGBoost, pandas)
+    import accord.training.fit  # noqa: F401  (the fits; imports scikit-learn, XGBoost, pandas)
     import tasks.training  # noqa: F401  (the member tasks themselves)
-    from flows.cores import PIN_ENV, claim_cores
-    from flows.local_workers import UNSET_ENV
+    from runtime.cores import PIN_ENV, claim_cores
+    from runtime.local_workers import UNSET_ENV
 finally:
     if _collecting:
         gc.enable()
@@ -53,11 +53,11 @@ def dask_setup(worker: Any) -> None:
     """Ready a worker that runs in a process of its own (a nanny's); leave a client's process alone.
 
     A worker forked from the fork server that imported this module (see
-    `flows.local_workers.start_fork_server`) first removes the variables its nanny names in
+    `runtime.local_workers.start_fork_server`) first removes the variables its nanny names in
     ``UNSET_ENV`` (those the flow process has removed since the fork server started), then
     rereads Prefect's settings: Prefect read them on import, from that server's environment,
     and the worker's (the Prefect API among it) is the one its nanny handed it. A worker
-    whose nanny set ``PIN_ENV`` claims cores of its own (`flows.cores`). Then the imports'
+    whose nanny set ``PIN_ENV`` claims cores of its own (`runtime.cores`). Then the imports'
     objects are frozen, so the collector no longer walks them during fits.
     """
     if getattr(worker, "nanny", None) is None:

@@ -1,31 +1,22 @@
-"""Batch scoring without Prefect: plan chunks of an input table, score them, write the output whole.
+"""Tables read in chunks without Prefect: plan the chunks of an input, read them, check the whole input.
 
 A Parquet input is planned by row groups, so each chunk is read by the worker that
-scores it; a CSV input has no index to seek by, so it is read in order (in chunks)
-by the caller. Predictions are written to a local temporary file in chunk order,
-then put at the output URL in one step: a local rename or a single object PUT, so
-no reader ever sees a partial output.
+uses it; a CSV input has no index to seek by, so it is read in order (in chunks) by
+the caller.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from accord.errors import ConfigError, DataError
-from accord.schema import Schema
-from accord.tables import (
+from accord.data.schema import Schema
+from accord.data.tables import (
     MAX_SHOWN,
-    Format,
     csv_header,
     refuse_duplicate_columns,
     show_cells,
@@ -33,11 +24,10 @@ from accord.tables import (
     unparsed_numbers,
     unreadable,
 )
+from accord.errors import ConfigError, DataError
+from accord.types import TableFormat
 
-PROBA_PREFIX = "proba_"
-PREDICTION = "prediction"
 SCHEMA_SAMPLE_ROWS = 1000
-METADATA_KEY = b"accord"
 
 
 @dataclass(frozen=True)
@@ -69,7 +59,7 @@ class Plan:
     """How an input is split: Parquet chunks (read by workers) or a CSV read in order."""
 
     url: str
-    format: Format
+    format: TableFormat
     chunk_rows: int
     chunks: list[Chunk] = field(default_factory=list)
     total_rows: int | None = None
@@ -255,107 +245,3 @@ def check_keep(frame: pd.DataFrame, keep: Sequence[str], url: str) -> None:
             f"keep: columns {missing} are not in {url!r}; found {list(frame.columns)}. "
             "Name existing columns (e.g. an id) to copy into the output."
         )
-
-
-def score(ensemble: Any, frame: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
-    """Predictions for one chunk: kept columns, ``prediction`` and ``proba_<class>`` columns.
-
-    Args:
-        ensemble: A loaded `accord.ensemble.Ensemble`.
-        frame: The chunk (its schema is enforced by the ensemble).
-        keep: Input columns copied to the output unchanged (e.g. an id).
-    """
-    X = features(frame, ensemble.schema, keep)
-    out = pd.DataFrame({c: frame[c].to_numpy() for c in keep})
-    if ensemble.task == "classification":
-        proba = ensemble.predict_proba(X)
-        classes = ensemble.classes_
-        out[PREDICTION] = classes[np.argmax(proba, axis=1)]
-        for j, c in enumerate(classes):
-            out[f"{PROBA_PREFIX}{c}"] = proba[:, j]
-    else:
-        out[PREDICTION] = ensemble.predict(X)
-    return out
-
-
-class OutputWriter:
-    """Append chunks to a local temporary file, then publish it whole at `url`.
-
-    Use as a context manager: `commit` puts the file; leaving the block without
-    committing (an exception) removes the temporary file and writes nothing.
-    """
-
-    def __init__(self, url: str, metadata: dict[str, Any]) -> None:
-        self.url = url
-        self.format = table_format(url, "output", compressed=False)
-        self.metadata = metadata
-        self.rows = 0
-        self._tmp = tempfile.TemporaryDirectory(prefix="accord-predict-")
-        self._path = Path(self._tmp.name) / f"out.{self.format}"
-        self._writer: Any = None
-
-    def __enter__(self) -> OutputWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-        self._tmp.cleanup()
-
-    def write(self, frame: pd.DataFrame) -> None:
-        """Append one chunk (chunks must arrive in order and share columns)."""
-        if self.format == "csv":
-            frame.to_csv(self._path, mode="a", header=self.rows == 0, index=False)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self._writer is None:
-                meta = dict(table.schema.metadata or {})
-                meta[METADATA_KEY] = json.dumps(self.metadata, sort_keys=True).encode()
-                self._writer = pq.ParquetWriter(self._path, table.schema.with_metadata(meta))
-            self._writer.write_table(table)
-        self.rows += len(frame)
-
-    def close(self) -> None:
-        """Finish the local file."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def commit(self) -> dict[str, Any]:
-        """Put the finished file at the output URL in one step; return rows, size and sha256."""
-        import fsspec
-
-        from accord.store.registry import put_whole
-
-        self.close()
-        if self.rows == 0:
-            raise DataError("no rows were scored; nothing to write.")
-        data = self._path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        fs, path = fsspec.core.url_to_fs(self.url)
-        put_whole(fs, self._path, path)
-        return {"rows": self.rows, "size": len(data), "sha256": digest}
-
-
-def receipt(model_ref: str, input_url: str, output_url: str, written: dict[str, Any]) -> dict[str, Any]:
-    """What a batch run records: which model version scored which input into which output."""
-    return {
-        "model": model_ref,
-        "input": input_url,
-        "output": output_url,
-        "scored_at": dt.datetime.now(dt.UTC).isoformat(),
-        **written,
-    }
-
-
-def read_output_metadata(url: str) -> dict[str, Any]:
-    """The accord metadata embedded in a Parquet output (model reference and version)."""
-    import fsspec
-    import pyarrow.parquet as pq
-
-    with fsspec.open(url, "rb") as f:
-        meta = pq.ParquetFile(f).schema_arrow.metadata or {}
-    raw = meta.get(METADATA_KEY)
-    return json.loads(raw) if raw else {}

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from accord.batch import Chunk, plan
 from accord.config import MemberSpec
+from accord.data.chunks import Chunk, plan
+from accord.data.schema import Schema
+from accord.data.tables import table_format
 from accord.members import member_class
-from accord.memory import release_free_memory
-from accord.schema import Schema
-from accord.tables import table_format
+from accord.training.memory import release_free_memory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import dask.dataframe as dd
     from distributed import Client
 
-    from accord.training import Prepared
+    from accord.data.split import Prepared
 
 LOCK_NAME = "accord-distributed-fit"
 ROLE = "__role__"

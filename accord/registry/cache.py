@@ -3,7 +3,7 @@
 Each member x fold (and each refit) result is kept under ``<store>/.cache/results/<key>/``,
 keyed on what determines it: the data fingerprint, the exact split, the member spec (its
 parent pinned to a version), the fold, the seed, and the code that trains it
-(`accord.provenance.environment_digest`: accord's source and the installed versions of
+(`accord.registry.provenance.environment_digest`: accord's source and the installed versions of
 scikit-learn, XGBoost, Keras and the rest), so an edit or an upgrade trains again.
 Entries are written like versions — every file hashed, ``entry.json`` last — in formats
 that cannot run code: NumPy arrays without pickle, member files in their published
@@ -34,10 +34,11 @@ from fsspec.implementations.local import LocalFileSystem
 
 from accord.config import MemberSpec
 from accord.errors import ConfigError
-from accord.provenance import environment_digest
-from accord.store.refs import normalise_store
-from accord.store.registry import put_whole
-from accord.training import FoldResult, Prepared, RefitResult
+from accord.registry.provenance import environment_digest
+from accord.registry.refs import normalise_store
+from accord.registry.store import put_whole
+from accord.training.fit import FoldResult, RefitResult
+from accord.data.split import Prepared
 
 ENTRY = "entry.json"
 CACHE_DIR = ".cache/results"

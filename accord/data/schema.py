@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from accord.errors import DataError, SchemaError
+from accord.types import ColumnKind
 
-ColumnKind = Literal["numeric", "categorical"]
 MAX_CATEGORIES_RECORDED = 1000
 
 

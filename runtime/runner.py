@@ -19,8 +19,8 @@ from pydantic import PrivateAttr
 
 from accord.config import AdaptOptions
 from accord.errors import ConfigError
-from flows.cores import pin_env
-from flows.local_workers import (
+from runtime.cores import pin_env
+from runtime.local_workers import (
     UNSET_ENV,
     WORKER_PRELOAD,
     WORKER_THREAD_ENV,
@@ -117,7 +117,7 @@ class AccordLocalCluster(LocalCluster):
     scheduler too, 1.82x and 1.85x in two runs. Settings the user chose are kept (see `WorkerNanny`).
 
     Workers fork from a server process that has imported what they run
-    (`flows.local_workers.start_fork_server`), unless the user chose how Dask starts worker
+    (`runtime.local_workers.start_fork_server`), unless the user chose how Dask starts worker
     processes (``distributed.worker.multiprocessing-method``) or the platform has no fork
     servers (Windows). A worker a nanny restarts after a crash spawns, as Dask's own do.
     """
@@ -326,7 +326,7 @@ def local_cluster_kwargs(workers: int, adapt: AdaptOptions | None = None) -> dic
 
     One thread and one core's libraries per worker, accord's nanny, preload and environment
     (the shared Prefect API; a core each where the workers, or `adapt`'s maximum, fit:
-    `flows.cores`).
+    `runtime.cores`).
     """
     return {
         "n_workers": adapt.minimum if adapt else workers,

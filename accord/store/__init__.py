@@ -1,1 +1,0 @@
-"""The artifact store: model references and the versioned, verified registry."""
