@@ -11,7 +11,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,6 +21,7 @@ from accord.registry.refs import DEFAULT_ALIAS, NAME_RE
 from accord.types import MemberKind, Method, PromotionPolicy, TaskChoice
 
 NAME_PATTERN = NAME_RE.pattern
+M = TypeVar("M", bound=BaseModel)
 DEMO_NAME = "demo"
 
 DEFAULT_MEMBER_KINDS: tuple[str, ...] = (
@@ -224,12 +225,17 @@ def format_validation_error(error: ValidationError, what: str = "TrainConfig") -
     return "\n".join(lines)
 
 
-def make_config(values: dict[str, Any]) -> TrainConfig:
-    """Validate a mapping into a `TrainConfig`, raising `ConfigError` with a readable message."""
+def validated(model: type[M], values: dict[str, Any]) -> M:
+    """Validate a mapping into `model`, raising `ConfigError` with one readable line per bad field."""
     try:
-        return TrainConfig.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e)) from e
+        raise ConfigError(format_validation_error(e, model.__name__)) from e
+
+
+def make_config(values: dict[str, Any]) -> TrainConfig:
+    """Validate a mapping into a `TrainConfig` (see `validated`)."""
+    return validated(TrainConfig, values)
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -302,3 +308,25 @@ class PretrainConfig(BaseModel):
             promote="always",
             alias=self.alias,
         )
+
+
+class PredictConfig(BaseModel):
+    """Parameters of the batch prediction flow (`flows.predict.batch_predict`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        description="Model reference: <store>/<name>, <store>/<name>:<version> or <store>/<name>@<alias>; "
+        "a bare name means its production alias, else its newest version."
+    )
+    input: str = Field(description="Table to score: a Parquet or CSV file at any fsspec URL.")
+    output: str = Field(description="Where predictions go: a .parquet or .csv URL, written in one step.")
+    keep: list[str] = Field(
+        default_factory=list,
+        description="Input columns copied unchanged into the output (e.g. an id column).",
+    )
+    chunk_rows: int = Field(default=50_000, ge=1, description="Rows per scoring task.")
+    workers: int = Field(default=2, description="Worker processes of the local Dask cluster.")
+    dask_address: str | None = Field(
+        default=None, description="Address of an existing Dask scheduler; empty starts a LocalCluster."
+    )

@@ -5,7 +5,6 @@ Exit codes: 0 done, 2 bad input (nothing trained or published), 1 any other fail
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import sys
@@ -16,7 +15,14 @@ from typing import Annotated, Any, NoReturn, TextIO
 import typer
 from typer.core import TyperArgument
 
-from accord.config import DEFAULT_MEMBER_KINDS, PretrainConfig, TrainConfig, make_config, read_config_file
+from accord.config import (
+    DEFAULT_MEMBER_KINDS,
+    PredictConfig,
+    PretrainConfig,
+    TrainConfig,
+    make_config,
+    read_config_file,
+)
 from accord.errors import InputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -77,17 +83,10 @@ def _flow(flow_name: str) -> Any:
 
 def run_flow(flow_name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run a flow against a Prefect API (a local server is started when none is set)."""
-    from runtime.server import drain_prefect_clients, prefect_api
+    from runtime.entry import with_prefect_api
 
-    with prefect_api() as url:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings({PREFECT_API_URL: url}):
-            try:
-                result: dict[str, Any] = _flow(flow_name)(*args, **kwargs)
-                return result
-            finally:
-                drain_prefect_clients()
+    result: dict[str, Any] = with_prefect_api(lambda: _flow(flow_name)(*args, **kwargs))
+    return result
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
@@ -351,8 +350,7 @@ def predict(
 
     start_ahead(dask_address)
     with json_stdout(as_json) as out:
-        result = run_flow(
-            "predict",
+        cfg = PredictConfig(
             model=pinned,  # the version checked here is the version that scores
             input=input_url,
             output=output,
@@ -361,6 +359,7 @@ def predict(
             workers=workers,
             dask_address=dask_address,
         )
+        result = run_flow("predict", cfg)
         if as_json:
             print(json.dumps(result), file=out)
     if not as_json:
@@ -490,17 +489,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console(argv: list[str] | None = None) -> NoReturn:
-    """The ``accord`` console script (and ``python -m flows.train`` etc.): `main`, then exit.
+    """The ``accord`` console script: `main`, then exit (`runtime.entry.exit_frozen`)."""
+    from runtime.entry import exit_frozen
 
-    Before the process exits, everything it holds is frozen out of Python's cyclic garbage
-    collector (`gc.freeze`). A run leaves Prefect, Dask, scikit-learn and pandas loaded,
-    and the interpreter's last collections at exit walked all of their objects: the process
-    ended 0.86-0.89 s after printing its last line, against 0.09 s frozen. Exit handlers
-    (``atexit``, logging's flush) still run; the memory goes back to the OS with the process.
-    """
-    code = main(argv)
-    gc.freeze()
-    sys.exit(code)
+    exit_frozen(main(argv))
 
 
 if __name__ == "__main__":

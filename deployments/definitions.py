@@ -79,9 +79,11 @@ def definitions() -> list[Definition]:
                 f"(the schedule is active when ${PREDICT_INPUT_ENV} names the input)."
             ),
             parameters={
-                "model": f"{store.rstrip('/')}/demo@production",
-                "input": predict_input,
-                "output": predict_output,
+                "config": {
+                    "model": f"{store.rstrip('/')}/demo@production",
+                    "input": predict_input,
+                    "output": predict_output,
+                }
             },
             schedule_active=bool(predict_input),
         ),

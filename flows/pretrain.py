@@ -2,7 +2,7 @@
 
 A Keras network (``keras_mlp`` for tables, ``keras_cnn`` for images such as
 ``sklearn:digits``) and/or an XGBoost booster, trained on any source accord reads.
-Run it with ``accord pretrain ...`` or ``python -m flows.pretrain``.
+Run it with ``accord pretrain ...`` or ``python -m flows.pretrain --data SRC --kinds keras_mlp``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from prefect import flow
 
 from accord.config import PretrainConfig
 from flows.train import train_ensemble
+from runtime.entry import run_from_command_line
 
 __all__ = ["PretrainConfig", "pretrain"]
 
@@ -25,6 +26,4 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from deployments.cli import console
-
-    console(["pretrain", *sys.argv[1:]])
+    run_from_command_line(pretrain, PretrainConfig, sys.argv[1:])

@@ -1,45 +1,40 @@
 """Dask worker preload: import what member tasks run before the first task arrives.
 
-Each worker of accord's LocalCluster imports Prefect's task engine and accord's training
-code while the cluster starts, all workers at once. Otherwise the first member task on
-each worker pays for those imports (about 2 s here) and the worker that runs the staging
-task first holds up the others. Passed as ``preload=["runtime.preload"]``; a
-cluster a user brings can name it in its own worker options.
-
-Those imports leave about 240,000 objects that live as long as the worker, and Python's
-cyclic garbage collector kept walking all of them: during the imports (2.3 s with it
-paused, against 2.7 s), and as the worker's process exits, where the interpreter's last
-collections took 0.7 s (0.07 s with the objects frozen). A LocalCluster's close waits
-for every worker's process to end. So the collector is paused while these modules
-import, and a worker whose process a nanny owns freezes its objects (`gc.freeze`) after
-the imports and again as it closes; the collector skips them from then on. A LocalCluster
-of two workers with this preload started in 3.50 s and closed in 0.09 s, against 4.12 s
-and 0.90 s before (means of 6 each, alternating). The imports' cyclic garbage, about 4,700
-objects, stays frozen with the rest (collecting it first cost 0.2 s per worker); a process
-about to exit frees all its memory anyway.
+Passed as ``preload=["runtime.preload"]`` (a cluster you run can name it in its own
+worker options). Each worker imports the modules in `WARM` while the cluster starts,
+all workers at once, so no member task pays for them and no worker holds up the
+others. The cyclic garbage collector is paused while they import, and a worker whose
+process a nanny owns freezes their objects (`gc.freeze`) after the imports and again
+as it closes, so the collector skips them during fits and at exit.
 
 accord's own LocalCluster forks its workers from a server process that imported this
-module once (`runtime.local_workers.start_fork_server`): there the imports run, and in each
-worker only ``dask_setup``, which also rereads Prefect's settings from the worker's own
-environment.
+module once (`runtime.local_workers.start_fork_server`); each worker then runs only
+``dask_setup``. Measurements: docs/performance.md.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 from typing import Any
+
+WARM = (
+    "prefect.task_engine",  # runs every Prefect task on a worker
+    "skops.io",  # every refit saves with it
+    "xgboost.dask",  # xgboost_dask's fits run its functions, and Dask DataFrame
+    "accord.training.fit",  # the fits: scikit-learn, XGBoost, pandas
+    "tasks.training",  # the member tasks themselves
+)
+"""Modules every worker imports as it starts; named, not imported here, as the runtime does not use them."""
 
 _collecting = gc.isenabled()
 gc.disable()
 try:
     import prefect.context
-    import prefect.task_engine  # runs every Prefect task on a worker
-    import skops.io  # noqa: F401  (every refit saves with it: 0.9 s at a worker's first save)
-    import xgboost.dask  # noqa: F401  (xgboost_dask's fits run its functions: 0.4 s, and Dask DataFrame)
 
-    import accord.training.fit  # noqa: F401  (the fits; imports scikit-learn, XGBoost, pandas)
-    import tasks.training  # noqa: F401  (the member tasks themselves)
+    for _module in WARM:
+        importlib.import_module(_module)
     from runtime.cores import PIN_ENV, claim_cores
     from runtime.local_workers import UNSET_ENV
 finally:

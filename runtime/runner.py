@@ -274,7 +274,7 @@ def worker_env() -> dict[str, str]:
 
 
 class ClusterOptions(Protocol):
-    """What a run says about its cluster (`TrainConfig`, `PretrainConfig`, `PredictOptions`)."""
+    """What a run says about its cluster (`TrainConfig`, `PretrainConfig`, `PredictConfig`)."""
 
     @property
     def workers(self) -> int:

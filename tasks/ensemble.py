@@ -13,6 +13,7 @@ from accord.data.split import Prepared
 from accord.ensembling.evaluation import PRIOR, Report, evaluate
 from accord.registry.promotion import Baseline, Decision, Policy, promote
 from accord.registry.publishing import find_published, publish, version_payload
+from accord.registry.refs import parse_ref
 from accord.registry.store import Registry
 from accord.training.fit import RefitResult
 
@@ -140,3 +141,25 @@ def report_artifacts(report: Report, ref: str, name: str) -> None:
         key=f"{key}-summary",
         description="Run summary",
     )
+
+
+def run_summary(report: Report, ref: str, new: bool, decision: Decision) -> dict[str, Any]:
+    """What the train flow returns, from its report, the version it published and the promotion.
+
+    Returns:
+        ``{"ref", "version", "weights", "metrics": {"ensemble", "members", "baselines"}, "unchanged",
+        "promotion", "vs_ensemble", "timings"}``; ``unchanged`` is True when an identical earlier run had
+        published the version returned (nothing new was published); ``vs_ensemble`` maps each
+        other leaderboard model to its held-out loss minus the ensemble's, per row, with a
+        standard error (`accord.ensembling.losses.paired_gap`).
+    """
+    return {
+        "ref": ref,
+        "version": parse_ref(ref).version,
+        "weights": report.weights,
+        "metrics": {"ensemble": report.ensemble, "members": report.test, "baselines": report.baselines},
+        "unchanged": not new,
+        "promotion": decision.to_dict(),
+        "vs_ensemble": report.vs_ensemble,
+        "timings": report.timings,
+    }

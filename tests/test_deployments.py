@@ -189,7 +189,7 @@ def test_batch_predict_deployment_matches_load_predict(served):
         "chunk_rows": 40,
         "workers": 1,
     }
-    response = api.create_run(api.deployment(PREDICT)["id"], params)
+    response = api.create_run(api.deployment(PREDICT)["id"], {"config": params})
     assert response.status_code == 201, response.text
     run = api.wait(response.json()["id"])
     assert run["state_type"] == "COMPLETED", run["state"]

@@ -12,7 +12,7 @@ import pytest
 import s3fs
 
 import accord
-from accord.config import make_config
+from accord.config import PredictConfig, make_config
 from accord.data.chunks import plan
 from accord.data.dataset import read_source
 from accord.data.output import OutputWriter, read_output_metadata
@@ -65,7 +65,9 @@ def test_parquet_to_s3_equals_load_predict_and_records_the_version(published, ta
     bucket = published.split("/")[2]
     output = f"s3://{bucket}/predictions/out.parquet"
     result = batch_predict(
-        model=published, input=path.as_uri(), output=output, keep=["id"], chunk_rows=130, workers=2
+        PredictConfig(
+            model=published, input=path.as_uri(), output=output, keep=["id"], chunk_rows=130, workers=2
+        )
     )
     model = accord.load(published)
     assert result["model"] == model.manifest["ref"] and ":" in result["model"].rsplit("/", 1)[-1]
@@ -86,7 +88,9 @@ def test_csv_to_csv_with_reordered_columns(published, table, tmp_path):
     frame[list(reversed(frame.columns))].to_csv(source, index=False)  # reordering is accepted
     output = tmp_path / "out" / "pred.csv"
     result = batch_predict(
-        model=published, input=source.as_uri(), output=output.as_uri(), keep=["id"], chunk_rows=200
+        PredictConfig(
+            model=published, input=source.as_uri(), output=output.as_uri(), keep=["id"], chunk_rows=200
+        )
     )
     scored = pd.read_csv(output)
     model = accord.load(published)
@@ -103,7 +107,7 @@ def test_mismatched_input_is_refused_with_the_schema_diff_and_nothing_written(pu
     bad.to_parquet(source)
     output = tmp_path / "pred.parquet"
     with pytest.raises(SchemaError) as err:
-        batch_predict(model=published, input=source.as_uri(), output=output.as_uri())
+        batch_predict(PredictConfig(model=published, input=source.as_uri(), output=output.as_uri()))
     message = str(err.value)
     assert "missing columns: ['x1']" in message and "unexpected columns: ['feature_1']" in message
     assert "column 'x2': expected numeric" in message
@@ -113,13 +117,21 @@ def test_mismatched_input_is_refused_with_the_schema_diff_and_nothing_written(pu
 def test_bad_arguments_name_what_is_wrong(published, table, tmp_path):
     _, path = table
     with pytest.raises(ConfigError, match=r"output: cannot tell the format of .*\.txt"):
-        batch_predict(model=published, input=path.as_uri(), output=(tmp_path / "o.txt").as_uri())
+        batch_predict(
+            PredictConfig(model=published, input=path.as_uri(), output=(tmp_path / "o.txt").as_uri())
+        )
     with pytest.raises(DataError, match=r"keep: columns \['customer'\] are not in"):
         batch_predict(
-            model=published, input=path.as_uri(), output=(tmp_path / "o.csv").as_uri(), keep=["customer"]
+            PredictConfig(
+                model=published, input=path.as_uri(), output=(tmp_path / "o.csv").as_uri(), keep=["customer"]
+            )
         )
     with pytest.raises(DataError, match="no such file"):
-        batch_predict(model=published, input=(tmp_path / "nope.parquet").as_uri(), output="memory://o.csv")
+        batch_predict(
+            PredictConfig(
+                model=published, input=(tmp_path / "nope.parquet").as_uri(), output="memory://o.csv"
+            )
+        )
 
 
 def test_a_failure_while_writing_leaves_no_output(tmp_path):
@@ -222,7 +234,9 @@ def test_repeated_input_columns_are_refused_naming_them(published, table, tmp_pa
     source.write_text(frame.to_csv(index=False).replace("x1,", "x3,", 1))  # two columns called x3
     with pytest.raises(DataError, match=r"repeated column names: 'x3' \(2 times\)"):
         batch_predict(
-            model=published, input=source.as_uri(), output=(tmp_path / "o.csv").as_uri(), keep=["id"]
+            PredictConfig(
+                model=published, input=source.as_uri(), output=(tmp_path / "o.csv").as_uri(), keep=["id"]
+            )
         )
     assert not (tmp_path / "o.csv").exists()
 
@@ -231,7 +245,9 @@ def test_a_kept_column_the_model_also_reads_is_scored_and_passed_through(publish
     frame, path = table
     output = tmp_path / "kept.parquet"
     batch_predict(
-        model=published, input=path.as_uri(), output=output.as_uri(), keep=["id", "x1"], chunk_rows=200
+        PredictConfig(
+            model=published, input=path.as_uri(), output=output.as_uri(), keep=["id", "x1"], chunk_rows=200
+        )
     )
     scored = pd.read_parquet(output)
     model = accord.load(published)

@@ -286,13 +286,3 @@ class KNN(SklearnMember):
     def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
         """Fitting stores the rows; predicting searches them once per row it predicts."""
         return 0.05 + 3e-10 * shape.rows * shape.predict_rows * shape.features
-
-
-SKLEARN_KINDS: tuple[type[SklearnMember], ...] = (
-    LogReg,
-    SupportVector,
-    RandomForest,
-    ExtraTrees,
-    HistGB,
-    KNN,
-)
