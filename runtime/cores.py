@@ -6,11 +6,7 @@ holds and runs all its threads there. A worker's threads hand work to each other
 time: an XGBoost fit to the thread that runs its collective and back at every tree level,
 a task to Dask's event loop. Left to the kernel, a woken thread could go to the core where
 the other worker's fit was running and stop it there; pinned, the hand-offs stay on the
-worker's own core. Medians of 3 alternating rounds (bench.scale's workloads, 2 workers on
-2 cores): ``xgboost_dask`` at 1M rows 21.0 -> 19.4 s (1.53x -> 1.61x the speed of one
-worker); 6 in-memory members at 100k rows 9.3 -> 9.2 s, within noise. Plain XGBoost
-trained across two processes through its own collective went from 1.70x to 1.81x the
-speed of one process with the same pinning.
+worker's own core. Measurements: docs/performance.md.
 
 A claim is an exclusive ``flock`` on a per-user file named after the core, held as long as
 the worker's process lives, so a worker that exits or crashes frees its core for the next

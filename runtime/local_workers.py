@@ -32,17 +32,14 @@ WORKER_THREAD_ENV = {
 # Imported by each local worker as it starts (see runtime/preload.py).
 WORKER_PRELOAD = ["runtime.preload"]
 
+# glibc's malloc thresholds for local workers (why: `runtime.runner.WorkerNanny`).
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 4 * 2**20, "MALLOC_TRIM_THRESHOLD_": 16 * 2**20}
 
 # How accord's local workers start: forked from one server process that imported Dask and
-# the preload once, instead of each spawning an interpreter that imports them all again.
-# Two workers started in 2.84 s instead of 3.0-3.3 s, and every later cluster in the same
-# process (a notebook, a test session) in 0.15-0.24 s. `accord train` starts that server
-# before its Prefect server and flow, so the imports overlap them: iris with two members
-# took 5.9-7.0 s instead of 7.7-8.7 s against a running Prefect server, and 8.4-9.6 s
-# instead of 11.4-11.6 s when it started its own. The workers share the imports' memory
-# with the server: two workers and the server 301 MiB (proportional set size), against 438
-# MiB for two spawned workers. The server stays as long as the process that started it.
+# the preload once, instead of each spawning an interpreter that imports them all again, so
+# workers start sooner and share the imports' memory with the server. `accord train` starts
+# that server before its Prefect server and flow, so the imports overlap them. The server
+# stays as long as the process that started it. Measurements: docs/performance.md.
 FORK_METHOD = {"distributed.worker.multiprocessing-method": "forkserver"}
 
 
@@ -175,8 +172,13 @@ def start_fork_server() -> None:
 def start_ahead(dask_address: str | None, cluster_class: str | None = None) -> None:
     """Start the fork server now if the run will start a LocalCluster (no address, no cluster class).
 
-    Its imports (about 2.5 CPU-seconds) then run on a core of their own while the command
-    line starts a Prefect server and the flow, not after, when the flow starts its cluster.
+    Its imports then run on a core of their own while the command line starts a Prefect
+    server and the flow, not after, when the flow starts its cluster. Measurements:
+    docs/performance.md.
+
+    Args:
+        dask_address: The scheduler address the run was given, if any.
+        cluster_class: The cluster class the run was given, if any.
     """
     if not (dask_address or os.environ.get("ACCORD_DASK_ADDRESS") or cluster_class):
         start_fork_server()

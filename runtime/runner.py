@@ -41,15 +41,13 @@ QUIET_CONFIG: dict[str, Any] = {
 }
 
 
-# How accord's local scheduler hands out member tasks. Under Dask's default (1.1) a task
-# group is queued on the scheduler once it outgrows the cluster, but its first tasks go
-# straight to a worker, and those ran before queued tasks of higher priority: the runs'
-# longest-first order (`accord.training.work_order`) did not hold. Without queuing every
-# worker runs what it holds by priority and idle workers steal the rest. Member tasks last
-# seconds to minutes and return small results, which is not what queuing guards against.
-# Dask balances work by stealing once a second by default; at 10k rows an idle worker
-# waited 1.5 s and 0.9 s for a stolen task and idle was 3.9% of the run. Every 100 ms no
-# wait exceeded 0.3 s, idle fell to 2.5% and the run took 87.0 s against 93.6 s.
+# How accord's local scheduler hands out member tasks. Under Dask's default worker saturation
+# a task group is queued on the scheduler once it outgrows the cluster, but its first tasks go
+# straight to a worker and run before queued tasks of higher priority: the runs' longest-first
+# order (`accord.training.work_order`) would not hold. Without queuing every worker runs what it
+# holds by priority and idle workers steal the rest. Member tasks last seconds to minutes and
+# return small results, which is not what queuing guards against. Stealing runs more often
+# than Dask's default, so an idle worker waits less for a task. Measurements: docs/performance.md.
 SCHEDULER_CONFIG: dict[str, Any] = {
     "distributed.scheduler.worker-saturation": float("inf"),
     "distributed.scheduler.work-stealing-interval": "100ms",
@@ -59,24 +57,21 @@ SCHEDULER_CONFIG: dict[str, Any] = {
 class WorkerNanny(Nanny):
     """The nanny of accord's local workers: malloc settings and quiet housekeeping for busy cores.
 
-    Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker so freed memory goes
-    back to the OS sooner. That also pins glibc's mmap threshold at 128 KiB, so every
-    larger array is a fresh mmap whose pages fault in again: random forests and histogram
-    boosting ran 10-25% slower here than in one process. Unsetting it (glibc's adaptive
-    thresholds) brought the speed back but doubled ``xgboost_dask``'s peak per worker at
-    1M rows (bench/scale). Arrays under 4 MiB now come from the heap, which keeps up to
-    16 MiB free at its top; larger ones are mmapped and returned when freed.
+    Dask's nanny sets a low ``MALLOC_TRIM_THRESHOLD_`` in every worker so freed memory goes
+    back to the OS sooner. That also pins glibc's mmap threshold low, so every larger array
+    is a fresh mmap whose pages fault in again and the fits run slower than in one process;
+    glibc's adaptive thresholds instead raise ``xgboost_dask``'s peak per worker. This nanny
+    gives its workers `runtime.local_workers.WORKER_MALLOC`: arrays under its mmap threshold
+    come from the heap, which keeps up to its trim threshold free at its top; larger ones are
+    mmapped and returned when freed.
 
-    Each worker also samples its running task's stack 100 times a second for the
-    dashboard's profile, checks its event loop every 20 ms and reads system metrics every
-    0.5 s. With a fit on every core those wake-ups take their CPU from the fits: the same
-    fits ran 1.16x slower on two workers than in one process, against 1.04x for two plain
-    processes (bench/parallel, 30k rows). `QUIET_CONFIG` turns the profiler off and
-    slows the other two: plain Dask on two workers then ran 1.76x faster than one
-    process (was 1.67x; `AccordLocalCluster` quiets the scheduler too). The dashboard
-    loses its profile page. A setting the user chose (a ``DASK_*`` variable, or a config
-    file's value other than Dask's default) is kept, and a cluster a user brings (an
-    address, ``cluster_class``) keeps its own config.
+    Each worker also samples its running task's stack for the dashboard's profile, checks
+    its event loop and reads system metrics, each several times a second. With a fit on every core
+    those wake-ups take their CPU from the fits. `QUIET_CONFIG` turns the profiler off and
+    slows the other two (`AccordLocalCluster` quiets the scheduler too); the dashboard loses
+    its profile page. A setting the user chose (a ``DASK_*`` variable, or a config file's
+    value other than Dask's default) is kept, and a cluster a user brings (an address,
+    ``cluster_class``) keeps its own config. Measurements: docs/performance.md.
 
     A worker forked from the fork server (`AccordLocalCluster`) gets this process's
     environment as it is when the nanny starts, as a spawned one would: the fork server's
@@ -112,9 +107,8 @@ class AccordLocalCluster(LocalCluster):
     """accord's LocalCluster: a scheduler with its workers' quiet housekeeping and `SCHEDULER_CONFIG`.
 
     The scheduler (and the client beside it) runs in the flow's process, on the cores
-    the workers' fits use. Quieting the workers alone took plain Dask on two workers
-    from 1.67x to 1.76x over one process (bench/parallel, 30k rows); quieting the
-    scheduler too, 1.82x and 1.85x in two runs. Settings the user chose are kept (see `WorkerNanny`).
+    the workers' fits use, so its housekeeping is quieted as the workers' is (`QUIET_CONFIG`).
+    Settings the user chose are kept (see `WorkerNanny`). Measurements: docs/performance.md.
 
     Workers fork from a server process that has imported what they run
     (`runtime.local_workers.start_fork_server`), unless the user chose how Dask starts worker
@@ -162,15 +156,18 @@ class ShippedSettings(dict[str, Any]):
 
     Prefect turns the settings it ships with every task (`prefect.context.hydrated_context`)
     back into a `Settings` object through pydantic-settings, which reads the environment,
-    ``.env`` files and TOML files again for each of its sections: 23 ms per task here, and
-    most of a worker's time for a task that did nothing. Unpickled, this mapping becomes
+    ``.env`` files and TOML files again for each of its sections: most of a worker's time
+    for a task that does nothing. Unpickled, this mapping becomes
     that object, built once per process and digest (`settings_from`), and Prefect takes a
     built object as it is. Dask's scheduler unpickles each task and pickles it again for
     its worker, so the object is built there and reaches the worker built (unpickling it
     skips pydantic-settings); where the worker unpickles it first, it is built there.
     Strings, not paths, cross from the flow's machine, as in Prefect's own form. Where
     nothing is pickled (a worker thread in the flow's process) it is Prefect's mapping.
-    A worker's CPU per task that did nothing fell from 38-42 ms to 9-11 ms.
+    Measurements: docs/performance.md.
+
+    Args:
+        data: The serialised settings, as Prefect ships them.
     """
 
     def __init__(self, data: dict[str, Any]) -> None:
@@ -185,9 +182,9 @@ class _SettingsSerializedOnce(SettingsContext):
     """A copy of a settings context that Prefect serialises once, not for every task.
 
     prefect-dask serialises the current settings to ship them with each task
-    (`prefect.context.serialize_context`); that took 54 ms of the flow process's 61 ms per
-    submit here, 2.0 CPU-s of a 36-task run, on the cores the workers' fits run on. Its
-    settings reach each worker as one object per process (`ShippedSettings`).
+    (`prefect.context.serialize_context`), most of the flow process's CPU per submit, taken
+    from the cores the workers' fits run on. Its settings reach each worker as one object
+    per process (`ShippedSettings`). Measurements: docs/performance.md.
     """
 
     _source: SettingsContext | None = PrivateAttr(None)
@@ -218,11 +215,10 @@ class AccordDaskTaskRunner(DaskTaskRunner):
 
     prefect-dask submits with Dask's default ``pure=True``: Dask then tokenizes the task,
     its parameters and Prefect's serialized context to name the key, although every
-    submission carries a new task run id and so a new key anyway (PrefectHQ/prefect#18191).
-    That cost 30-40 ms of the flow process's CPU per member task here (68-73 ms per
-    submit against 30-42 ms), taken from the cores the workers' fits run on. The flow's
-    settings are serialised once per settings context (`_SettingsSerializedOnce`), not
-    once per task. Everything else is prefect-dask's own `submit`.
+    submission carries a new task run id and so a new key anyway (PrefectHQ/prefect#18191),
+    and that CPU is taken from the cores the workers' fits run on. The flow's settings are
+    serialised once per settings context (`_SettingsSerializedOnce`), not once per task.
+    Everything else is prefect-dask's own `submit`. Measurements: docs/performance.md.
     """
 
     _settings_once: _SettingsSerializedOnce | None = None

@@ -134,11 +134,20 @@ def loopback_ca_file(home: Path) -> Path:
     """A CA file of one certificate, for Prefect clients of a plain-HTTP loopback server.
 
     Prefect builds an SSL context for every API client it makes, loading the whole CA
-    bundle (certifi's, about 23 ms here), and a Dask worker makes two or three clients per
-    task: about 3% of a worker's time on bench/parallel's member tasks. A client of
-    ``http://127.0.0.1`` never uses that context; with this file as
-    ``PREFECT_API_SSL_CERT_FILE`` it costs 0.5 ms. Trusting fewer roots can only make a TLS
-    connection fail, never accept one the full bundle would refuse.
+    bundle (certifi's), and a Dask worker makes several clients per task. A client of
+    ``http://127.0.0.1`` never uses that context, so with this file as
+    ``PREFECT_API_SSL_CERT_FILE`` it loads one certificate instead. Trusting fewer roots can
+    only make a TLS connection fail, never accept one the full bundle would refuse.
+    Measurements: docs/performance.md.
+
+    Args:
+        home: The directory to keep the file in; it is written there once, atomically.
+
+    Returns:
+        The path of a file holding the first certificate of certifi's bundle.
+
+    Raises:
+        RuntimeError: certifi's bundle holds no certificate.
     """
     import certifi
 

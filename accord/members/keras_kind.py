@@ -26,24 +26,28 @@ from accord.types import Task
 PREPROCESS_FILE = "preprocess.skops"
 MODEL_FILE = "model.keras"
 PREDICT_CHUNK = 65536
-# Batches Keras runs per call into TensorFlow's compiled train step. Each call is a round trip
-# through Python; at batch size 32 on one thread those round trips were over half of keras_mlp's
-# fit (16,000 rows, 20 epochs: 8.2 s with one batch a call, 3.8 s with 32; `python -m
-# bench.keras_steps`). The batches, their order and every update stay the same, and so do the
-# trained weights (the bench and tests/test_members.py check it): only the work of dispatching
-# them shrinks. Callbacks run per epoch, as before.
+# Batches Keras runs per call into TensorFlow's compiled train step: each call is a round trip
+# through Python. The batches, their order, every update and the trained weights stay the same
+# (tests/test_members.py checks it); callbacks run per epoch. Measurements: docs/performance.md.
 STEPS_PER_EXECUTION = 32
 
 
 def import_keras(threads: int = 1) -> Any:
     """Import Keras on the TensorFlow backend with `threads` intra-op threads.
 
-    TensorFlow's oneDNN custom operations are off unless ``TF_ENABLE_ONEDNN_OPTS`` says
-    otherwise. They pick kernels for the CPU they run on, so (as TensorFlow's own notice
-    says) results may differ in the last bits from machine to machine, and that notice is
-    printed by every process that imports TensorFlow, whatever ``TF_CPP_MIN_LOG_LEVEL``
-    says. The members' fits took as long either way here (keras_mlp on digits 6.5 s on
-    and off; keras_cnn 10.3 s on, 10.7 s off).
+    Sets TensorFlow's environment first (backend, log level, thread counts) where it does
+    not say otherwise, and turns op determinism on. Only the first call in a process, before
+    TensorFlow's runtime starts, sets its thread counts. TensorFlow's oneDNN custom operations
+    are off unless ``TF_ENABLE_ONEDNN_OPTS`` says otherwise: they pick kernels for the CPU
+    they run on, so results may differ in the last bits from machine to machine, and their
+    notice is printed by every process that imports TensorFlow, whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says. Measurements: docs/performance.md.
+
+    Args:
+        threads: Intra-op threads for TensorFlow's runtime.
+
+    Returns:
+        The `keras` module.
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -37,20 +37,17 @@ from accord.members.preprocess import Encoding, make_preprocessor
 from accord.types import Task
 
 MODEL_FILE = "model.skops"
-# A fully grown tree has about one leaf per few training rows, so a forest's size grows with
-# the table: 200 random-forest trees on 100k rows took 140 MiB, on 1M rows they would take
-# gigabytes in every worker that fits one. Capping each tree's leaves (AutoGluon's forests
-# default to the same 15000) bounds the forest whatever the rows; trees on fewer than about
-# 50k rows never reach it. On 160k training rows the capped forest's log loss was 0.1974
-# against 0.1982 uncapped. extra_trees is not capped: there the cap cost 19% of log loss
-# (0.266 against 0.224). `max_leaf_nodes` sets or (None) lifts it.
+# A fully grown tree has about one leaf per few training rows, so an uncapped forest grows with
+# the table, in every worker that fits one. Capping each tree's leaves (AutoGluon's forests
+# default to the same) bounds random_forest whatever the rows, without a worse log loss;
+# extra_trees is not capped, as there the cap costs log loss. `max_leaf_nodes` sets or (None)
+# lifts it. Measurements: docs/performance.md.
 MAX_LEAF_NODES = 15_000
 # Parameters accord sets itself; users set them through the config's seed and the cluster.
 MANAGED = frozenset({"random_state", "n_jobs", "verbose", "warm_start", "probability"})
 
-# The `fit_seconds` estimates below are seconds on one core of the machine they were measured on
-# (bench/parallel's members on 3-class synthetic tables of 30 columns, 10k and 30k rows; SVC
-# and k-NN also at 3k and 6k). Only their order matters: it decides which fits start first.
+# The `fit_seconds` estimates below are seconds on one core. Only their order matters: it decides
+# which fits start first. How their constants were measured: docs/performance.md.
 
 
 def _split_features(task: Task, params: Mapping[str, Any], features: int) -> float:
@@ -70,8 +67,18 @@ def _split_features(task: Task, params: Mapping[str, Any], features: int) -> flo
 def _forest_seconds(per_split: float, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
     """Trees x (rows log rows, the sorting and splitting down a tree) x columns weighed per split.
 
-    A regressor's column costs about half a classifier's (measured at 3,840 rows with
-    accord's defaults, whose regression leaves hold two rows or more).
+    A regressor's column is weighed at about half a classifier's, since accord's regression
+    defaults keep two rows or more in each leaf; each tree adds a fixed cost (building it,
+    predicting with it). Measurements: docs/performance.md.
+
+    Args:
+        per_split: The kind's seconds per classifier column and row log rows.
+        task: The learning task.
+        params: The member's parameters merged over the kind's defaults.
+        shape: The size of the fit.
+
+    Returns:
+        Estimated seconds on one core, as `Member.fit_seconds`.
     """
     rows = max(shape.rows, 2)
     trees = int(params.get("n_estimators") or 100)
@@ -220,7 +227,7 @@ class RandomForest(SklearnMember):
 
     @classmethod
     def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
-        """Trees x rows log rows x columns weighed per split (30k rows, 300 trees: about 28 s)."""
+        """Trees x rows log rows x columns weighed per split (`_forest_seconds`)."""
         return _forest_seconds(6.3e-8, task, params, shape)
 
 

@@ -84,11 +84,17 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 
 
 def dumps(obj: Any) -> bytes:
-    """Serialise a scikit-learn object to skops bytes, its arrays deflated.
+    """Serialise a scikit-learn object to skops bytes, its arrays deflated at zlib's fastest level.
 
-    Forests are mostly arrays of node indices that deflate about 4.7x at zlib's fastest
-    level (a 112 MiB extra-trees file: 24 MiB, +0.4 s to write, +0.3 s to read): less to
-    hold in a worker, send to the flow, hash, cache and publish.
+    Forests are mostly arrays of node indices, which deflate well: less to hold in a worker,
+    send to the flow, hash, cache and publish, for a little time to write and read.
+    Measurements: docs/performance.md.
+
+    Args:
+        obj: A fitted scikit-learn object (a member's pipeline or preprocessing).
+
+    Returns:
+        The skops file's bytes, for `loads`.
     """
     import skops.io as sio
 

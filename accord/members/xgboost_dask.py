@@ -102,9 +102,18 @@ class XGBoostDaskMember(XGBoostMember):
 
         The booster gets the parameters and rounds of the kind's scikit-learn estimator
         (as ``DaskXGBClassifier`` would) and its objective from the schema's classes, and
-        trains through `xgboost.dask.train`. ``DaskXGBClassifier`` would first look for
-        the classes in the targets with a `drop_duplicates`, which Dask runs as a shuffle
-        between the workers: 0.4 s of every fit, and two warnings on the console.
+        trains through `xgboost.dask.train`: ``DaskXGBClassifier`` would first find the
+        classes in the targets with a shuffle between the workers, on every fit.
+        Measurements: docs/performance.md.
+
+        Args:
+            client: A client of the cluster holding the partitions.
+            X: The encoded training features.
+            y: The training targets, partitioned as `X`.
+            workers: How many workers hold the partitions (recorded in `info`).
+
+        Returns:
+            This member, with ``booster_`` trained.
         """
         import xgboost as xgb
         import xgboost.dask  # a submodule; `import xgboost` does not load it
@@ -124,8 +133,7 @@ class XGBoostDaskMember(XGBoostMember):
         self.booster_ = out["booster"]
         # The matrix sits in a reference cycle inside xgboost.dask, so it outlives this call
         # until the cycle collector runs, and with it the futures of the fold's partitions
-        # it holds: the workers then keep them into the next fold's fit (at 1M rows, the
-        # fourth fit peaked 30-40 MiB higher per worker). Collect it now.
+        # it holds: the workers would keep them into the next fold's fit. Collect it now.
         del dtrain, out
         gc.collect()
         self.trained_on_ = {"workers": workers, "partitions": int(X.npartitions)}

@@ -80,8 +80,7 @@ class XGBoostMember(Member):
     def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
         """Per tree, a fixed cost and one over rows x columns for each level it grows.
 
-        Measured with bench/parallel's xgboost (400 rounds, depth 4, 3 classes, 30 columns): about
-        3 s at 6,400 rows and 4.5 s at 19,200, mostly the fixed part.
+        Each round grows `FitShape.trees_per_round` trees. Measurements: docs/performance.md.
         """
         trees = int(params.get("n_estimators") or 100) * shape.trees_per_round
         depth = int(params.get("max_depth") or 6)

@@ -91,7 +91,7 @@ class Registry:
         stale_upload_s: Age after which an unfinished S3 multipart upload of an unpublished
             version is presumed abandoned and aborted by the next publisher.
         multipart_chunksize: S3 part size; files of at least twice this size are uploaded in
-            parts (s3fs's default makes that 100 MiB).
+            parts. None keeps s3fs's default.
     """
 
     def __init__(

@@ -1,8 +1,8 @@
 """Handing a process's freed C heap back to the operating system after a fit.
 
-A fit allocates and frees many arrays too small to be mapped on their own (under the
-4 MiB mmap threshold accord's local workers run with; 128 KiB or more elsewhere): glibc
-keeps the freed ones in its heaps, and returns them only from the top of a heap. Once a
+A fit allocates and frees many arrays too small to be mapped on their own (under glibc's
+mmap threshold; accord's local workers set theirs in `runtime.local_workers.WORKER_MALLOC`):
+glibc keeps the freed ones in its heaps, and returns them only from the top of a heap. Once a
 fit has ended, the memory it freed in the middle stays in the worker's resident set, and
 Dask counts it as the worker's unmanaged memory until the process exits. Dask's own
 advice for that is glibc's ``malloc_trim(0)`` (its documentation's "Memory not released

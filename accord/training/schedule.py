@@ -36,11 +36,17 @@ def work_order(members: tuple[MemberSpec, ...] | list[MemberSpec], data: Prepare
 
     Dask starts the tasks by this order (a priority each), so the fits that come last
     decide how long one worker waits for another at the end: the cheapest go there.
-    The estimate weighs the kind, its parameters and the table: at 30k rows a random
-    forest's fold took 28 s and a histogram boosting's 6.5 s, at 1,000 rows of 10 classes
-    the boosting is the costlier. Ordered by kind alone (boosting first), bench/parallel's
-    forests and extra trees ran late at 30k rows, and one worker idled 3.6 s at the end.
-    Equal estimates keep the members' order, each member's refit (the most rows) first.
+    The estimate (`estimated_seconds`) weighs the kind, its parameters and the table, since
+    which kind costs most depends on the table, not on the kind alone. Equal estimates keep
+    the members' order, each member's refit (the most rows) first. Measurements:
+    docs/performance.md.
+
+    Args:
+        members: The run's members.
+        data: The prepared data, whose folds and splits give each fit's size.
+
+    Returns:
+        ``(member, fold)`` pairs, fold None for the refit, costliest first.
     """
     work = [(s, k) for s in members for k in (None, *range(len(data.folds)))]
     return sorted(work, key=lambda w: -estimated_seconds(w[0], data, w[1]))  # stable
@@ -53,11 +59,17 @@ def work_phases(
 
     Members that span the whole cluster (xgboost_dask) run first and alone: a worker busy
     with another member would let Dask move their per-worker training tasks elsewhere.
-    They also run one task at a time. Their fits take turns on a cluster-wide lock
-    anyway, and a task waiting for it holds a worker thread of its own. Each such thread
-    kept its own malloc arena of the fit's freed memory: with all four of a member's tasks
-    submitted at once, the worker driving them held 366 MiB at 1M rows instead of 207.
-    The other members' tasks are all submitted at once.
+    They also run one task at a time: their fits take turns on a cluster-wide lock anyway,
+    and each task waiting for it would hold a worker thread, and that thread a malloc arena
+    of freed memory, of its own. The other members' tasks are all submitted at once.
+    Measurements: docs/performance.md.
+
+    Args:
+        members: The run's members.
+        data: The prepared data.
+
+    Returns:
+        The cluster-wide members' work (one task at a time), then the others' (all at once).
     """
     work = work_order(members, data)
     return [
@@ -70,12 +82,18 @@ def task_key(spec: MemberSpec, fold: int | None) -> str:
     """A unique Dask key for one member task, whose prefix names the member and the fold/refit.
 
     Dask estimates a task's duration from earlier tasks with the same key prefix
-    (`dask.utils.key_split`) and places and steals work by those estimates. Under one
-    prefix for every member (the task function's name), a 40 ms logistic regression
-    counted as much as a 2 s forest, so a worker holding two forest folds looked no busier
-    than one holding two regressions, and nothing was stolen until a worker ran dry.
-    ``fold_<member>`` and ``refit_<member>`` give each member's folds and refit durations
-    of their own, and the dashboard shows each member apart.
+    (`dask.utils.key_split`) and places and steals work by those estimates, so members of
+    very different costs must not share a prefix. ``fold_<member>`` and ``refit_<member>``
+    give each member's folds and refit durations of their own, and the dashboard shows each
+    member apart. Measurements: docs/performance.md.
+
+    Args:
+        spec: The member.
+        fold: The fold, or None for the refit.
+
+    Returns:
+        ``fold_<member>-<uuid>`` or ``refit_<member>-<uuid>``, the member's label made safe
+        for a key.
     """
     stem = re.sub(r"[^0-9A-Za-z_]", "_", spec.label)
     return f"{'refit' if fold is None else 'fold'}_{stem}-{uuid.uuid4().hex}"
