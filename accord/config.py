@@ -8,7 +8,6 @@ of a config file (YAML or JSON). Every field has a description; choices are
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from accord.errors import ConfigError
 from accord.registry.refs import DEFAULT_ALIAS, NAME_RE
+from accord.settings import settings
 from accord.types import MemberKind, Method, PromotionPolicy, TaskChoice
 
 NAME_PATTERN = NAME_RE.pattern
@@ -37,10 +37,7 @@ DEFAULT_MEMBER_KINDS: tuple[str, ...] = (
 
 def default_store() -> str:
     """Return the default store: ``$ACCORD_STORE`` or a ``registry/`` folder in the working directory."""
-    env = os.environ.get("ACCORD_STORE")
-    if env:
-        return env
-    return (Path.cwd() / "registry").resolve().as_uri()
+    return settings().store or (Path.cwd() / "registry").resolve().as_uri()
 
 
 class MemberSpec(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -27,7 +27,7 @@ from accord.data.tables import (
     unreadable,
 )
 from accord.errors import ConfigError, DataError
-from accord.types import Task
+from accord.types import Task, TaskChoice
 
 SKLEARN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
 DEFAULT_TARGET = "target"
@@ -338,7 +338,7 @@ def validate_target(y: pd.Series, task: Task, source: str) -> None:
 
 
 def checked_target(
-    y: pd.Series, n_features: int, task: Literal["auto", "classification", "regression"], source: str
+    y: pd.Series, n_features: int, task: TaskChoice, source: str
 ) -> tuple[pd.Series, Task, tuple[Any, ...]]:
     """Refuse an empty table, a table of only the target, or a target accord cannot learn.
 
@@ -365,7 +365,7 @@ def checked_target(
 def load_dataset(
     source: str,
     target: str | None = None,
-    task: Literal["auto", "classification", "regression"] = "auto",
+    task: TaskChoice = "auto",
 ) -> Dataset:
     """Read, validate and describe a data source.
 

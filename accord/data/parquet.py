@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ import pandas as pd
 from accord.data.dataset import Dataset, checked_target
 from accord.data.schema import MAX_CATEGORIES_RECORDED, Column, Schema
 from accord.errors import DataError
+from accord.types import ColumnKind, TaskChoice
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from accord.data.split import Prepared
 
 
-def _kind(name: str, dtype: pa.DataType) -> Literal["numeric", "categorical"]:
+def _kind(name: str, dtype: pa.DataType) -> ColumnKind:
     import pyarrow as pa
 
     if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype):
@@ -42,9 +43,7 @@ def _kind(name: str, dtype: pa.DataType) -> Literal["numeric", "categorical"]:
     )
 
 
-def describe_parquet(
-    source: str, target: str | None, task: Literal["auto", "classification", "regression"]
-) -> Dataset:
+def describe_parquet(source: str, target: str | None, task: TaskChoice) -> Dataset:
     """Validate and describe a Parquet source from its footer, target and string columns.
 
     Raises:

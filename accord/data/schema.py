@@ -10,13 +10,13 @@ a readable diff.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from accord.errors import DataError, SchemaError
-from accord.types import ColumnKind
+from accord.types import ColumnKind, Task
 
 MAX_CATEGORIES_RECORDED = 1000
 
@@ -73,7 +73,7 @@ class Schema:
 
     columns: tuple[Column, ...]
     target: str
-    task: Literal["classification", "regression"]
+    task: Task
     classes: tuple[Any, ...] = field(default=())
 
     @property
@@ -96,7 +96,7 @@ class Schema:
         cls,
         frame: pd.DataFrame,
         target: str,
-        task: Literal["classification", "regression"],
+        task: Task,
         classes: tuple[Any, ...] = (),
     ) -> Schema:
         """Capture the schema of a feature table."""

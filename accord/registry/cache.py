@@ -34,6 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from accord.config import MemberSpec
 from accord.errors import ConfigError
+from accord.settings import settings
 from accord.registry.provenance import environment_digest
 from accord.registry.refs import normalise_store
 from accord.registry.store import put_whole
@@ -44,7 +45,6 @@ ENTRY = "entry.json"
 CACHE_DIR = ".cache/results"
 SAFE_MEMBER_SUFFIXES = (".json", ".skops", ".ubj", ".keras")
 KEEP_DAYS_ENV = "ACCORD_CACHE_DAYS"
-KEEP_DAYS = 7.0
 
 
 def keep_seconds() -> float:
@@ -53,19 +53,7 @@ def keep_seconds() -> float:
     Raises:
         ConfigError: The variable is not a number of days >= 0.
     """
-    raw = os.environ.get(KEEP_DAYS_ENV)
-    if raw is None or not raw.strip():
-        return KEEP_DAYS * 86400
-    try:
-        days = float(raw)
-    except ValueError:
-        days = math.nan
-    if not (math.isfinite(days) and days >= 0):
-        raise ConfigError(
-            f"{KEEP_DAYS_ENV} must be a number of days >= 0 (how long cached member results are "
-            f"kept; default {KEEP_DAYS:g}); found {raw!r}. Set it to e.g. 7, or unset it."
-        )
-    return days * 86400
+    return settings().cache_days * 86400
 
 
 def split_digest(data: Prepared) -> str:

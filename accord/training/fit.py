@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,13 +11,14 @@ import numpy as np
 from accord.config import MemberSpec
 from accord.data.split import Prepared
 from accord.members import member_class
+from accord.settings import settings
 from accord.training.cluster import fit_on_cluster, is_distributed, on_worker
 from accord.training.memory import release_free_memory
 
 
 def threads_per_task() -> int:
     """Library threads one task may use: ``$ACCORD_THREADS_PER_TASK`` or 1 (one Dask thread = one core)."""
-    return max(1, int(os.environ.get("ACCORD_THREADS_PER_TASK", "1")))
+    return settings().threads_per_task
 
 
 def _member(spec: MemberSpec, data: Prepared, seed: int) -> Any:
