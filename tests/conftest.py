@@ -92,7 +92,7 @@ def memory_store() -> str:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, str, Path]]:
     """`accord serve` in its own process against the suite's Prefect server; yields (api, store, dir)."""
     from deployments.definitions import definitions
-    from tests.prefect_rest import Api, serving
+    from tests.support.prefect_rest import Api, serving
 
     work = tmp_path_factory.mktemp("serve")
     api = Api(os.environ["PREFECT_API_URL"])

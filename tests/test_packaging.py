@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from setuptools import find_packages
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 
 def test_every_source_directory_is_a_package_that_setuptools_finds():
-    found = set(find_packages(str(ROOT), include=["accord*", "tasks*", "flows*", "deployments*"]))
-    for top in ("accord", "tasks", "flows", "deployments"):
+    found = set(find_packages(str(ROOT), include=["accord*", "runtime*", "tasks*", "flows*", "deployments*"]))
+    for top in ("accord", "runtime", "tasks", "flows", "deployments"):
         for directory in [ROOT / top, *(p for p in (ROOT / top).rglob("*") if p.is_dir())]:
             if directory.name == "__pycache__" or not any(directory.glob("*.py")):
                 continue

@@ -20,9 +20,8 @@ import accord
 from accord.data.dataset import read_source
 from accord.registry.store import Registry
 from deployments.definitions import PREDICT, PRETRAIN, TRAIN, definitions
-from tests.prefect_rest import small_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.prefect_rest import small_config
 
 
 def _flows() -> dict[str, Any]:

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 import s3fs
 from distributed import Client, LocalCluster
-from heap import free_kept, leave_freed_memory, resident_mib
 from sklearn.datasets import make_classification
 
 import accord
@@ -34,6 +33,7 @@ from accord.training.fit import fit_fold, fit_full
 from accord.training.prepare import prepare
 from flows.train import train_ensemble
 from runtime.runner import worker_env
+from tests.support.heap import free_kept, leave_freed_memory, resident_mib
 
 ROWS = 6000
 

@@ -19,7 +19,7 @@ from accord.data.output import OutputWriter, read_output_metadata
 from accord.errors import ConfigError, DataError, SchemaError
 from flows.predict import batch_predict
 from flows.train import train_ensemble
-from tests.test_cli import run_cli
+from tests.support.cli import run_cli
 
 DATA = "synthetic:classification?n_rows=300&n_features=5&n_categorical=1&missing=0.05&n_classes=3&seed=4"
 SCORE = "synthetic:classification?n_rows=450&n_features=5&n_categorical=1&missing=0.05&n_classes=3&seed=9"

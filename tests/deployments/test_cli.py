@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,16 +14,8 @@ import pytest
 import accord
 from accord.registry.store import Registry
 from runtime.server import TEMPORARY_SERVER_NOTE
-
-ACCORD = str(Path(sys.executable).parent / "accord")
-
-
-def run_cli(
-    *args: str, timeout: float = 600, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ACCORD, *args], capture_output=True, text=True, timeout=timeout, env=env or os.environ.copy()
-    )
+from tests.support import ROOT
+from tests.support.cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +209,7 @@ def test_python_m_flows_train_takes_the_same_options(tmp_path, tables):
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "target column 'y' has 1 class ('p')" in out.stderr
@@ -252,7 +243,7 @@ def test_json_mode_keeps_stdout_for_the_json_object():
     """Worker processes and native libraries print to file descriptor 1; with --json that goes to stderr."""
     done = subprocess.run(
         [sys.executable, "-c", JSON_MODE_SCRIPT],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,

@@ -20,7 +20,7 @@ from accord.registry.refs import parse_ref
 from accord.registry.store import Registry
 from flows.train import train_ensemble
 from runtime.runner import worker_env
-from tests.test_cli import ACCORD
+from tests.support.cli import ACCORD
 
 THREE = "logreg,random_forest,knn"
 

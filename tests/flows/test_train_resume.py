@@ -26,7 +26,7 @@ from accord.faults import ENV, POINTS
 from accord.registry.cache import KEEP_DAYS_ENV, ResultCache
 from accord.registry.store import Registry
 from accord.training.fit import FoldResult
-from tests.test_cli import ACCORD
+from tests.support.cli import ACCORD
 
 RUN = [
     "train",

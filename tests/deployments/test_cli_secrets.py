@@ -10,7 +10,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
 from accord.registry.refs import parse_ref
-from tests.test_cli import run_cli
+from tests.support.cli import run_cli
 
 
 def test_keys_stay_in_the_environment(s3_store, report):

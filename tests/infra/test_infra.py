@@ -20,8 +20,8 @@ import yaml
 import accord
 from accord.config import TrainConfig, make_config
 from accord.data.dataset import read_source
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 BIN = Path(sys.executable).parent
 PROJECT_TEXT = (

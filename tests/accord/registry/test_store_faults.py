@@ -19,7 +19,7 @@ from accord.registry.refs import parse_ref
 from accord.registry.store import Registry
 from accord.training.fit import fit_all
 from accord.training.prepare import prepare
-from tests.s3_proxy import FaultyS3
+from tests.support.s3_proxy import FaultyS3
 
 
 @pytest.fixture

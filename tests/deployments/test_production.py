@@ -13,9 +13,9 @@ from pathlib import Path
 
 from accord.registry.store import Registry
 from runtime.server import LocalPrefectServer
-from tests.prefect_rest import Api, small_config
+from tests.support import ROOT
+from tests.support.prefect_rest import Api, small_config
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 
 import pytest
-from heap import free_kept, leave_freed_memory, resident_mib
 
 from accord.config import make_config
 from accord.training.fit import fit_fold, fit_full
 from accord.training.memory import release_free_memory
 from accord.training.prepare import prepare
+from tests.support.heap import free_kept, leave_freed_memory, resident_mib
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux")
 
