@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from accord.errors import ConfigError
 from accord.registry.refs import DEFAULT_ALIAS, NAME_RE
-from accord.settings import settings
+from accord.settings import setting
 from accord.types import MemberKind, Method, PromotionPolicy, TaskChoice
 
 NAME_PATTERN = NAME_RE.pattern
@@ -37,7 +37,7 @@ DEFAULT_MEMBER_KINDS: tuple[str, ...] = (
 
 def default_store() -> str:
     """Return the default store: ``$ACCORD_STORE`` or a ``registry/`` folder in the working directory."""
-    return settings().store or (Path.cwd() / "registry").resolve().as_uri()
+    return setting("store") or (Path.cwd() / "registry").resolve().as_uri()
 
 
 class MemberSpec(BaseModel):

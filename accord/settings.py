@@ -2,12 +2,14 @@
 
 ``ACCORD_STORE``, ``ACCORD_CACHE_DAYS``, ``ACCORD_THREADS_PER_TASK`` and ``ACCORD_DASK_ADDRESS``.
 
-Read when asked (`settings()`), never cached, so a variable set after import counts.
+Read when asked (`setting`), never cached, so a variable set after import counts.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,21 +53,23 @@ class Settings(BaseSettings):
         return value
 
 
-def settings() -> Settings:
-    """The ``ACCORD_*`` variables as they are now.
+def setting(name: str) -> Any:
+    """The value of ``ACCORD_<NAME>`` (a field of `Settings`) now: its default when unset or blank.
+
+    Another variable holding a bad value does not stop this one from being read.
 
     Raises:
-        ConfigError: a variable holds a value of the wrong kind; the message names it, says what
-            it must be, what it holds, and how to fix it.
+        ConfigError: this variable holds a value of the wrong kind; the message names it, says
+            what it must be, what it holds, and how to fix it.
     """
     try:
-        return Settings()
+        return getattr(Settings(), name)
     except ValidationError as e:
-        import os
-
-        field = str(e.errors()[0]["loc"][0])
-        name = PREFIX + field.upper()
-        raise ConfigError(
-            f"{name} must be {WHAT.get(field, 'valid')}; found {os.environ.get(name)!r}. "
-            f"Set it to a valid value, or unset it."
-        ) from None
+        bad = {str(err["loc"][0]) for err in e.errors()}
+        if name not in bad:  # values given to the model outrank the environment
+            return getattr(Settings(**{f: Settings.model_fields[f].default for f in bad}), name)
+    variable = PREFIX + name.upper()
+    raise ConfigError(
+        f"{variable} must be {WHAT.get(name, 'valid')}; found {os.environ.get(variable)!r}. "
+        f"Set it to a valid value, or unset it."
+    )

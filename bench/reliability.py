@@ -16,11 +16,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = [
-    "tests/test_faults.py",
-    "tests/test_s3_faults.py",
-    "tests/test_resume.py",
-    "tests/test_hostile.py",
-    "tests/test_secrets.py",
+    "tests/flows/test_train_faults.py",
+    "tests/accord/registry/test_store_faults.py",
+    "tests/flows/test_train_resume.py",
+    "tests/accord/ensembling/test_ensemble.py",
+    "tests/deployments/test_cli_secrets.py",
 ]
 
 

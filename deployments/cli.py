@@ -114,13 +114,14 @@ def _report(result: dict[str, Any], as_json: bool, out: TextIO | None = None) ->
         print_summary(result)
 
 
-def _defaults(model: type[TrainConfig] | type[PretrainConfig]) -> dict[str, Any]:
+def _defaults(model: type[TrainConfig] | type[PretrainConfig] | type[PredictConfig]) -> dict[str, Any]:
     """A parameter model's defaults, which the commands' options show and start from (one source)."""
     return {name: f.get_default(call_default_factory=True) for name, f in model.model_fields.items()}
 
 
 TRAIN = _defaults(TrainConfig)
 PRETRAIN = _defaults(PretrainConfig)
+PREDICT = _defaults(PredictConfig)
 
 
 def _values(ctx: typer.Context, config_file: str | None, fields: Iterable[str]) -> dict[str, Any]:
@@ -237,9 +238,9 @@ def train(
     cfg = make_config(values)
     if values.get("name") is None:
         _err(f"accord: publishing as {cfg.name!r} (from the data; --name NAME to choose another)")
-    from accord.training.prepare import prepare
+    from accord.training.prepare import precheck
 
-    prepare(cfg)  # refuse bad input in seconds, before a server or cluster starts
+    precheck(cfg)  # refuse bad input in seconds, before a server or cluster starts; the run reuses it
     from deployments.report import progress_display
     from runtime.local_workers import start_ahead
 
@@ -289,9 +290,9 @@ def pretrain(
         cfg = PretrainConfig.model_validate(values)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, "PretrainConfig")) from e
-    from accord.training.prepare import prepare
+    from accord.training.prepare import precheck
 
-    prepare(cfg.to_train_config())
+    precheck(cfg.to_train_config())
     from deployments.report import progress_display
     from runtime.local_workers import start_ahead
 
@@ -326,8 +327,8 @@ def predict(
     ] = None,
     chunk_rows: Annotated[
         int, typer.Option("--chunk-rows", help="Rows per scoring task.", metavar="N")
-    ] = 50_000,
-    workers: WorkersOption = 2,
+    ] = PREDICT["chunk_rows"],
+    workers: WorkersOption = PREDICT["workers"],
     dask_address: DaskAddressOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import dask
 from distributed.utils import get_mp_context
 
-from accord.settings import settings as accord_settings
+from accord.settings import setting
 
 # Each Dask worker thread runs one task; the libraries inside it get one core each.
 WORKER_THREAD_ENV = {
@@ -182,5 +182,5 @@ def start_ahead(dask_address: str | None, cluster_class: str | None = None) -> N
         dask_address: The scheduler address the run was given, if any.
         cluster_class: The cluster class the run was given, if any.
     """
-    if not (dask_address or accord_settings().dask_address or cluster_class):
+    if not (dask_address or setting("dask_address") or cluster_class):
         start_fork_server()

@@ -19,7 +19,7 @@ from pydantic import PrivateAttr
 
 from accord.config import AdaptOptions
 from accord.errors import ConfigError
-from accord.settings import settings
+from accord.settings import setting
 from runtime.cores import pin_env
 from runtime.local_workers import (
     UNSET_ENV,
@@ -292,7 +292,7 @@ def task_runner_for(config: ClusterOptions) -> AccordDaskTaskRunner:
     cluster starts lazily, on the first submitted task, so a run whose input is refused
     never starts one.
     """
-    address = config.dask_address or settings().dask_address
+    address = config.dask_address or setting("dask_address")
     if address:
         return AccordDaskTaskRunner(address=address)
     adapt = getattr(config, "adapt", None)

@@ -18,6 +18,7 @@ from accord.data.schema import Schema
 from accord.data.tables import (
     MAX_SHOWN,
     csv_header,
+    file_stamp,
     refuse_duplicate_columns,
     show_cells,
     table_format,
@@ -211,24 +212,15 @@ _checked: set[tuple[str, ...]] = set()
 
 
 def _stamp(url: str, schema: Schema, keep: Sequence[str]) -> tuple[str, ...] | None:
-    """What identifies a checked CSV: its URL, size and modification stamp, the schema and `keep`.
+    """What identifies a checked CSV: its `file_stamp`, the schema and `keep`; None without a stamp.
 
     The CLI checks an input before it starts the flow, which checks it again: an input
-    unchanged since (same size and stamp) is not read a second time. None when the store
-    gives no modification stamp.
+    unchanged since is not read a second time.
     """
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        info = fs.info(path)
-    except Exception:  # no stamp to go by: the input is checked again
+    stamp = file_stamp(url)
+    if stamp is None:
         return None
-    modified = info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("created")
-    if modified is None:
-        return None
-    schema_key = json.dumps(schema.to_dict(), sort_keys=True, default=str)
-    return (url, str(info.get("size")), str(modified), schema_key, ",".join(keep))
+    return (*stamp, json.dumps(schema.to_dict(), sort_keys=True, default=str), ",".join(keep))
 
 
 def features(frame: pd.DataFrame, schema: Schema, keep: Sequence[str]) -> pd.DataFrame:

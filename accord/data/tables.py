@@ -103,3 +103,22 @@ def show_cells(cells: Sequence[tuple[int, Any]], count: int | None = None) -> st
     total = len(cells) if count is None else count
     shown = ", ".join(f"row {row}: {value!r}" for row, value in cells[:MAX_SHOWN])
     return shown + (f" and {total - MAX_SHOWN} more" if total > MAX_SHOWN else "")
+
+
+def file_stamp(url: str) -> tuple[str, str, str] | None:
+    """What identifies a file's contents without reading it: its URL, size and modification stamp.
+
+    None when it is not one file, cannot be looked at, or its store gives no modification
+    stamp: then nothing may be assumed unchanged.
+    """
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        info = fs.info(path)
+    except Exception:
+        return None
+    modified = info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("created")
+    if modified is None or info.get("type") == "directory":
+        return None
+    return (url, str(info.get("size")), str(modified))

@@ -34,7 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from accord.config import MemberSpec
 from accord.errors import ConfigError
-from accord.settings import settings
+from accord.settings import setting
 from accord.registry.provenance import environment_digest
 from accord.registry.refs import normalise_store
 from accord.registry.store import put_whole
@@ -53,7 +53,7 @@ def keep_seconds() -> float:
     Raises:
         ConfigError: The variable is not a number of days >= 0.
     """
-    return settings().cache_days * 86400
+    return setting("cache_days") * 86400
 
 
 def split_digest(data: Prepared) -> str:

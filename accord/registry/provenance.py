@@ -20,7 +20,7 @@ from accord import __version__
 LIBRARIES = ("accord", "scikit-learn", "xgboost", "keras", "tensorflow", "skops", "numpy", "scipy", "pandas")
 # Distributions that install a library under another name: TensorFlow's CPU-only build.
 ALSO_DISTRIBUTED_AS = {"tensorflow": ("tensorflow-cpu",)}
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]  # the accord package
 
 
 def library_versions() -> dict[str, str | None]:
@@ -38,18 +38,8 @@ def library_versions() -> dict[str, str | None]:
 
 
 def code_version() -> str:
-    """Accord's version, plus the git commit when run from a checkout."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(PACKAGE.parent), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    return f"{__version__}+g{commit}" if commit else __version__
+    """accord's release version, as installed; `source_digest` tells the exact source apart."""
+    return __version__
 
 
 @functools.cache
@@ -57,7 +47,7 @@ def source_digest() -> str:
     """SHA-256 over the ``accord`` package's Python sources (relative paths and bytes).
 
     It changes with any edit, committed or not, where `code_version` changes only with a
-    release or a commit; it is the same wherever the package is installed.
+    release; it is the same wherever the package is installed.
     """
     h = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):

@@ -6,6 +6,8 @@ A reference is parsed and validated before any storage call: names follow
 
 from __future__ import annotations
 
+from typing import Any
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +111,9 @@ def parse_ref(ref: str) -> ModelRef:
         check_version(version)
     check_name(tail)
     return ModelRef(normalise_store(store), tail, version, alias)
+
+
+def protocols(fs: Any) -> tuple[str, ...]:
+    """The protocols an fsspec filesystem answers to (``("file", "local")``, ``("s3", "s3a")``, ...)."""
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

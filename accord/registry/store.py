@@ -31,7 +31,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from accord.errors import IntegrityError, NotFoundError, PublishError
 from accord.faults import failpoint
-from accord.registry.refs import DEFAULT_ALIAS, ModelRef, check_name, check_version, normalise_store
+from accord.registry.locks import exclusive
+from accord.registry.refs import DEFAULT_ALIAS, protocols, ModelRef, check_name, check_version, normalise_store
 
 MANIFEST = "manifest.json"
 FORMAT = "accord/1"
@@ -126,7 +127,7 @@ class Registry:
         digest = sha256(local.read_bytes())
         if self._local:
             self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
-        if self.multipart_chunksize and "s3" in _protocols(self.fs):
+        if self.multipart_chunksize and "s3" in protocols(self.fs):
             self.fs.put_file(str(local), dest, chunksize=self.multipart_chunksize)
         else:
             self.fs.put_file(str(local), dest)
@@ -197,7 +198,7 @@ class Registry:
         id (a timestamp) is older than `older_than` seconds, so a publish still in progress
         elsewhere is left alone.
         """
-        if "s3" not in _protocols(self.fs):
+        if "s3" not in protocols(self.fs):
             return 0
         bucket, _, prefix = self._path(check_name(name), "versions").partition("/")
         listing = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/")
@@ -380,59 +381,21 @@ class Registry:
                 out[alias] = version
         return out
 
-    @contextlib.contextmanager
     def alias_lock(
         self, name: str, alias: str, timeout: float = 120.0, stale: float = 300.0
-    ) -> Iterator[None]:
+    ) -> contextlib.AbstractContextManager[None]:
         """Hold an exclusive lock on one alias, across processes, for a read-compare-write.
 
-        The lock is an object created only if absent: ``O_EXCL`` on a local disk, a
-        conditional PUT (``If-None-Match: *``) on S3, a process lock elsewhere. A lock
-        older than `stale` seconds (its holder died) is broken.
+        See `accord.registry.locks.exclusive`: an OS file lock on a local disk, a conditional
+        object on S3 (taken over once older than `stale` seconds), a process lock elsewhere.
+
+        Raises:
+            PublishError: the lock was not free within `timeout` seconds.
         """
         path = self._path(check_name(name), "aliases", f".{check_name(alias, 'alias')}.lock")
-        token = json.dumps({"owner": secrets.token_hex(8), "since": time.time()}).encode()
-        deadline = time.monotonic() + timeout
-        while not self._try_lock(path, token):
-            self._break_if_stale(path, stale)
-            if time.monotonic() > deadline:
-                raise PublishError(
-                    f"could not lock alias {alias!r} of {name!r} within {timeout:.0f}s ({path})."
-                )
-            time.sleep(0.05 + secrets.randbelow(100) / 1000)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                self.fs.rm(path)
-
-    def _try_lock(self, path: str, token: bytes) -> bool:
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        if self._local:
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(token)
-            return True
-        if "s3" in _protocols(self.fs):
-            try:
-                self.fs.pipe_file(path, token, IfNoneMatch="*")
-            except FileExistsError:
-                return False
-            return True
-        with _PROCESS_LOCK:
-            if self.fs.exists(path):
-                return False
-            self.fs.pipe_file(path, token)
-            return True
-
-    def _break_if_stale(self, path: str, stale: float) -> None:
-        with contextlib.suppress(Exception):
-            since = float(json.loads(self.fs.cat_file(path))["since"])
-            if time.time() - since > stale:
-                self.fs.rm(path)
+        if not self._local:
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        return exclusive(self.fs, path, timeout=timeout, stale=stale, what=f"alias {alias!r} of {name!r}")
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point `alias` at an existing `version`."""
@@ -446,12 +409,6 @@ class Registry:
             self.fs.put_file(str(local), path)
 
 
-_PROCESS_LOCK = threading.Lock()
-
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    protocol = fs.protocol
-    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _json_default(value: Any) -> Any:

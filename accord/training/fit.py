@@ -11,14 +11,14 @@ import numpy as np
 from accord.config import MemberSpec
 from accord.data.split import Prepared
 from accord.members import member_class
-from accord.settings import settings
+from accord.settings import setting
 from accord.training.cluster import fit_on_cluster, is_distributed, on_worker
 from accord.training.memory import release_free_memory
 
 
 def threads_per_task() -> int:
     """Library threads one task may use: ``$ACCORD_THREADS_PER_TASK`` or 1 (one Dask thread = one core)."""
-    return settings().threads_per_task
+    return setting("threads_per_task")
 
 
 def _member(spec: MemberSpec, data: Prepared, seed: int) -> Any:

@@ -1,6 +1,9 @@
 """Prepare a run: load, validate and split its data, and check its members and method.
 
-`prepare` does every check that bad input can fail, before any training.
+`prepare` does every check that bad input can fail, before any training. `precheck`
+does the same where a run is about to start (the CLI, before its Prefect server and
+cluster start) and hands its result to the run's own `prepare`, so the data is read and
+checked once.
 """
 
 from __future__ import annotations
@@ -9,23 +12,60 @@ from dataclasses import replace
 
 from accord.config import TrainConfig
 from accord.data.dataset import load_dataset
+from accord.data.parquet import describe_parquet
 from accord.data.split import Prepared, split
+from accord.data.tables import file_stamp
 from accord.ensembling.weights import check_method
 from accord.members import check_member_specs, member_class
 from accord.training.cluster import is_distributed, is_parquet
 
+_prechecked: tuple[tuple[str, ...], Prepared] | None = None
+"""The last `precheck`'s result, until a `prepare` of the same run takes it."""
 
-def prepare(config: TrainConfig) -> Prepared:
-    """Load, validate and split the data of a run, and check its members and method.
+
+def _run_key(config: TrainConfig) -> tuple[str, ...] | None:
+    """The run's options and its data file's `file_stamp`; None when the source is a file without one."""
+    options = config.model_dump_json()
+    if config.data.startswith(("sklearn:", "synthetic:")):
+        return (options,)
+    stamp = file_stamp(config.data)
+    return None if stamp is None else (options, *stamp)
+
+
+def precheck(config: TrainConfig) -> Prepared:
+    """`prepare` a run now, and keep the result for the run's own `prepare` (if its data is unchanged).
 
     Raises:
         DataError: the data cannot be trained on.
         ConfigError: a member kind, parameter or the method does not fit the task.
     """
+    global _prechecked
+    prepared = _prepare(config)
+    key = _run_key(config)
+    _prechecked = None if key is None else (key, prepared)
+    return prepared
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Load, validate and split the data of a run, and check its members and method.
+
+    A `precheck` of the same options on the same unchanged data file hands over its
+    result instead.
+
+    Raises:
+        DataError: the data cannot be trained on.
+        ConfigError: a member kind, parameter or the method does not fit the task.
+    """
+    global _prechecked
+    held, _prechecked = _prechecked, None
+    if held is not None and held[0] == _run_key(config):
+        return held[1]
+    return _prepare(config)
+
+
+def _prepare(config: TrainConfig) -> Prepared:
     partitioned = is_partitioned_run(config)
     if partitioned:
-        from accord.data.parquet import describe_parquet
-
         dataset = describe_parquet(config.data, config.target, config.task)
     else:
         dataset = load_dataset(config.data, config.target, config.task)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import accord
+from accord.config import PredictConfig, PretrainConfig, TrainConfig
 from accord.registry.store import Registry
 from runtime.server import TEMPORARY_SERVER_NOTE
 from tests.support import ROOT
@@ -444,3 +445,30 @@ def test_the_command_line_imports_no_prefect_until_a_command_runs_a_flow():
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "own"),
+    [
+        ("train", TrainConfig, {"config", "as_json"}),
+        ("pretrain", PretrainConfig, {"config", "as_json"}),
+        ("predict", PredictConfig, {"as_json"}),
+    ],
+)
+def test_each_option_is_a_field_of_the_commands_parameter_model_with_its_default(name, model, own):
+    from deployments.cli import command
+
+    fields = model.model_fields
+    options = {("input" if p.name == "input_url" else p.name): p for p in command().commands[name].params}
+    assert set(options) - own <= set(fields)
+    for field, option in options.items():
+        if field in own:
+            continue
+        if fields[field].is_required():
+            assert option.required, field
+            continue
+        default = fields[field].get_default(call_default_factory=True)
+        if field in ("members", "kinds"):  # comma-separated kinds on the command line
+            default = ",".join(getattr(k, "kind", k) for k in default)
+        derived = fields[field].default_factory is not None or default is None  # e.g. the store
+        assert option.default == default or (option.default is None and derived), field

@@ -138,7 +138,7 @@ def test_results_and_versions_are_reused_only_by_the_same_code_and_libraries(tmp
     shutil.copytree(
         Path(accord.__file__).parent, edited / "accord", ignore=shutil.ignore_patterns("__pycache__")
     )
-    with (edited / "accord" / "weights.py").open("a") as f:
+    with (edited / "accord" / "ensembling" / "weights.py").open("a") as f:
         f.write("\n# an edit that is not committed, to code that trains nothing\n")
     after_edit = _keys(where, [edited])
 
