@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 INSTALL := $(BIN)/pip install --quiet -e '.[dev]'
 
-.PHONY: install run test lint bench reliability-report clean
+.PHONY: install run test test-fast lint bench reliability-report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# the tests not marked slow (no flow run, no cluster start): the lane to run while editing
+test-fast: $(STAMP)
+	$(BIN)/pytest -m 'not slow'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.support.imports import ROOT, cycles, graph
 
 # Modules of the library that may import Dask: those where a member trains across the cluster.
@@ -85,6 +87,7 @@ print(sorted({m.split(".")[0] for m in sys.modules} & heavy))
 """
 
 
+@pytest.mark.slow
 def test_loading_a_model_imports_neither_prefect_nor_dasks_cluster_nor_unneeded_kinds(tmp_path):
     """`accord.load` of a scikit-learn-only model: no Prefect, no Dask cluster, no TensorFlow or XGBoost.
 

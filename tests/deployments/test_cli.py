@@ -48,6 +48,7 @@ def tables(tmp_path_factory) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -116,6 +117,7 @@ def test_unknown_flag_is_a_usage_error():
     assert "No such option" in out.stderr
 
 
+@pytest.mark.slow
 def test_train_json_to_s3_and_load_back_with_its_own_prefect_server(s3_store, tables, tmp_path):
     # No PREFECT_API_URL: the CLI starts one local server and hands it to the flow and every worker.
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -193,6 +195,7 @@ def test_train_json_to_s3_and_load_back_with_its_own_prefect_server(s3_store, ta
     )
 
 
+@pytest.mark.slow
 def test_python_m_flows_train_takes_the_same_options(tmp_path, tables):
     store = (tmp_path / "registry").as_uri()
     out = subprocess.run(
@@ -217,6 +220,7 @@ def test_python_m_flows_train_takes_the_same_options(tmp_path, tables):
     assert Registry(store).names() == []
 
 
+@pytest.mark.slow
 def test_pretrain_refuses_bad_input_with_exit_2(tmp_path):
     store = (tmp_path / "registry").as_uri()
     out = run_cli("pretrain", "--data", "sklearn:wine", "--kinds", "keras_cnn", "--store", store, "--json")
@@ -335,6 +339,7 @@ def test_for_regression_the_gap_column_names_its_unit():
     assert any(line.split()[:3] == ["logreg", "0.250", "10.9"] for line in lines)
 
 
+@pytest.mark.slow
 def test_help_version_and_readable_options():
     assert run_cli("-h").returncode == 0 and "Usage: accord [OPTIONS] COMMAND" in run_cli("-h").stdout
     import accord as package
@@ -385,6 +390,7 @@ def house(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_users_file_is_published_under_its_own_name_and_a_rerun_says_it_changed_nothing(house, tmp_path):
     store = (tmp_path / "registry").as_uri()
     args = (

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import s3fs
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
 from accord.registry.refs import parse_ref
 from tests.support.cli import run_cli
+
+pytestmark = pytest.mark.slow  # every test here runs a flow or starts a cluster
 
 
 def test_keys_stay_in_the_environment(s3_store, report):

@@ -71,6 +71,7 @@ def test_prefect_yaml_declares_the_same_deployments():
         )  # the yaml defaults validate
 
 
+@pytest.mark.slow
 def test_the_run_form_describes_every_field(served):
     api, _, _ = served
     schema = api.deployment(TRAIN)["parameter_openapi_schema"]
@@ -82,6 +83,7 @@ def test_the_run_form_describes_every_field(served):
     assert config["members"]["items"] == {"$ref": "#/definitions/MemberSpec"}  # an editable list
 
 
+@pytest.mark.slow
 def test_a_run_created_as_the_ui_does_trains_publishes_and_shows_its_work(served):
     api, store, _ = served
     deployment = api.deployment(TRAIN)
@@ -109,6 +111,7 @@ def test_a_run_created_as_the_ui_does_trains_publishes_and_shows_its_work(served
     assert versions[0] in str(by_key["from-ui-version"]["data"])  # a link to the published version
 
 
+@pytest.mark.slow
 def test_an_invalid_parameter_is_rejected_by_the_server(served):
     api, store, _ = served
     deployment = api.deployment(TRAIN)
@@ -120,6 +123,7 @@ def test_an_invalid_parameter_is_rejected_by_the_server(served):
     assert not Registry(store).versions("bad")
 
 
+@pytest.mark.slow
 def test_a_near_due_schedule_fires_and_completes(served):
     api, store, _ = served
     deployment = api.deployment(TRAIN)
@@ -155,6 +159,7 @@ def test_a_near_due_schedule_fires_and_completes(served):
         api.http.delete(f"deployments/{deployment['id']}/schedules/{schedule_id}")
 
 
+@pytest.mark.slow
 def test_two_triggers_never_train_at_once(served):
     api, store, _ = served
     deployment = api.deployment(TRAIN)
@@ -171,6 +176,7 @@ def test_two_triggers_never_train_at_once(served):
     assert len(Registry(store).versions("queued")) == 2
 
 
+@pytest.mark.slow
 def test_batch_predict_deployment_matches_load_predict(served):
     api, store, work = served
     train = api.create_run(api.deployment(TRAIN)["id"], {"config": small_config(store, "to-score")})
@@ -200,6 +206,7 @@ def test_batch_predict_deployment_matches_load_predict(served):
     )
 
 
+@pytest.mark.slow
 def test_prefect_deployment_run_with_a_param(served):
     api, store, work = served
     config = json.dumps(small_config(store, "from-prefect-cli"))

@@ -11,10 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from accord.registry.store import Registry
 from runtime.server import LocalPrefectServer
 from tests.support import ROOT
 from tests.support.prefect_rest import Api, small_config
+
+pytestmark = pytest.mark.slow  # every test here runs a flow or starts a cluster
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 

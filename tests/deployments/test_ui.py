@@ -17,6 +17,8 @@ import pytest
 from accord.registry.store import Registry
 from deployments.definitions import TRAIN
 
+pytestmark = pytest.mark.slow  # every test here runs a flow or starts a cluster
+
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -60,6 +60,7 @@ def test_plan_covers_every_row_once_across_row_groups(table):
     pd.testing.assert_frame_equal(together, frame.reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_parquet_to_s3_equals_load_predict_and_records_the_version(published, table):
     frame, path = table
     bucket = published.split("/")[2]
@@ -82,6 +83,7 @@ def test_parquet_to_s3_equals_load_predict_and_records_the_version(published, ta
     assert read_output_metadata(output)["model"] == result["model"]
 
 
+@pytest.mark.slow
 def test_csv_to_csv_with_reordered_columns(published, table, tmp_path):
     frame, _ = table
     source = tmp_path / "rows.csv"
@@ -99,6 +101,7 @@ def test_csv_to_csv_with_reordered_columns(published, table, tmp_path):
     assert [p.name for p in output.parent.iterdir()] == ["pred.csv"]  # no staging file left behind
 
 
+@pytest.mark.slow
 def test_mismatched_input_is_refused_with_the_schema_diff_and_nothing_written(published, table, tmp_path):
     frame, _ = table
     bad = frame.rename(columns={"x1": "feature_1"}).drop(columns=["id"])
@@ -114,6 +117,7 @@ def test_mismatched_input_is_refused_with_the_schema_diff_and_nothing_written(pu
     assert not output.exists()
 
 
+@pytest.mark.slow
 def test_bad_arguments_name_what_is_wrong(published, table, tmp_path):
     _, path = table
     with pytest.raises(ConfigError, match=r"output: cannot tell the format of .*\.txt"):
@@ -142,6 +146,7 @@ def test_a_failure_while_writing_leaves_no_output(tmp_path):
     assert not output.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_predict_exit_codes(published, table, tmp_path):
     frame, path = table
     output = tmp_path / "cli.parquet"
@@ -181,6 +186,7 @@ def long_csv(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return frame, path
 
 
+@pytest.mark.slow
 def test_a_csv_chunk_whose_categorical_column_is_empty_is_scored_as_the_whole_table(
     published, long_csv, tmp_path
 ):
@@ -200,6 +206,7 @@ def test_a_csv_chunk_whose_categorical_column_is_empty_is_scored_as_the_whole_ta
     np.testing.assert_allclose(proba, model.predict_proba(frame), rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_a_bad_cell_past_the_first_chunks_is_refused_before_any_scoring_in_one_line(
     published, long_csv, tmp_path
 ):
@@ -228,6 +235,7 @@ def test_a_bad_cell_past_the_first_chunks_is_refused_before_any_scoring_in_one_l
     assert not output.exists() and list(tmp_path.iterdir()) == [source]
 
 
+@pytest.mark.slow
 def test_repeated_input_columns_are_refused_naming_them(published, table, tmp_path):
     frame, _ = table
     source = tmp_path / "dup.csv"
@@ -241,6 +249,7 @@ def test_repeated_input_columns_are_refused_naming_them(published, table, tmp_pa
     assert not (tmp_path / "o.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_kept_column_the_model_also_reads_is_scored_and_passed_through(published, table, tmp_path):
     frame, path = table
     output = tmp_path / "kept.parquet"
@@ -255,6 +264,7 @@ def test_a_kept_column_the_model_also_reads_is_scored_and_passed_through(publish
     np.testing.assert_array_equal(scored["prediction"].to_numpy(), model.predict(frame.drop(columns=["id"])))
 
 
+@pytest.mark.slow
 def test_a_checked_csv_is_checked_again_once_it_changes(published, long_csv, tmp_path):
     from accord.data.chunks import check_input
 

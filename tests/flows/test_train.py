@@ -43,6 +43,7 @@ def flow_run(tmp_path_factory):
     return config, result
 
 
+@pytest.mark.slow
 def test_flow_publishes_a_loadable_version(flow_run):
     config, result = flow_run
     assert set(result) == {
@@ -71,6 +72,7 @@ def test_flow_publishes_a_loadable_version(flow_run):
     )
 
 
+@pytest.mark.slow
 def test_flow_reports_each_models_held_out_gap_to_the_ensemble(flow_run):
     _, result = flow_run
     gaps = result["vs_ensemble"]
@@ -91,6 +93,7 @@ def test_flow_reports_each_models_held_out_gap_to_the_ensemble(flow_run):
     assert all(published[m] == pytest.approx(gaps[m]) for m in gaps)
 
 
+@pytest.mark.slow
 def test_flow_weights_equal_a_sequential_run_with_the_same_seed(flow_run):
     config, result = flow_run
     data = prepare(config)
@@ -99,6 +102,7 @@ def test_flow_weights_equal_a_sequential_run_with_the_same_seed(flow_run):
     assert report.weights == pytest.approx(result["weights"], abs=1e-12)
 
 
+@pytest.mark.slow
 def test_every_member_fold_ran_on_a_dask_worker_and_logged_to_one_server(flow_run):
     _, result = flow_run
     run_id = uuid.UUID(accord.load(result["ref"]).manifest["lineage"]["flow_run_id"])
@@ -121,6 +125,7 @@ def test_every_member_fold_ran_on_a_dask_worker_and_logged_to_one_server(flow_ru
     assert len({addr for addr, _ in found}) == 2  # both workers took work
 
 
+@pytest.mark.slow
 def test_run_reports_leaderboard_weights_and_link_as_artifacts(flow_run):
     _, result = flow_run
     run_id = uuid.UUID(accord.load(result["ref"]).manifest["lineage"]["flow_run_id"])
@@ -142,6 +147,7 @@ def weights_names(result):
     return sorted(result["weights"])
 
 
+@pytest.mark.slow
 def test_bad_input_fails_the_flow_before_training_and_publishes_nothing(tmp_path):
     store = (tmp_path / "registry").as_uri()
     config = make_config(
@@ -164,6 +170,7 @@ def test_bad_input_fails_the_flow_before_training_and_publishes_nothing(tmp_path
     assert tasks[0].run_count == 1
 
 
+@pytest.mark.slow
 def test_memory_store_is_refused_by_nothing_but_works_in_process(memory_store):
     # memory:// lives in one process; the flow publishes from the flow process, so it works.
     config = make_config(
@@ -181,6 +188,7 @@ def test_memory_store_is_refused_by_nothing_but_works_in_process(memory_store):
     assert accord.load(result["ref"]).manifest["name"] == "mem"
 
 
+@pytest.mark.slow
 def test_member_tasks_start_longest_first_in_work_order(memory_store):
     # One worker runs one task at a time, so the order it starts them in is the order Dask
     # chose; the flow submits them in `work_order` (the longest estimated fits first).
@@ -204,6 +212,7 @@ def test_member_tasks_start_longest_first_in_work_order(memory_store):
     assert [name for _, name in started] == expected
 
 
+@pytest.mark.slow
 def test_flow_times_each_members_fits_and_predictions_and_publishes_them(flow_run):
     _, result = flow_run
     timings = result["timings"]

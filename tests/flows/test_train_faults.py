@@ -22,6 +22,8 @@ from flows.train import train_ensemble
 from runtime.runner import worker_env
 from tests.support.cli import ACCORD
 
+pytestmark = pytest.mark.slow  # every test here runs a flow or starts a cluster
+
 THREE = "logreg,random_forest,knn"
 
 

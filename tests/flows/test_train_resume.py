@@ -77,6 +77,7 @@ def clean(tmp_path_factory) -> dict[str, object]:
     return _end_state(store)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
 @pytest.mark.parametrize("point", POINTS)
 def test_a_killed_run_reruns_to_the_clean_end_state(clean, tmp_path, point, signal_name, report):
@@ -124,6 +125,7 @@ def _keys(where: Path, path: list[Path]) -> list[str]:
     return keys
 
 
+@pytest.mark.slow
 def test_results_and_versions_are_reused_only_by_the_same_code_and_libraries(tmp_path):
     """An edit to accord's source, or another library version, gives new keys: nothing is reused.
 
@@ -194,6 +196,7 @@ def test_prune_keeps_an_entry_by_when_its_entry_file_was_written(file_store):
     assert cache.get_fold(old) is None and cache.get_fold(new) is not None
 
 
+@pytest.mark.slow
 def test_a_finished_run_prunes_the_cached_results_older_than_accord_cache_days(tmp_path):
     store = (tmp_path / "registry").as_uri()
     assert _train(store).returncode == 0

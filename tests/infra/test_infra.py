@@ -84,6 +84,7 @@ def test_compose_wires_services_that_exist():
     )
 
 
+@pytest.mark.slow
 def test_dask_cli_accepts_the_flags_infra_uses():
     used = {
         "scheduler": ["--port", "--dashboard-address", "--host"],
@@ -150,6 +151,7 @@ def local_cluster(tmp_path_factory) -> Any:
         _run([script, "stop", str(work)], os.environ.copy(), timeout=120)
 
 
+@pytest.mark.slow
 def test_train_and_predict_on_separate_processes(local_cluster, tmp_path):
     from distributed import Client
 

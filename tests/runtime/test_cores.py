@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from distributed import Client
 
 from accord.config import make_config
 from runtime.cores import PIN_ENV, _try_lock, lock_dir
 from runtime.runner import AccordLocalCluster, task_runner_for
+
+pytestmark = pytest.mark.slow  # every test here runs a flow or starts a cluster
 
 
 def _cores_of_threads() -> list[tuple[int, ...]]:

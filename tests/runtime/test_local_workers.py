@@ -41,6 +41,7 @@ def _thread_report() -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_local_workers_use_one_thread_per_library_and_the_shared_api():
     runner = task_runner_for(make_config({"workers": 2}))
     kwargs = runner.cluster_kwargs
@@ -70,6 +71,7 @@ def _process_report() -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_local_workers_fork_from_one_server_that_imported_their_preload(monkeypatch):
     kwargs = task_runner_for(make_config({"workers": 2})).cluster_kwargs
     forked = []
@@ -120,6 +122,7 @@ def _in_fresh_process(code: str, timeout: int) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_a_variable_removed_after_the_fork_server_started_is_gone_from_later_workers():
     # In a process of its own, so that its fork server starts here, with the variable set.
     code = (
@@ -146,6 +149,7 @@ def test_a_variable_removed_after_the_fork_server_started_is_gone_from_later_wor
     assert not any(left for _, left, _ in first + second)  # the hand-over variable is removed too
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("address", "starts"), [(None, True), ("tcp://127.0.0.1:8786", False)])
 def test_the_fork_server_starts_ahead_only_for_a_run_on_a_local_cluster(address, starts):
     # What `accord train|pretrain|predict` call before they start a Prefect server.
@@ -161,6 +165,7 @@ def test_the_fork_server_starts_ahead_only_for_a_run_on_a_local_cluster(address,
     assert all("runtime.preload" in line for line in servers)
 
 
+@pytest.mark.slow
 def test_a_flow_on_a_local_cluster_starts_the_fork_server_before_it_loads_the_data():
     # Python callers and deployments do not pass through the command line's `start_ahead`:
     # the flow itself starts the server, so its imports overlap loading the data. A log

@@ -51,6 +51,7 @@ def _scheduler_intervals(dask_scheduler: Any) -> dict[str, float]:
     return {**found, "saturation": dask_scheduler.WORKER_SATURATION}
 
 
+@pytest.mark.slow
 def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
     for key in WORKER_MALLOC:  # restored afterwards
         monkeypatch.delenv(key, raising=False)
@@ -129,6 +130,7 @@ def test_local_workers_get_accords_malloc_housekeeping_and_preload(monkeypatch):
         _clear_malloc()
 
 
+@pytest.mark.slow
 def test_tasks_reach_dask_without_tokenizing_their_arguments():
     from prefect import flow
 
@@ -146,6 +148,7 @@ def test_tasks_reach_dask_without_tokenizing_their_arguments():
     assert re.fullmatch(r"stage_data-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", key), key
 
 
+@pytest.mark.slow
 def test_dask_learns_each_members_durations_from_the_flows_task_keys(tmp_path):
     from flows.train import train_ensemble
 
@@ -170,6 +173,7 @@ def test_dask_learns_each_members_durations_from_the_flows_task_keys(tmp_path):
     assert seen["fold_random_forest"] > 3 * seen["fold_logreg"] > 0, seen
 
 
+@pytest.mark.slow
 def test_tasks_get_the_flows_settings_serialised_once_per_settings_context():
     from prefect import flow, task
     from prefect.context import SettingsContext
@@ -219,6 +223,7 @@ def _settings_built(dask_worker: Any) -> int:
     return int(getattr(dask_worker, "accord_settings_built", 0))
 
 
+@pytest.mark.slow
 def test_workers_do_not_rebuild_the_settings_shipped_with_every_task():
     from prefect import flow, task
     from prefect.settings import PREFECT_TASK_DEFAULT_RETRIES, temporary_settings
@@ -291,6 +296,7 @@ def test_adapt_options_reach_the_runner_and_are_checked():
         make_config({"adapt": {"minimum": 3, "maximum": 2}})
 
 
+@pytest.mark.slow
 def test_an_adaptive_cluster_grows_with_the_work(tmp_path):
     import re
 

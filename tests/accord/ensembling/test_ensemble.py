@@ -99,6 +99,7 @@ def _files(original: tuple[Path, str]) -> list[str]:
     return sorted(json.loads((root / "m" / "versions" / version / "manifest.json").read_text())["files"])
 
 
+@pytest.mark.slow
 def test_a_flipped_byte_in_any_file_is_refused(original, tmp_path):
     for i, path in enumerate(_files(original)):
         v = Version(original, tmp_path / str(i))
@@ -109,6 +110,7 @@ def test_a_flipped_byte_in_any_file_is_refused(original, tmp_path):
             accord.load(v.ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
     [
@@ -127,6 +129,7 @@ def test_a_manifest_pointing_outside_its_version_is_refused(version, path):
         accord.load(version.ref)
 
 
+@pytest.mark.slow
 def test_a_manifest_pointing_at_another_file_is_refused(version):
     manifest = version.manifest
     manifest["files"]["members/logreg/model.skops"] = manifest["files"]["members/keras_mlp/model.keras"]
@@ -135,6 +138,7 @@ def test_a_manifest_pointing_at_another_file_is_refused(version):
         accord.load(version.ref)
 
 
+@pytest.mark.slow
 def test_a_planted_pickle_never_runs(version, canary):
     bomb = pickle.dumps(Canary(canary))
     version.plant("members/logreg/model.pkl", bomb)  # listed, with a valid checksum
@@ -142,12 +146,14 @@ def test_a_planted_pickle_never_runs(version, canary):
         accord.load(version.ref)
 
 
+@pytest.mark.slow
 def test_a_pickle_in_place_of_a_skops_file_never_runs(version, canary):
     version.plant("members/logreg/model.skops", pickle.dumps(Canary(canary)))
     with pytest.raises(IntegrityError, match="not a valid skops file"):
         accord.load(version.ref)
 
 
+@pytest.mark.slow
 def test_a_skops_file_with_an_untrusted_type_is_refused(version):
     from sklearn.dummy import DummyClassifier
 
@@ -186,6 +192,7 @@ model.save({str(out)!r})
     return out.read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "match"),
     [
@@ -200,6 +207,7 @@ def test_hostile_keras_files_are_refused(version, canary, tmp_path, kind, match)
         accord.load(version.ref)
 
 
+@pytest.mark.slow
 def test_an_h5_file_is_never_read(version, canary, tmp_path):
     version.plant("members/keras_mlp/model.h5", _keras_bytes(tmp_path, "h5", canary))
     with pytest.raises(IntegrityError, match="has a type accord never loads"):

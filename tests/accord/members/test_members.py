@@ -52,6 +52,7 @@ def regression():
 STANDALONE = sorted(set(KINDS) - {"keras_transfer", "xgboost_continue", "published", "keras_cnn"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", STANDALONE)
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_every_kind_fits_predicts_and_round_trips(kind, task, classification, regression):
@@ -145,6 +146,7 @@ def test_skops_files_hold_their_arrays_deflated(classification):
     assert sum(i.compress_size for i in arrays) < sum(i.file_size for i in arrays) / 2
 
 
+@pytest.mark.slow
 def test_keras_cnn_on_images_round_trips():
     data = prepare(make_config({"data": "sklearn:digits?n_rows=400", "folds": 3, "store": "memory://unused"}))
     assert data.members[0].kind != "keras_cnn"  # default members; the CNN is built directly below
@@ -168,6 +170,7 @@ def _fit_keras(kind, data, params, steps, monkeypatch):
     return member.fit(data.X_train, data.y_train, data.schema)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind, source, params",
     [
@@ -189,6 +192,7 @@ def test_keras_runs_many_batches_per_call_and_trains_the_same_weights(kind, sour
     np.testing.assert_array_equal(many.predict(data.X_test), one.predict(data.X_test))
 
 
+@pytest.mark.slow
 def test_nan_and_inf_features_are_handled_by_each_members_preprocessing(tmp_path):
     from accord.training.fit import fit_all
 
@@ -227,6 +231,7 @@ _IMPORT_KERAS_AND_RUN_AN_OP = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("given", [None, "1"])
 def test_tensorflow_runs_without_onednn_and_its_notice_unless_asked(given):
     expected = given or "0"

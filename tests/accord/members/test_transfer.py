@@ -67,6 +67,7 @@ def transferred(s3_source, tmp_path_factory):
     return config, train_ensemble(config)
 
 
+@pytest.mark.slow
 def test_pretrain_publishes_an_ordinary_version_with_an_alias(s3_source):
     store, result = s3_source
     model = accord.load(f"{store}/source@production")
@@ -75,6 +76,7 @@ def test_pretrain_publishes_an_ordinary_version_with_an_alias(s3_source):
     assert result["promotion"]["promoted"] is True
 
 
+@pytest.mark.slow
 def test_transfer_members_record_parent_and_change(s3_source, transferred):
     store, source = s3_source
     _, result = transferred
@@ -95,6 +97,7 @@ def test_transfer_members_record_parent_and_change(s3_source, transferred):
     assert 0 < change["relative_change_max"] < 1  # fine-tuned at a low learning rate: a small change
 
 
+@pytest.mark.slow
 def test_keras_transfer_trains_many_batches_per_call_to_the_same_weights(s3_source, monkeypatch):
     from accord.members import keras_kind, member_class
 
@@ -113,6 +116,7 @@ def test_keras_transfer_trains_many_batches_per_call_to_the_same_weights(s3_sour
     assert many.delta_ == one.delta_
 
 
+@pytest.mark.slow
 def test_transferred_ensemble_round_trips(transferred):
     config, result = transferred
     model = accord.load(result["ref"])
@@ -123,6 +127,7 @@ def test_transferred_ensemble_round_trips(transferred):
     )
 
 
+@pytest.mark.slow
 def test_published_member_is_the_frozen_parent(s3_source, transferred):
     store, _ = s3_source
     config, result = transferred
@@ -133,6 +138,7 @@ def test_published_member_is_the_frozen_parent(s3_source, transferred):
     assert "published" in result["weights"]
 
 
+@pytest.mark.slow
 def test_models_cli_lists_shows_and_promotes(s3_source, transferred):
     store, source = s3_source
     _, result = transferred
@@ -158,6 +164,7 @@ def test_models_cli_lists_shows_and_promotes(s3_source, transferred):
     assert accord.load(result["ref"].rsplit(":", 1)[0] + "@staging").manifest["version"] == result["version"]
 
 
+@pytest.mark.slow
 def test_incompatible_parents_are_refused_before_training(s3_source, tmp_path):
     store, _ = s3_source
     parent = f"{store}/source@production"

@@ -102,6 +102,7 @@ def test_a_partitioned_run_needs_a_cluster(local_table):
         fit_fold(data.members[0], data, 0, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["parquet", "in-memory"])
 def test_fold_predictions_line_up_with_the_fold_rows(client, local_table, source):
     """Rows predicted on the cluster are the fold's rows in the fold's order (else ~1/3 accuracy)."""
@@ -138,6 +139,7 @@ def test_fold_predictions_line_up_with_the_fold_rows(client, local_table, source
     assert refit.test_predictions.shape == (len(data.y_test), 3)
 
 
+@pytest.mark.slow
 def test_the_cluster_fit_is_xgboost_dasks_own_classifier_and_moves_no_rows(client, local_table):
     """The member trains through `xgboost.dask.train`, with the classes from the schema.
 
@@ -168,6 +170,7 @@ def test_the_cluster_fit_is_xgboost_dasks_own_classifier_and_moves_no_rows(clien
     np.testing.assert_array_equal(member.predict_encoded(client, split.X_predict), fold.predictions)
 
 
+@pytest.mark.slow
 def test_a_fit_leaves_none_of_its_partitions_on_the_workers(client, local_table):
     """Once a fold's task returns, the cluster holds nothing of it: the next fold must not find it.
 
@@ -187,6 +190,7 @@ def test_a_fit_leaves_none_of_its_partitions_on_the_workers(client, local_table)
     assert set(held) == {staged.key}, sorted(held)[:5]
 
 
+@pytest.mark.slow
 def test_a_cluster_fit_first_gives_back_what_every_worker_freed(client, local_table):
     """Parts of a fit across the cluster run in xgboost.dask's tasks, not accord's: the memory
     they free on a worker stays resident unless the next distributed fit trims every worker."""
@@ -225,6 +229,7 @@ def test_parameters_accord_cannot_honour_are_refused_before_training(local_table
             prepare(_config(local_table, [{"kind": kind, "params": {param: 10}}]))
 
 
+@pytest.mark.slow
 def test_flow_trains_on_s3_partitions_and_publishes_a_loadable_booster(s3_table, s3_store):
     config = _config(s3_table, [XGB_DASK], store=s3_store, name="bigtable", workers=2)
     result = train_ensemble(config)
@@ -254,6 +259,7 @@ def test_flow_trains_on_s3_partitions_and_publishes_a_loadable_booster(s3_table,
     json.dumps(manifest)  # the manifest stays plain JSON
 
 
+@pytest.mark.slow
 def test_flow_with_cluster_wide_and_ordinary_members(local_table, file_store):
     """Distributed members run first and alone, then the others; the ensemble weighs them all."""
     members = [XGB_DASK, {"kind": "logreg"}, {"kind": "random_forest", "params": {"n_estimators": 60}}]

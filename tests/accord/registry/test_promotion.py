@@ -94,6 +94,7 @@ def chance(tmp_path_factory) -> str:
     return path.as_uri()
 
 
+@pytest.mark.slow
 def test_a_chance_level_version_is_published_but_no_alias_moves_to_it(tmp_path, chance):
     store = (tmp_path / "registry").as_uri()
     version, data, score, baseline = publish_run(

@@ -41,6 +41,7 @@ def published(tmp_path_factory):
     return (store, *_train(store))
 
 
+@pytest.mark.slow
 def test_load_matches_in_memory_predictions(published):
     store, p, ref, expected = published
     model = accord.load(ref)
@@ -183,6 +184,7 @@ def test_missing_model(tmp_path):
         accord.load(f"{(tmp_path / 'r').as_uri()}/ghost")
 
 
+@pytest.mark.slow
 def test_importing_accord_and_loading_does_not_import_prefect(published):
     import subprocess
     import sys
@@ -226,6 +228,7 @@ def test_members_at_weight_zero_are_not_predicted_and_change_nothing(published, 
     assert called == wanted * 2  # predict_proba, then predict
 
 
+@pytest.mark.slow
 def test_weighted_only_loading_skips_members_at_weight_zero_and_predicts_the_same(tmp_path):
     import dataclasses
 

@@ -54,6 +54,7 @@ def _store(proxy: FaultyS3, attempts: int = 5) -> tuple[str, dict[str, object]]:
     return f"s3://{bucket}/registry", options
 
 
+@pytest.mark.slow
 def test_throttling_is_retried_with_backoff(proxy, payload, report):
     store, options = _store(proxy)
     proxy.throttle_puts = 2
@@ -65,6 +66,7 @@ def test_throttling_is_retried_with_backoff(proxy, payload, report):
     report("2 PUTs answered 503 SlowDown", f"throttled {proxy.throttled}, retried; version verified whole")
 
 
+@pytest.mark.slow
 def test_connection_resets_are_retried(proxy, payload, report):
     store, options = _store(proxy)
     proxy.reset_puts = 2
@@ -86,6 +88,7 @@ def test_access_denied_is_not_retried(proxy, payload, report):
     report("PUT answered 403 AccessDenied", f"attempts {proxy.denied}; versions published 0")
 
 
+@pytest.mark.slow
 def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(proxy, payload, report):
     store, options = _store(proxy, attempts=2)
     files, manifest = payload
@@ -112,6 +115,7 @@ def test_an_outage_mid_publish_leaves_the_old_version_and_a_retry_publishes(prox
     )
 
 
+@pytest.mark.slow
 def test_a_multipart_upload_left_by_an_outage_is_aborted_by_the_next_publisher(proxy, payload, report):
     store, options = _store(proxy, attempts=2)
     bucket = store.split("/")[2]
@@ -135,6 +139,7 @@ def test_a_multipart_upload_left_by_an_outage_is_aborted_by_the_next_publisher(p
     )
 
 
+@pytest.mark.slow
 def test_a_flow_failing_on_an_outage_is_retried_and_publishes(proxy, monkeypatch, tmp_path, report):
     from accord.config import make_config as config_of
     from flows.train import train_ensemble
