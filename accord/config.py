@@ -24,7 +24,7 @@ NAME_PATTERN = NAME_RE.pattern
 M = TypeVar("M", bound=BaseModel)
 DEMO_NAME = "demo"
 
-DEFAULT_MEMBER_KINDS: tuple[str, ...] = (
+DEFAULT_MEMBER_KINDS: tuple[MemberKind, ...] = (
     "logreg",
     "random_forest",
     "extra_trees",
@@ -87,7 +87,7 @@ def name_for_data(data: str) -> str:
 
 
 def _default_members() -> list[MemberSpec]:
-    return [MemberSpec(kind=kind) for kind in DEFAULT_MEMBER_KINDS]  # type: ignore[arg-type]
+    return [MemberSpec(kind=kind) for kind in DEFAULT_MEMBER_KINDS]
 
 
 class AdaptOptions(BaseModel):

@@ -11,7 +11,7 @@ import math
 import os
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from accord.errors import ConfigError
@@ -40,9 +40,9 @@ class Settings(BaseSettings):
 
     @field_validator("cache_days", "threads_per_task", mode="before")
     @classmethod
-    def _blank_is_default(cls, value: object, info: object) -> object:
+    def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str) and not value.strip():
-            return cls.model_fields[info.field_name].default  # type: ignore[attr-defined]
+            return cls.model_fields[str(info.field_name)].default
         return value
 
     @field_validator("cache_days")

@@ -115,7 +115,8 @@ def run_from_command_line(flow: Callable[[Any], Any], model: type[BaseModel], ar
 
     Bad input prints one line, ``accord: error: ...``, and exits 2 before any work.
     """
-    prog = f"python -m {getattr(flow, 'fn', flow).__module__}"
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # run as python -m flows.<name>
+    prog = f"python -m {spec.name if spec else getattr(flow, 'fn', flow).__module__}"
     try:
         config = parse(model, argv, prog)
         result = with_prefect_api(lambda: flow(config))
