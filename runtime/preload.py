@@ -26,14 +26,16 @@ WARM = (
     "accord.training.fit",  # the fits: scikit-learn, XGBoost, pandas
     "tasks.training",  # the member tasks themselves
 )
-"""Modules every worker imports as it starts; named, not imported here, as the runtime does not use them."""
+"""Modules every worker imports as it starts, with every member kind's (`accord.members.KIND_MODULES`)."""
 
 _collecting = gc.isenabled()
 gc.disable()
 try:
     import prefect.context
 
-    for _module in WARM:
+    from accord.members import KIND_MODULES
+
+    for _module in (*WARM, *KIND_MODULES):
         importlib.import_module(_module)
     from runtime.cores import PIN_ENV, claim_cores
     from runtime.local_workers import UNSET_ENV

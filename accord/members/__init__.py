@@ -31,6 +31,10 @@ _WHERE: dict[str, str] = {
 }
 
 
+KIND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(where.split(":")[0] for where in _WHERE.values()))
+"""Every module that defines a kind: what a worker imports ahead of its first fit."""
+
+
 class _Kinds(Mapping[str, type[Member]]):
     """Kind name -> member class, importing the class's module on first access."""
 
