@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+pytest_plugins = ["tests.support.predict_tables"]  # shared fixtures, registered for every test module
+
 _state: dict[str, object] = {}
 
 

@@ -15,14 +15,14 @@ import accord
 from accord.config import PredictConfig, make_config
 from accord.data.chunks import plan
 from accord.data.dataset import read_source
-from accord.data.output import OutputWriter, read_output_metadata
+from accord.data.output import read_output_metadata
 from accord.errors import ConfigError, DataError, SchemaError
 from flows.predict import batch_predict
 from flows.train import train_ensemble
 from tests.support.cli import run_cli
+from tests.support.predict_tables import SCORE
 
 DATA = "synthetic:classification?n_rows=300&n_features=5&n_categorical=1&missing=0.05&n_classes=3&seed=4"
-SCORE = "synthetic:classification?n_rows=450&n_features=5&n_categorical=1&missing=0.05&n_classes=3&seed=9"
 
 
 @pytest.fixture(scope="module")
@@ -38,26 +38,6 @@ def published() -> str:
     result = train_ensemble(config)
     assert result["promotion"]["promoted"]
     return f"{store}/scorer@production"
-
-
-@pytest.fixture(scope="module")
-def table(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
-    """Rows to score (no target) with an id column, as Parquet in row groups of 100 rows."""
-    frame, target = read_source(SCORE)
-    frame = frame.drop(columns=[target])
-    frame.insert(0, "id", np.arange(len(frame)) + 1000)
-    path = tmp_path_factory.mktemp("score") / "rows.parquet"
-    frame.to_parquet(path, row_group_size=100, index=False)
-    return frame, path
-
-
-def test_plan_covers_every_row_once_across_row_groups(table):
-    frame, path = table
-    p = plan(path.as_uri(), chunk_rows=130)  # chunks straddle the 100-row groups
-    assert p.total_rows == len(frame) and [c.rows for c in p.chunks] == [130, 130, 130, 60]
-    assert p.chunks[1].row_groups == (1, 2) and p.chunks[1].start == 30
-    together = pd.concat([c.read() for c in p.chunks], ignore_index=True)
-    pd.testing.assert_frame_equal(together, frame.reset_index(drop=True))
 
 
 @pytest.mark.slow
@@ -136,14 +116,6 @@ def test_bad_arguments_name_what_is_wrong(published, table, tmp_path):
                 model=published, input=(tmp_path / "nope.parquet").as_uri(), output="memory://o.csv"
             )
         )
-
-
-def test_a_failure_while_writing_leaves_no_output(tmp_path):
-    output = tmp_path / "pred.parquet"
-    with pytest.raises(RuntimeError), OutputWriter(output.as_uri(), {"model": "m"}) as out:
-        out.write(pd.DataFrame({"prediction": [1, 2]}))
-        raise RuntimeError("worker lost")
-    assert not output.exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
