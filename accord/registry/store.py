@@ -393,8 +393,7 @@ class Registry:
             PublishError: the lock was not free within `timeout` seconds.
         """
         path = self._path(check_name(name), "aliases", f".{check_name(alias, 'alias')}.lock")
-        if not self._local:
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         return exclusive(self.fs, path, timeout=timeout, stale=stale, what=f"alias {alias!r} of {name!r}")
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
