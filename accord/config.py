@@ -16,9 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from accord.errors import ConfigError
+from accord.portfolio import preset_members
 from accord.registry.refs import DEFAULT_ALIAS, NAME_RE
 from accord.settings import setting
-from accord.types import MemberKind, Method, PromotionPolicy, TaskChoice
+from accord.types import MemberKind, Method, Preset, PromotionPolicy, Task, TaskChoice
 
 NAME_PATTERN = NAME_RE.pattern
 M = TypeVar("M", bound=BaseModel)
@@ -130,7 +131,21 @@ class TrainConfig(BaseModel):
         min_length=1,
         description="Base models trained in parallel; each yields out-of-fold predictions.",
     )
+    preset: Preset | None = Field(
+        default=None,
+        description="Instead of members: a portfolio of member configurations, several per kind, in the "
+        "order they add most (fast: a few cheap ones; default; best: all). Under a time limit, as many "
+        "as fit, in that order.",
+    )
     folds: int = Field(default=5, ge=2, le=20, description="Number of cross-validation folds (K).")
+    time_limit: float | None = Field(
+        default=None,
+        ge=10,
+        le=7 * 86400,
+        description="Seconds the run may take from its start to its published version; empty: no limit. "
+        "Members whose fits would not end in time are not started; fits still running at the limit "
+        "are left out; both are listed. 10% (at least 5 s) is kept for weights and publishing.",
+    )
     test_size: float = Field(
         default=0.2, gt=0.0, lt=0.9, description="Fraction of rows held out for the final test."
     )
@@ -192,6 +207,21 @@ class TrainConfig(BaseModel):
         if value is not None and ".." in value:
             raise ValueError("a name may not contain '..'")
         return value
+
+    @model_validator(mode="after")
+    def _preset_or_members(self) -> TrainConfig:
+        if self.preset is not None and "members" in self.model_fields_set:
+            raise ValueError(
+                f"give members or a preset, not both (preset {self.preset!r} chooses the members); "
+                "drop one of them"
+            )
+        return self
+
+    def members_for(self, task: Task) -> list[MemberSpec]:
+        """The run's members: the preset's configurations for `task` in portfolio order, or `members`."""
+        if self.preset is None:
+            return self.members
+        return [MemberSpec.model_validate(m) for m in preset_members(self.preset, task)]
 
     @model_validator(mode="after")
     def _name_members(self) -> TrainConfig:

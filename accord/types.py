@@ -13,6 +13,9 @@ TaskChoice = Literal["auto", "classification", "regression"]
 Method = Literal["caruana", "optimize", "stacking", "equal", "hard"]
 """How the ensemble's weights are fitted on out-of-fold predictions."""
 
+Preset = Literal["fast", "default", "best"]
+"""A named portfolio of member configurations (`accord.portfolio`): few and cheap, balanced, or many."""
+
 PromotionPolicy = Literal["always", "if_better", "never"]
 """When a run moves its alias to the version it published."""
 

@@ -102,8 +102,10 @@ def _report(result: dict[str, Any], as_json: bool, out: TextIO | None = None) ->
         else:
             state = "moved" if promotion["promoted"] else "not moved"
         _err(f"accord: alias {promotion['alias']!r} {state}: {promotion['reason']}")
+    for member, why in (result.get("left_out") or {}).items():
+        _err(f"accord: member {member!r} left out by the time limit: {why}")
     if as_json:
-        keys = ("ref", "version", "unchanged", "weights", "metrics")
+        keys = ("ref", "version", "unchanged", "weights", "metrics", "left_out")
         body = {k: result.get(k) for k in keys}
         body["promoted"] = bool(promotion.get("promoted"))
         body["reason"] = promotion.get("reason")
@@ -202,6 +204,14 @@ def train(
         str,
         typer.Option(help="Comma-separated member kinds, e.g. logreg,xgboost,keras_mlp.", metavar="KINDS"),
     ] = ",".join(DEFAULT_MEMBER_KINDS),
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --members: a portfolio of configurations: fast, default or best.",
+            metavar="PRESET",
+            show_default="none (the members)",
+        ),
+    ] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds.", metavar="K")] = TRAIN["folds"],
     test_size: Annotated[
         float, typer.Option("--test-size", help="Held-out fraction.", metavar="FRACTION")
@@ -210,6 +220,15 @@ def train(
         str,
         typer.Option(help="How weights are fitted: caruana, optimize, stacking, equal or hard.", metavar="M"),
     ] = TRAIN["method"],
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit",
+            help="Seconds from start to published version; members that would not finish are left out.",
+            metavar="SECONDS",
+            show_default="no limit",
+        ),
+    ] = None,
     store: StoreOption = None,
     name: Annotated[
         str | None,

@@ -14,6 +14,7 @@ from prefect.context import get_run_context
 from accord.config import TrainConfig
 from accord.faults import failpoint
 from accord.registry.cache import ResultCache, keep_seconds, run_key, split_digest
+from accord.training.budget import fits_deadline
 from runtime.entry import run_from_command_line
 from runtime.local_workers import start_ahead
 from runtime.runner import task_runner_for
@@ -31,6 +32,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         whether it was already published, and the promotion decision.
     """
     logger = get_run_logger()
+    deadline = fits_deadline(config.time_limit)  # the clock starts with the run
     start_ahead(config.dask_address, config.cluster_class)  # workers' imports overlap the data's load
     keep = keep_seconds()  # a bad ACCORD_CACHE_DAYS fails here, before any training
     data = prepare_data(config)  # in this process: bad input fails here, before any cluster starts
@@ -41,13 +43,14 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     cache = ResultCache(config.store)
     split = split_digest(data)  # hashed once; every cache key and the run key start from it
     with task_runner_for(config) as runner:
-        fits = fit_members(runner, data, config, cache, split, logger)
-    oof, seconds = fits.out_of_fold(data), fits.fold_seconds(data)
-    report = fit_ensemble(data, oof, fits.refits, config.method, config.ensemble_size, seconds)
+        fits = fit_members(runner, data, config, cache, split, logger, deadline)
+    data = fits.finished(data)  # without members a time limit left out
+    oof, seconds, refits = fits.out_of_fold(data), fits.fold_seconds(data), fits.used_refits()
+    report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size, seconds)
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     key = run_key(split, data, config.method, config.ensemble_size, config.seed)
     settings, name = config.model_dump(mode="json"), config.model_name
-    ref, new = publish_version(config.store, name, data, fits.refits, report, settings, run_id, key)
+    ref, new = publish_version(config.store, name, data, refits, report, settings, run_id, key, fits.left_out)
     report_artifacts(report, ref, name)
     failpoint("promote:before-alias")
     decision = promote_version(config.store, ref, data, report, config.alias, config.promote)
@@ -57,7 +60,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         "published" if new else "unchanged: an identical run already published",
         *(ref, report.primary, report.ensemble[report.primary]),
     )
-    return run_summary(report, ref, new, decision)
+    return run_summary(report, ref, new, decision, fits.left_out)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,11 @@ def publish_version(
     config: dict[str, Any],
     run_id: str | None,
     run_key: str | None = None,
+    left_out: dict[str, str] | None = None,
 ) -> Published:
     """Publish members, weights, metrics, schema and lineage; return the version's reference.
 
+    `left_out` (member -> why a time limit left it out) goes into the manifest.
     A version already published from the same run key (a rerun of the same data, members,
     settings and code, or a rerun after a crash that came after its manifest) is returned,
     with ``new`` False, instead of publishing a duplicate.
@@ -63,7 +65,9 @@ def publish_version(
                 "an identical run already published %s; not publishing a duplicate", existing
             )
             return Published(existing, False)
-    files, manifest = version_payload(data, refits, report, config=config, run_id=run_id, run_key=run_key)
+    files, manifest = version_payload(
+        data, refits, report, config=config, run_id=run_id, run_key=run_key, left_out=left_out
+    )
     return Published(publish(registry, name, files, manifest), True)
 
 
@@ -143,12 +147,15 @@ def report_artifacts(report: Report, ref: str, name: str) -> None:
     )
 
 
-def run_summary(report: Report, ref: str, new: bool, decision: Decision) -> dict[str, Any]:
+def run_summary(
+    report: Report, ref: str, new: bool, decision: Decision, left_out: dict[str, str] | None = None
+) -> dict[str, Any]:
     """What the train flow returns, from its report, the version it published and the promotion.
 
     Returns:
         ``{"ref", "version", "weights", "metrics": {"ensemble", "members", "baselines"}, "unchanged",
-        "promotion", "vs_ensemble", "timings"}``; ``unchanged`` is True when an identical earlier run had
+        "promotion", "vs_ensemble", "timings", "left_out"}``; ``left_out`` maps each member a time
+        limit left out to why; ``unchanged`` is True when an identical earlier run had
         published the version returned (nothing new was published); ``vs_ensemble`` maps each
         other leaderboard model to its held-out loss minus the ensemble's, per row, with a
         standard error (`accord.ensembling.losses.paired_gap`).
@@ -162,4 +169,5 @@ def run_summary(report: Report, ref: str, new: bool, decision: Decision) -> dict
         "promotion": decision.to_dict(),
         "vs_ensemble": report.vs_ensemble,
         "timings": report.timings,
+        "left_out": dict(left_out or {}),
     }

@@ -7,17 +7,21 @@ steps. Fits run in the order of `accord.training.schedule.work_phases`, longest 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dask
 import numpy as np
+from distributed import as_completed as distributed_as_completed
 from prefect.futures import as_completed
 
 from accord.config import TrainConfig
 from accord.data.split import Prepared
 from accord.faults import failpoint
 from accord.registry.cache import ResultCache, result_key
+from accord.training.budget import plan
 from accord.training.fit import FoldResult, RefitResult, out_of_fold
 from accord.training.progress import FitProgress, tell
 from accord.training.schedule import estimated_seconds, task_key, work_phases
@@ -26,10 +30,11 @@ from tasks.training import MemberFailed, fit_member_fold, refit_member, stage_da
 
 @dataclass
 class Fits:
-    """What a run's members produced: each member's fold results and its refit."""
+    """What a run's members produced: each member's fold results and refit, and who was left out."""
 
-    folds: dict[tuple[str | None, int], FoldResult] = field(default_factory=dict)
+    folds: dict[tuple[str, int], FoldResult] = field(default_factory=dict)
     refits: dict[str, RefitResult] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def keep(self, name: str, fold: int | None, result: Any) -> None:
         """Record the result of member `name`'s fold `fold`, or its refit (None)."""
@@ -37,6 +42,10 @@ class Fits:
             self.refits[name] = result
         else:
             self.folds[(name, fold)] = result
+
+    def finished(self, data: Prepared) -> Prepared:
+        """`data` with only the members that were not left out (all of them without a time limit)."""
+        return replace(data, members=tuple(s for s in data.members if s.label not in self.left_out))
 
     def out_of_fold(self, data: Prepared) -> dict[str, np.ndarray]:
         """Each member's out-of-fold predictions, in training-row order."""
@@ -47,6 +56,10 @@ class Fits:
     def fold_seconds(self, data: Prepared) -> dict[str, float]:
         """Each member's fit seconds summed over its folds."""
         return {n: sum(self.folds[(n, k)].seconds for k in range(len(data.folds))) for n in _names(data)}
+
+    def used_refits(self) -> dict[str, RefitResult]:
+        """The refits of the members not left out."""
+        return {n: r for n, r in self.refits.items() if n not in self.left_out}
 
     def __len__(self) -> int:
         return len(self.folds) + len(self.refits)
@@ -60,22 +73,28 @@ def _what(fold: int | None) -> str:
     return "refit" if fold is None else f"fold {fold}"
 
 
-def _result(future: Any, what: str) -> Any:
+def _result(future: Any, what: str, timeout: float | None = None) -> Any:
     """Return a member task's result, naming the member on any failure.
 
     Failures inside the task already name it; this covers those outside it, e.g. Dask
     giving up after the workers running it died.
     """
     try:
-        return future.result()
-    except MemberFailed:
+        return future.result(timeout=timeout)
+    except (MemberFailed, TimeoutError):
         raise
     except Exception as e:
         raise MemberFailed(f"{what} failed: {type(e).__name__}: {e}") from e
 
 
 def fit_members(
-    runner: Any, data: Prepared, config: TrainConfig, cache: ResultCache, split: str, logger: Any
+    runner: Any,
+    data: Prepared,
+    config: TrainConfig,
+    cache: ResultCache,
+    split: str,
+    logger: Any,
+    deadline: float | None = None,
 ) -> Fits:
     """Fit every member on every fold and refit it, on `runner`, reusing `cache`'s results.
 
@@ -86,24 +105,47 @@ def fit_members(
         cache: Where each fit's result is looked up first and stored once done.
         split: `accord.registry.cache.split_digest` of `data`, the start of every cache key.
         logger: The flow's logger: progress and reuse are logged with the run.
+        deadline: `time.monotonic()` by which fits must end (`accord.training.budget`), or None.
+            Members whose fits would not end by then are not started; fits still running
+            then are abandoned. Either way the member is in `Fits.left_out`, with the reason.
 
     Returns:
         Every fold result and refit. The data is staged on the cluster only if something
         must be trained.
 
     Raises:
-        MemberFailed: a fit failed; the message names the member and the fold.
+        MemberFailed: a fit failed; the message names the member and the fold; or a time
+            limit left no member whole.
     """
     fits = Fits()
     phases = work_phases(data.members, data)
-    total = sum(len(work) for work, _ in phases)
     estimates = {(s.label, k): estimated_seconds(s, data, k) for work, _ in phases for s, k in work}
+    total = len(estimates)
     workers = None if config.dask_address or config.cluster_class else config.workers
     progress = FitProgress(total, sum(estimates.values()), workers)
     tell(progress, False, logger.info)
+    to_train: list[tuple[list[tuple[Any, int | None, str]], bool]] = []
+    for phase, one_at_a_time in phases:  # cached results first: they cost no time
+        todo = []
+        for spec, k in phase:
+            key = result_key(split, spec, k, config.seed)
+            cached = cache.get_refit(key) if k is None else cache.get_fold(key)
+            if cached is None:
+                todo.append((spec, k, key))
+            else:
+                fits.keep(spec.label, k, cached)
+                logger.info("reused the cached result of member %r %s", spec.label, _what(k))
+                progress.finished(estimates[(spec.label, k)], reused=True)
+                tell(progress, True, logger.info)
+        to_train.append((todo, one_at_a_time))
+    if not any(todo for todo, _ in to_train):
+        return fits
+    staged = runner.submit(stage_data, {"data": data})
+    if deadline is not None:
+        _plan_within(fits, to_train, estimates, data, _slots(runner), deadline, logger)
 
-    def collect(future: Any, name: str, k: int | None, key: str) -> None:
-        result = _result(future, f"member {name!r} {_what(k)}")
+    def collect(future: Any, name: str, k: int | None, key: str, timeout: float | None = None) -> None:
+        result = _result(future, f"member {name!r} {_what(k)}", timeout)
         logger.debug("member %r %s: fitted in %.2f s", name, _what(k), result.seconds)
         progress.finished(estimates[(name, k)])
         tell(progress, True, logger.info)
@@ -115,24 +157,14 @@ def fit_members(
         if 2 * len(fits) >= total:
             failpoint("train:mid-training")
 
-    staged = None
-    for phase, one_at_a_time in phases:
+    for todo, one_at_a_time in to_train:
         pending: dict[Any, tuple[str, int | None, str]] = {}
-        for position, (spec, k) in enumerate(phase):  # longest first; reuses a crashed run's results
-            name = spec.label
-            key = result_key(split, spec, k, config.seed)
-            cached = cache.get_refit(key) if k is None else cache.get_fold(key)
-            if cached is not None:
-                fits.keep(name, k, cached)
-                logger.info("reused the cached result of member %r %s", name, _what(k))
-                progress.finished(estimates[(name, k)], reused=True)
-                tell(progress, True, logger.info)
+        for position, (spec, k, key) in enumerate(todo):  # longest first; reuses a crashed run's results
+            if spec.label in fits.left_out:
                 continue
-            if staged is None:
-                staged = runner.submit(stage_data, {"data": data})
             # Dask runs tasks submitted together in no set order; a priority per task keeps
             # the longest-first order of `work_order`.
-            with dask.annotate(priority=len(phase) - position):
+            with dask.annotate(priority=len(todo) - position):
                 if k is None:
                     params = {"spec": spec, "data": staged, "seed": config.seed}
                     future = runner.submit(refit_member, params, key=task_key(spec, k))
@@ -140,12 +172,82 @@ def fit_members(
                     params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
                     future = runner.submit(fit_member_fold, params, key=task_key(spec, k))
             if one_at_a_time:
-                collect(future, name, k, key)
+                try:
+                    collect(future, spec.label, k, key, _left(deadline))
+                except TimeoutError:
+                    _abandon(fits, {future: (spec.label, k, key)}, logger)
             else:
-                pending[future] = (name, k, key)
-        for future in as_completed(list(pending)):
-            collect(future, *pending[future])
+                pending[future] = (spec.label, k, key)
+        try:
+            for future in _completed(list(pending), deadline):
+                collect(future, *pending.pop(future))
+        except TimeoutError:
+            _abandon(fits, pending, logger)
+    if len(fits.left_out) == len(data.members):
+        raise MemberFailed(
+            f"no member finished within the time limit of {config.time_limit:.0f} s "
+            f"({'; '.join(f'{n}: {why}' for n, why in fits.left_out.items())}). Raise time_limit."
+        )
     return fits
+
+
+def _completed(futures: list[Any], deadline: float | None) -> Iterator[Any]:
+    """Yield `futures` as they finish; raise `TimeoutError` once `deadline` passes with some left.
+
+    Waits on the Dask futures themselves, between yields only: Prefect's own
+    ``as_completed(timeout=...)`` arms an alarm that can interrupt the caller's code
+    while the generator is suspended (here, a cache write).
+    """
+    if deadline is None:
+        yield from as_completed(futures)
+        return
+    by_dask = {f.wrapped_future: f for f in futures}
+    if not by_dask:
+        return
+    left = max(1e-3, deadline - time.monotonic())
+    loop = next(iter(by_dask)).client.loop
+    for dask_future in distributed_as_completed(list(by_dask), loop=loop, timeout=left):
+        yield by_dask.pop(dask_future)
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until `deadline` (at least a millisecond), or None for no deadline."""
+    return None if deadline is None else max(1e-3, deadline - time.monotonic())
+
+
+def _slots(runner: Any) -> int:
+    """Fits the cluster runs at once: its workers' threads (at least 1)."""
+    workers = runner.client.scheduler_info(n_workers=-1)["workers"].values()
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers))
+
+
+def _plan_within(
+    fits: Fits,
+    to_train: list[tuple[list[tuple[Any, int | None, str]], bool]],
+    estimates: dict[tuple[str, int | None], float],
+    data: Prepared,
+    slots: int,
+    deadline: float,
+    logger: Any,
+) -> None:
+    """Leave out the members whose fits still to train would not end by `deadline` (`budget.plan`)."""
+    remaining: dict[str, list[float]] = {spec.label: [] for spec in data.members}
+    for todo, _ in to_train:
+        for spec, k, _key in todo:
+            remaining[spec.label].append(estimates[(spec.label, k)])
+    chosen = plan([s.label for s in data.members], remaining, slots, deadline - time.monotonic())
+    for name, why in chosen.left_out.items():
+        fits.left_out[name] = why
+        logger.warning("member %r left out: %s", name, why)
+
+
+def _abandon(fits: Fits, pending: dict[Any, tuple[str, int | None, str]], logger: Any) -> None:
+    """Give up on fits still running or waiting at the deadline; leave their members out."""
+    for future, (name, k, _key) in pending.items():
+        future.wrapped_future.cancel()
+        if name not in fits.left_out:
+            fits.left_out[name] = f"cut short: its {_what(k)} had not ended at the time limit"
+            logger.warning("member %r left out: %s", name, fits.left_out[name])
 
 
 def prune_cache(cache: ResultCache, keep: float, store: str, logger: logging.Logger | Any) -> None:

@@ -21,8 +21,12 @@ def version_payload(
     config: dict[str, Any],
     run_id: str | None = None,
     run_key: str | None = None,
+    left_out: dict[str, str] | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Files of a version and the manifest fields that describe it."""
+    """Files of a version and the manifest fields that describe it.
+
+    `left_out` (member -> reason) lists the configured members a time limit kept out.
+    """
     names = report.members
     files: dict[str, bytes] = {}
     for name in names:
@@ -49,6 +53,7 @@ def version_payload(
         "schema": data.schema.to_dict(),
         "metrics": report.metrics(),
         "timings": report.timings,
+        "left_out": dict(left_out or {}),
         "lineage": {
             "parents": [
                 {"member": n, **refits[n].info["parent"]} for n in names if refits[n].info.get("parent")

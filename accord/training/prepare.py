@@ -70,12 +70,13 @@ def _prepare(config: TrainConfig) -> Prepared:
     else:
         dataset = load_dataset(config.data, config.target, config.task)
     check_method(config.method, dataset.task)
-    check_member_specs(((s.label, s.kind, s.params) for s in config.members), dataset.task)
+    members = config.members_for(dataset.task)
+    check_member_specs(((s.label, s.kind, s.params) for s in members), dataset.task)
     resolved = tuple(
         spec.model_copy(
             update={"params": member_class(spec.kind).resolve_params(spec.label, spec.params, dataset.schema)}
         )
-        for spec in config.members
+        for spec in members
     )
     prepared = split(dataset, config.folds, config.test_size, config.seed)
     return replace(prepared, members=resolved, partitioned=partitioned)

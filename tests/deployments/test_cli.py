@@ -154,7 +154,17 @@ def test_train_json_to_s3_and_load_back_with_its_own_prefect_server(s3_store, ta
     # next to the run's "View at" link: that link dies with this command, and how to keep runs visible
     assert TEMPORARY_SERVER_NOTE in out.stderr and "View at http://127.0.0.1:" in out.stderr
     result = json.loads(out.stdout)  # stdout holds exactly one JSON object
-    assert set(result) == {"ref", "version", "unchanged", "weights", "metrics", "promoted", "reason"}
+    assert set(result) == {
+        "ref",
+        "version",
+        "unchanged",
+        "weights",
+        "metrics",
+        "left_out",
+        "promoted",
+        "reason",
+    }
+    assert result["left_out"] == {}
     # the labels are coin flips: the ensemble cannot beat the class prior, so no alias moves to it
     assert (
         result["promoted"] is False

@@ -55,7 +55,9 @@ def test_flow_publishes_a_loadable_version(flow_run):
         "promotion",
         "vs_ensemble",
         "timings",
+        "left_out",
     }
+    assert result["left_out"] == {}  # no time limit: every member is in
     assert result["promotion"]["promoted"] is True  # the alias was unset
     assert result["unchanged"] is False
     assert set(result["metrics"]) == {"ensemble", "members", "baselines"}
