@@ -19,7 +19,7 @@ from accord.errors import ConfigError
 from accord.portfolio import preset_members
 from accord.registry.refs import DEFAULT_ALIAS, NAME_RE
 from accord.settings import setting
-from accord.types import MemberKind, Method, Preset, PromotionPolicy, Task, TaskChoice
+from accord.types import Final, MemberKind, Method, Preset, PromotionPolicy, Task, TaskChoice
 
 NAME_PATTERN = NAME_RE.pattern
 M = TypeVar("M", bound=BaseModel)
@@ -150,6 +150,12 @@ class TrainConfig(BaseModel):
         default=0.2, gt=0.0, lt=0.9, description="Fraction of rows held out for the final test."
     )
     method: Method = Field(default="caruana", description="How ensemble weights are fitted.")
+    final: Final = Field(
+        default="refit",
+        description="What each member predicts with: 'refit', one model refitted on every training row; "
+        "'bag', the average of its K fold models (no refit), the same models whose out-of-fold "
+        "predictions the weights were fitted on.",
+    )
     ensemble_size: int = Field(
         default=25, ge=1, le=500, description="Greedy selection steps for the 'caruana' method."
     )

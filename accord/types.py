@@ -16,6 +16,9 @@ Method = Literal["caruana", "optimize", "stacking", "equal", "hard"]
 Preset = Literal["fast", "default", "best"]
 """A named portfolio of member configurations (`accord.portfolio`): few and cheap, balanced, or many."""
 
+Final = Literal["refit", "bag"]
+"""What a member predicts with: one model refitted on every training row, or its K fold models averaged."""
+
 PromotionPolicy = Literal["always", "if_better", "never"]
 """When a run moves its alias to the version it published."""
 

@@ -220,6 +220,10 @@ def train(
         str,
         typer.Option(help="How weights are fitted: caruana, optimize, stacking, equal or hard.", metavar="M"),
     ] = TRAIN["method"],
+    final: Annotated[
+        str,
+        typer.Option(help="Members predict with: refit (one model) or bag (K fold models).", metavar="F"),
+    ] = TRAIN["final"],
     time_limit: Annotated[
         float | None,
         typer.Option(

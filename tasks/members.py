@@ -22,7 +22,7 @@ from accord.data.split import Prepared
 from accord.faults import failpoint
 from accord.registry.cache import ResultCache, result_key
 from accord.training.budget import plan
-from accord.training.fit import FoldResult, RefitResult, out_of_fold
+from accord.training.fit import FoldResult, RefitResult, bag_of, out_of_fold
 from accord.training.progress import FitProgress, tell
 from accord.training.schedule import estimated_seconds, task_key, work_phases
 from tasks.training import MemberFailed, fit_member_fold, refit_member, stage_data
@@ -56,6 +56,14 @@ class Fits:
     def fold_seconds(self, data: Prepared) -> dict[str, float]:
         """Each member's fit seconds summed over its folds."""
         return {n: sum(self.folds[(n, k)].seconds for k in range(len(data.folds))) for n in _names(data)}
+
+    def bagged(self, data: Prepared) -> Fits:
+        """When the run bags, each whole member's fold models as its refit (`bag_of`); self."""
+        if data.bag:
+            for name in _names(data):
+                if name not in self.left_out:
+                    self.refits[name] = bag_of([self.folds[(name, k)] for k in range(len(data.folds))])
+        return self
 
     def used_refits(self) -> dict[str, RefitResult]:
         """The refits of the members not left out."""
@@ -128,7 +136,7 @@ def fit_members(
     for phase, one_at_a_time in phases:  # cached results first: they cost no time
         todo = []
         for spec, k in phase:
-            key = result_key(split, spec, k, config.seed)
+            key = result_key(split, spec, k, config.seed, data.bag)
             cached = cache.get_refit(key) if k is None else cache.get_fold(key)
             if cached is None:
                 todo.append((spec, k, key))
@@ -139,7 +147,7 @@ def fit_members(
                 tell(progress, True, logger.info)
         to_train.append((todo, one_at_a_time))
     if not any(todo for todo, _ in to_train):
-        return fits
+        return fits.bagged(data)
     staged = runner.submit(stage_data, {"data": data})
     if deadline is not None:
         _plan_within(fits, to_train, estimates, data, _slots(runner), deadline, logger)
@@ -188,7 +196,7 @@ def fit_members(
             f"no member finished within the time limit of {config.time_limit:.0f} s "
             f"({'; '.join(f'{n}: {why}' for n, why in fits.left_out.items())}). Raise time_limit."
         )
-    return fits
+    return fits.bagged(data)
 
 
 def _completed(futures: list[Any], deadline: float | None) -> Iterator[Any]:

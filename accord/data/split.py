@@ -35,6 +35,7 @@ class Prepared:
     train_rows: np.ndarray | None = None  # source row of each training row (sorted)
     test_rows: np.ndarray | None = None  # source row of each test row (sorted)
     partitioned: bool = False  # features stay in the source (X frames have no columns); workers read them
+    bag: bool = False  # members predict with their fold models averaged (TrainConfig.final "bag"), no refit
 
     @property
     def task(self) -> Task:

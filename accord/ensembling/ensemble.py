@@ -13,7 +13,8 @@ import pandas as pd
 from accord.data.schema import Schema
 from accord.ensembling.weights import EnsembleWeights
 from accord.errors import IntegrityError
-from accord.members import Member, member_class
+from accord.members import Member
+from accord.members.bagged import load_member
 from accord.registry.refs import parse_ref
 from accord.registry.store import Registry
 
@@ -157,7 +158,7 @@ def build_ensemble(
                 f"member {name!r}: ensemble.json says {kind}, member.json says {info.get('kind')}."
             )
         own = {p[len(prefix) :]: d for p, d in files.items() if p.startswith(prefix)}
-        members[name] = member_class(kind).load(own, info)
+        members[name] = load_member(kind, own, info)
     return Ensemble(members, rule, schema, manifest)
 
 

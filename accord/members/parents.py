@@ -13,6 +13,7 @@ from typing import Any
 
 from accord.data.schema import Schema
 from accord.errors import ConfigError
+from accord.members.bagged import Bagged
 
 
 def pin(ref: Any, member: str) -> str:
@@ -38,8 +39,23 @@ def load_parent(ref: str) -> Any:
 
 
 def pick_member(parent: Any, kinds: Iterable[str], wanted: str | None, member: str) -> tuple[str, Any]:
-    """The parent's member to start from: `wanted` by name, else the first of an accepted kind."""
-    kinds = tuple(kinds)
+    """The parent's member to start from: `wanted` by name, else the first of an accepted kind.
+
+    Raises:
+        ConfigError: no such member, or one of another kind, or a bag of fold models
+            (a transfer starts from one model).
+    """
+    name, chosen = _pick(parent, tuple(kinds), wanted, member)
+    if isinstance(chosen, Bagged):
+        raise ConfigError(
+            f"member {member!r}: parent member {name!r} of {parent.manifest.get('ref')} is a bag of "
+            f"{len(chosen.models)} fold models (published with final: bag); a transfer starts from one "
+            "model. Publish the parent with final: refit."
+        )
+    return name, chosen
+
+
+def _pick(parent: Any, kinds: tuple[str, ...], wanted: str | None, member: str) -> tuple[str, Any]:
     if wanted is not None:
         if wanted not in parent.members:
             raise ConfigError(

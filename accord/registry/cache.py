@@ -67,15 +67,20 @@ def split_digest(data: Prepared) -> str:
     return h.hexdigest()
 
 
-def result_key(split: str, spec: MemberSpec, fold: int | None, seed: int) -> str:
-    """The cache key of one member result (`fold` None for the refit); `split` from `split_digest`."""
-    document = {
+def result_key(split: str, spec: MemberSpec, fold: int | None, seed: int, bag: bool = False) -> str:
+    """The cache key of one member result (`fold` None for the refit); `split` from `split_digest`.
+
+    A fold fitted for a bagging run (`bag`) keeps its model, so it has a key of its own.
+    """
+    document: dict[str, Any] = {
         "split": split,
         "spec": spec.model_dump(mode="json"),
         "fold": fold,
         "seed": seed,
         "environment": environment_digest(),
     }
+    if bag:
+        document["bag"] = True
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
@@ -89,6 +94,8 @@ def run_key(split: str, data: Prepared, method: str, ensemble_size: int, seed: i
         "seed": seed,
         "environment": environment_digest(),
     }
+    if data.bag:
+        document["bag"] = True
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
@@ -186,9 +193,14 @@ class ResultCache:
         return len(stale)
 
     def put_fold(self, key: str, result: FoldResult) -> None:
-        """Keep one fold's out-of-fold predictions."""
-        meta = {"member": result.member, "fold": result.fold, "seconds": result.seconds}
-        self._put(key, "fold", meta, {"predictions.npy": _array_bytes(result.predictions)})
+        """Keep one fold's out-of-fold predictions, and its model when it kept one."""
+        meta: dict[str, Any] = {"member": result.member, "fold": result.fold, "seconds": result.seconds}
+        files = {"predictions.npy": _array_bytes(result.predictions)}
+        if result.model is not None:
+            model_meta, model_files = _refit_entry(result.model)
+            meta["model"] = model_meta
+            files.update({f"model/{p}": d for p, d in model_files.items()})
+        self._put(key, "fold", meta, files)
 
     def get_fold(self, key: str) -> FoldResult | None:
         """A kept fold result, or None."""
@@ -196,20 +208,16 @@ class ResultCache:
         if found is None:
             return None
         meta, files = found
-        return FoldResult(meta["member"], meta["fold"], _array(files["predictions.npy"]), meta["seconds"])
+        model = None
+        if "model" in meta:
+            own = {p.removeprefix("model/"): d for p, d in files.items() if p.startswith("model/")}
+            model = _refit_from(meta["model"], own)
+        predictions = _array(files["predictions.npy"])
+        return FoldResult(meta["member"], meta["fold"], predictions, meta["seconds"], model)
 
     def put_refit(self, key: str, result: RefitResult) -> None:
         """Keep one refit: the member's files, its test predictions and its info."""
-        meta = {
-            "member": result.member,
-            "kind": result.kind,
-            "info": result.info,
-            "seconds": result.seconds,
-            "predict_seconds": result.predict_seconds,
-            "extra": result.extra,
-        }
-        files = {f"member/{p}": d for p, d in result.files.items()}
-        files["test_predictions.npy"] = _array_bytes(result.test_predictions)
+        meta, files = _refit_entry(result)
         self._put(key, "refit", meta, files)
 
     def get_refit(self, key: str) -> RefitResult | None:
@@ -217,18 +225,37 @@ class ResultCache:
         found = self._get(key, "refit")
         if found is None:
             return None
-        meta, files = found
-        member_files = {p.removeprefix("member/"): d for p, d in files.items() if p.startswith("member/")}
-        return RefitResult(
-            meta["member"],
-            meta["kind"],
-            meta["info"],
-            member_files,
-            _array(files["test_predictions.npy"]),
-            meta["seconds"],
-            meta.get("extra", {}),
-            meta.get("predict_seconds"),
-        )
+        return _refit_from(*found)
+
+
+def _refit_entry(result: RefitResult) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A refit (or a fold's kept model) as a cache entry's meta and files."""
+    meta = {
+        "member": result.member,
+        "kind": result.kind,
+        "info": result.info,
+        "seconds": result.seconds,
+        "predict_seconds": result.predict_seconds,
+        "extra": result.extra,
+    }
+    files = {f"member/{p}": d for p, d in result.files.items()}
+    files["test_predictions.npy"] = _array_bytes(result.test_predictions)
+    return meta, files
+
+
+def _refit_from(meta: Mapping[str, Any], files: Mapping[str, bytes]) -> RefitResult:
+    """The refit a cache entry's meta and files hold (`_refit_entry`)."""
+    member_files = {p.removeprefix("member/"): d for p, d in files.items() if p.startswith("member/")}
+    return RefitResult(
+        meta["member"],
+        meta["kind"],
+        meta["info"],
+        member_files,
+        _array(files["test_predictions.npy"]),
+        meta["seconds"],
+        meta.get("extra", {}),
+        meta.get("predict_seconds"),
+    )
 
 
 def _is_key(name: str) -> bool:

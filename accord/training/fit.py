@@ -11,6 +11,7 @@ import numpy as np
 from accord.config import MemberSpec
 from accord.data.split import Prepared
 from accord.members import member_class
+from accord.members.bagged import bag_files, bag_info
 from accord.settings import setting
 from accord.training.cluster import fit_on_cluster, is_distributed, on_worker
 from accord.training.memory import release_free_memory
@@ -27,16 +28,6 @@ def _member(spec: MemberSpec, data: Prepared, seed: int) -> Any:
 
 
 @dataclass(frozen=True)
-class FoldResult:
-    """Out-of-fold predictions of one member on one fold."""
-
-    member: str
-    fold: int
-    predictions: np.ndarray
-    seconds: float
-
-
-@dataclass(frozen=True)
 class RefitResult:
     """A member refitted on the whole training split: its files and test predictions."""
 
@@ -48,6 +39,21 @@ class RefitResult:
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
     predict_seconds: float | None = None  # predicting the test split (None: not timed apart)
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """Out-of-fold predictions of one member on one fold; with `model`, the fold's fitted model too.
+
+    `model` (kept when the run bags) holds the fold model's files, info and test-split
+    predictions, as a refit's would.
+    """
+
+    member: str
+    fold: int
+    predictions: np.ndarray
+    seconds: float
+    model: RefitResult | None = None
 
 
 def _needs_features(data: Prepared, spec: MemberSpec) -> None:
@@ -80,7 +86,42 @@ def _fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldRes
     member = _member(spec, data, seed)
     member.fit(data.X_train.iloc[train], data.y_train[train], data.schema)
     pred = member.predict(data.X_train.iloc[valid])
-    return FoldResult(spec.label, fold, pred, time.perf_counter() - start)
+    model = None
+    if data.bag:
+        predicting = time.perf_counter()
+        test_pred = member.predict(data.X_test)
+        predict_seconds = time.perf_counter() - predicting
+        files, info, seconds = member.save(), member.info(), time.perf_counter() - start
+        model = RefitResult(spec.label, spec.kind, info, files, test_pred, seconds, {}, predict_seconds)
+    return FoldResult(spec.label, fold, pred, time.perf_counter() - start, model)
+
+
+def bag_of(results: list[FoldResult]) -> RefitResult:
+    """One member's K fold models as the member a bagging run publishes (`accord.members.bagged`).
+
+    Its files are each fold model's under ``fold-<k>/``; its info is the first fold model's
+    with ``bag``, every fold model's info in fold order; its test predictions are the fold
+    models' averaged, as the bag predicts.
+
+    Raises:
+        ValueError: a fold result kept no model (the run did not bag).
+    """
+    models = []
+    for r in sorted(results, key=lambda r: r.fold):
+        if r.model is None:
+            raise ValueError(f"member {r.member!r} fold {r.fold} kept no model; bagging needs every fold's")
+        models.append(r.model)
+    first = models[0]
+    return RefitResult(
+        first.member,
+        first.kind,
+        bag_info([m.info for m in models]),
+        bag_files([m.files for m in models]),
+        np.mean([m.test_predictions for m in models], axis=0),
+        sum(r.seconds for r in results),
+        {},
+        sum(m.predict_seconds or 0.0 for m in models),
+    )
 
 
 def fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
@@ -137,6 +178,7 @@ def fit_all(data: Prepared, seed: int) -> tuple[dict[str, np.ndarray], dict[str,
     refits: dict[str, RefitResult] = {}
     for spec in data.members:
         name = spec.label
-        oof[name] = out_of_fold(data, [fit_fold(spec, data, k, seed) for k in range(len(data.folds))])
-        refits[name] = fit_full(spec, data, seed)
+        folds = [fit_fold(spec, data, k, seed) for k in range(len(data.folds))]
+        oof[name] = out_of_fold(data, folds)
+        refits[name] = bag_of(folds) if data.bag else fit_full(spec, data, seed)
     return oof, refits

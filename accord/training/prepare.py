@@ -16,6 +16,7 @@ from accord.data.parquet import describe_parquet
 from accord.data.split import Prepared, split
 from accord.data.tables import file_stamp
 from accord.ensembling.weights import check_method
+from accord.errors import ConfigError
 from accord.members import check_member_specs, member_class
 from accord.training.cluster import is_distributed, is_parquet
 
@@ -78,8 +79,16 @@ def _prepare(config: TrainConfig) -> Prepared:
         )
         for spec in members
     )
+    bag = config.final == "bag"
+    if bag:
+        spanning = [s.label for s in members if is_distributed(s.kind)]
+        if spanning:
+            raise ConfigError(
+                f"final: 'bag' keeps every fold model, but member(s) {spanning} train across the "
+                "cluster and keep none; use final: refit, or leave those members out."
+            )
     prepared = split(dataset, config.folds, config.test_size, config.seed)
-    return replace(prepared, members=resolved, partitioned=partitioned)
+    return replace(prepared, members=resolved, partitioned=partitioned, bag=bag)
 
 
 def is_partitioned_run(config: TrainConfig) -> bool:

@@ -46,9 +46,12 @@ def work_order(members: tuple[MemberSpec, ...] | list[MemberSpec], data: Prepare
         data: The prepared data, whose folds and splits give each fit's size.
 
     Returns:
-        ``(member, fold)`` pairs, fold None for the refit, costliest first.
+        ``(member, fold)`` pairs, fold None for the refit (none when the run bags),
+        costliest first.
     """
-    work = [(s, k) for s in members for k in (None, *range(len(data.folds)))]
+    folds = tuple(range(len(data.folds)))
+    fits: tuple[int | None, ...] = folds if data.bag else (None, *folds)
+    work = [(s, k) for s in members for k in fits]
     return sorted(work, key=lambda w: -estimated_seconds(w[0], data, w[1]))  # stable
 
 
