@@ -17,7 +17,7 @@ from accord.data.split import Prepared
 from accord.ensembling.evaluation import Report, evaluate
 from accord.registry import publishing
 from accord.registry.store import Registry
-from accord.training.fit import fit_fold, fit_full, out_of_fold
+from accord.training.fit import bag_of, fit_fold, fit_full, out_of_fold
 from accord.training.schedule import task_key, work_phases
 from runtime.runner import AccordLocalCluster, local_cluster_kwargs
 
@@ -112,14 +112,21 @@ def run_on_client(
 
 
 def fit_members(
-    client: Client, config: TrainConfig, data: Prepared
-) -> tuple[dict[str, Any], dict[str, Any], float]:
-    """Out-of-fold predictions and refits of every member computed on the cluster, and the fits' seconds."""
+    client: Client, config: TrainConfig, data: Prepared, *, refit_too: bool = False
+) -> tuple[dict[str, Any], dict[Any, Any], float]:
+    """Out-of-fold predictions and refits of every member computed on the cluster, and the fits' seconds.
+
+    When `data` bags, the refits are the members' bags of fold models (`bag_of`); with
+    `refit_too`, refits are also fitted, and returned under ``("refit", name)`` beside them.
+    """
     staged = client.scatter(data, broadcast=False)
     members = data.members or tuple(config.members)
     folds: dict[Any, Any] = {}
     refits: dict[Any, Any] = {}
-    for phase, one_at_a_time in work_phases(members, data):  # as the flow submits them
+    phases = work_phases(members, data)
+    if data.bag and refit_too:
+        phases.append(([(s, None) for s in members], False))
+    for phase, one_at_a_time in phases:  # as the flow submits them
         for position, (s, k) in enumerate(phase):
             name, priority = s.label, len(phase) - position
             if k is None:
@@ -135,6 +142,10 @@ def fit_members(
     fold_results = {key: f.result() for key, f in folds.items()}
     refit_results = {name: f.result() for name, f in refits.items()}
     names = [s.label for s in members]
+    if data.bag:
+        fitted = {("refit", n): r for n, r in refit_results.items()}
+        refit_results = {n: bag_of([fold_results[(n, k)] for k in range(len(data.folds))]) for n in names}
+        refit_results.update(fitted)
     oof: dict[str, Any] = {
         n: out_of_fold(data, [fold_results[(n, k)] for k in range(len(data.folds))]) for n in names
     }
