@@ -126,6 +126,12 @@ class TrainConfig(BaseModel):
     task: TaskChoice = Field(
         default="auto", description="Learning task; 'auto' infers it from the target column."
     )
+    ignore_columns: list[str] = Field(
+        default_factory=list,
+        description="Feature columns to leave out. ID-like columns (a different value in every row) are "
+        "left out too, and date columns become numbers (year, month, day, weekday, day of year, days "
+        "since 1970); the schema records it, so loading and batch prediction do the same.",
+    )
     members: list[MemberSpec] = Field(
         default_factory=_default_members,
         min_length=1,

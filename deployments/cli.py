@@ -261,9 +261,12 @@ def train(
     cfg = make_config(values)
     if values.get("name") is None:
         _err(f"accord: publishing as {cfg.name!r} (from the data; --name NAME to choose another)")
-    from accord.training.prepare import precheck
+    from accord.training.prepare import column_notes, precheck
 
-    precheck(cfg)  # refuse bad input in seconds, before a server or cluster starts; the run reuses it
+    # refuse bad input in seconds, before a server or cluster starts; the run reuses the result
+    prepared = precheck(cfg)
+    for note in column_notes(prepared.schema):
+        _err(f"accord: {note}")
     from deployments.report import progress_display
     from runtime.local_workers import start_ahead
 

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from accord.config import MemberSpec, TrainConfig
 from accord.data.split import Prepared
 from accord.training.fit import FoldResult, RefitResult, fit_fold, fit_full
-from accord.training.prepare import prepare
+from accord.training.prepare import column_notes, prepare
 
 
 def log_placement(what: str) -> None:
@@ -30,8 +30,14 @@ class MemberFailed(RuntimeError):
 
 @task(name="prepare-data", cache_policy=NO_CACHE, persist_result=False)
 def prepare_data(config: TrainConfig) -> Prepared:
-    """Load, validate and split the data; check members and method (no training)."""
-    return prepare(config)
+    """Load, validate and split the data; check members and method (no training).
+
+    Columns left out or turned from dates into numbers are logged (`column_notes`).
+    """
+    data = prepare(config)
+    for note in column_notes(data.schema):
+        get_run_logger().warning(note)
+    return data
 
 
 @task(name="stage-data", cache_policy=NO_CACHE, persist_result=False)

@@ -10,13 +10,15 @@ column or parameter, and captures the input schema.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
 import numpy as np
 import pandas as pd
 
+from accord.data.columns import derive
 from accord.data.schema import Schema, column_kind, normalise_column
 from accord.data.tables import (
     csv_header,
@@ -366,6 +368,7 @@ def load_dataset(
     source: str,
     target: str | None = None,
     task: TaskChoice = "auto",
+    ignore_columns: Sequence[str] = (),
 ) -> Dataset:
     """Read, validate and describe a data source.
 
@@ -373,12 +376,15 @@ def load_dataset(
         source: ``sklearn:<name>``, ``synthetic:<kind>?...`` or a CSV/Parquet URL.
         target: Target column; required for files.
         task: ``auto`` infers the task from the target.
+        ignore_columns: Feature columns to leave out. ID-like columns are left out too, and
+            date columns become numbers (`accord.data.columns`); the schema records both.
 
     Returns:
         The validated dataset with its schema and fingerprint.
 
     Raises:
         DataError: the source cannot be read or trained on.
+        ConfigError: an ignored column is not in the table, or is the target.
     """
     frame, target_name = read_source(source, target)
     if target_name not in frame.columns:
@@ -386,11 +392,18 @@ def load_dataset(
             f"target column {target_name!r} not found in {source!r}; columns are "
             f"{[str(c) for c in frame.columns][:30]}. Pass --target with one of them."
         )
-    X = frame.drop(columns=[target_name])
+    if target_name in ignore_columns:
+        raise ConfigError(
+            f"ignore_columns: {target_name!r} is the target column; remove it from ignore_columns."
+        )
+    derived = derive(frame.drop(columns=[target_name]), ignore_columns)
+    X = derived.X
     y, resolved, classes = checked_target(frame[target_name], X.shape[1], task, source)
     kinds = {str(c): column_kind(X[c]) for c in X.columns}
-    X = pd.DataFrame({str(c): normalise_column(X[c], kinds[str(c)]) for c in X.columns})
-    schema = Schema.infer(X, target_name, resolved, classes)
+    X = pd.DataFrame({str(c): normalise_column(X[c], kinds[str(c)]) for c in X.columns}, index=X.index)
+    schema = replace(
+        Schema.infer(X, target_name, resolved, classes), dropped=derived.dropped, dates=derived.dates
+    )
     return Dataset(X, y, resolved, schema, source, fingerprint(X, y))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from accord.data.columns import reapply
 from accord.errors import DataError, SchemaError
 from accord.types import ColumnKind, Task
 
@@ -69,12 +70,19 @@ class Column:
 
 @dataclass(frozen=True)
 class Schema:
-    """Feature columns, target and task of a trained model."""
+    """Feature columns, target and task of a trained model.
+
+    `dropped` (column -> why) and `dates` (source columns whose parts are features) record
+    what `accord.data.columns.derive` decided on the training table; `conform` applies the
+    same to every later table.
+    """
 
     columns: tuple[Column, ...]
     target: str
     task: Task
     classes: tuple[Any, ...] = field(default=())
+    dropped: dict[str, str] = field(default_factory=dict)
+    dates: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -112,13 +120,18 @@ class Schema:
         return cls(tuple(columns), target, task, tuple(classes))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready mapping."""
-        return {
+        """Return a JSON-ready mapping (``dropped`` and ``dates`` only when there are some)."""
+        out: dict[str, Any] = {
             "target": self.target,
             "task": self.task,
             "classes": [_jsonable(c) for c in self.classes],
             "columns": [c.to_dict() for c in self.columns],
         }
+        if self.dropped:
+            out["dropped"] = dict(self.dropped)
+        if self.dates:
+            out["dates"] = list(self.dates)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
@@ -126,10 +139,20 @@ class Schema:
         columns = tuple(
             Column(c["name"], c["kind"], c["dtype"], tuple(c.get("categories", ()))) for c in data["columns"]
         )
-        return cls(columns, data["target"], data["task"], tuple(data.get("classes", ())))
+        return cls(
+            columns,
+            data["target"],
+            data["task"],
+            tuple(data.get("classes", ())),
+            dict(data.get("dropped", {})),
+            tuple(data.get("dates", ())),
+        )
 
     def diff(self, frame: pd.DataFrame) -> list[str]:
         """List every way `frame` differs from this schema (empty when it conforms).
+
+        `frame` is taken as it is: `conform` first drops the `dropped` columns and expands
+        the `dates`.
 
         A column whose every value is missing conforms to either kind: a chunk of a table
         may hold no value of a column, and missing is missing whatever the dtype.
@@ -168,6 +191,8 @@ class Schema:
             raise SchemaError(
                 f"expected a pandas DataFrame with columns {self.names}; found {type(frame).__name__}."
             )
+        if self.dropped or self.dates:
+            frame = reapply(frame, self.dropped, self.dates)
         problems = self.diff(frame)
         if problems:
             raise SchemaError(

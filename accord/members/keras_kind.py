@@ -234,7 +234,7 @@ class KerasMLP(Member):
         keras = import_keras(self.threads)
         keras.utils.set_random_seed(self.seed)
         self.prep_ = make_preprocessor(schema, encoding="onehot", scale=True)
-        Xt = np.asarray(self.prep_.fit_transform(X), dtype="float32")
+        Xt = np.asarray(self.prep_.fit_transform(X, y), dtype="float32")  # y: target encoding
         target = self._encode_target(y)
         self.model_ = self._build(Xt.shape[1])
         self._train(self.model_, Xt, target, self.params["epochs"])

@@ -10,14 +10,19 @@ from typing import Literal
 
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
 
 from accord.data.schema import Schema
 
 Encoding = Literal["onehot", "ordinal"]
 
 MISSING_CATEGORY = "__missing__"
+# A one-hot member reads a categorical column with more categories than this through
+# cross-fitted target encoding (scikit-learn's TargetEncoder) instead: a column per
+# category would swamp a linear, distance or neural model, and cost memory.
+HIGH_CARDINALITY = 30
 
 
 def make_preprocessor(
@@ -27,7 +32,8 @@ def make_preprocessor(
 
     Args:
         schema: The input schema (decides numeric vs categorical columns).
-        encoding: ``onehot`` for linear, distance and neural models; ``ordinal`` for trees.
+        encoding: ``onehot`` for linear, distance and neural models (target encoding for
+            columns of more than `HIGH_CARDINALITY` categories); ``ordinal`` for trees.
         scale: Standardise numeric columns (linear, SVM, k-NN, neural models).
         impute_numeric: Fill missing numbers with the median; gradient boosting
             libraries that handle NaN natively pass ``False``.
@@ -55,9 +61,24 @@ def make_preprocessor(
             ("encode", encoder),
         ]
     )
-    transformers = []
+    high = [
+        c.name for c in schema.columns if c.kind == "categorical" and len(c.categories) > HIGH_CARDINALITY
+    ]
+    if encoding != "onehot":
+        high = []
+    low = [name for name in schema.categorical if name not in high]
+    transformers: list[tuple[str, object, list[str]]] = []
     if schema.numeric:
         transformers.append(("num", numeric, schema.numeric))
-    if schema.categorical:
-        transformers.append(("cat", categorical, schema.categorical))
+    if low:
+        transformers.append(("cat", categorical, low))
+    if high:
+        target_encoded = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                ("encode", TargetEncoder(cv=KFold(5, shuffle=True, random_state=0))),  # cross-fitted
+                *([("scale", StandardScaler())] if scale else []),
+            ]
+        )
+        transformers.append(("target", target_encoded, high))
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)

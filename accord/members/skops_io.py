@@ -54,6 +54,8 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.impute._base.SimpleImputer",
+        "sklearn.preprocessing._target_encoder.TargetEncoder",
+        "sklearn.model_selection._split.KFold",
         "sklearn.linear_model._logistic.LogisticRegression",
         "sklearn.linear_model._ridge.Ridge",
         "sklearn.linear_model._base.LinearRegression",

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from accord.config import TrainConfig
+from accord.data.columns import DATE_PARTS
 from accord.data.dataset import load_dataset
 from accord.data.parquet import describe_parquet
+from accord.data.schema import Schema
 from accord.data.split import Prepared, split
 from accord.data.tables import file_stamp
 from accord.ensembling.weights import check_method
@@ -67,9 +69,14 @@ def prepare(config: TrainConfig) -> Prepared:
 def _prepare(config: TrainConfig) -> Prepared:
     partitioned = is_partitioned_run(config)
     if partitioned:
+        if config.ignore_columns:
+            raise ConfigError(
+                "ignore_columns: a partitioned run (every member trains across the cluster on Parquet) "
+                "reads the features where they are; drop the columns from the files instead."
+            )
         dataset = describe_parquet(config.data, config.target, config.task)
     else:
-        dataset = load_dataset(config.data, config.target, config.task)
+        dataset = load_dataset(config.data, config.target, config.task, config.ignore_columns)
     check_method(config.method, dataset.task)
     members = config.members_for(dataset.task)
     check_member_specs(((s.label, s.kind, s.params) for s in members), dataset.task)
@@ -89,6 +96,15 @@ def _prepare(config: TrainConfig) -> Prepared:
             )
     prepared = split(dataset, config.folds, config.test_size, config.seed)
     return replace(prepared, members=resolved, partitioned=partitioned, bag=bag)
+
+
+def column_notes(schema: Schema) -> list[str]:
+    """One line per column the run left out (and why) or read as a date."""
+    notes = [f"column {name!r} left out: {why}" for name, why in schema.dropped.items()]
+    notes += [
+        f"column {name!r} read as dates: {', '.join(DATE_PARTS)} (as {name}.<part>)" for name in schema.dates
+    ]
+    return notes
 
 
 def is_partitioned_run(config: TrainConfig) -> bool:
