@@ -1,4 +1,4 @@
-"""Derive accord's presets (accord/portfolio.yaml) from out-of-fold predictions on the bench tables.
+"""Derive accord's presets (accord/portfolio.yaml) from out-of-fold predictions on the bench suite.
 
 Every candidate configuration is fitted on every fold of every table (on a LocalCluster,
 as a run fits them); then, per task, configurations are chosen greedily: each step adds
@@ -7,7 +7,7 @@ out-of-fold loss divided by the table's best single candidate's. That order is t
 presets are its prefixes (`PRESET_SIZES`). The table of candidates' losses and
 seconds, and each step's gain, are printed.
 
-    python -m bench.portfolio [--folds 3] [--write]   # --write replaces accord/portfolio.yaml
+    python -m bench.portfolio [--folds 3] [--tables a,b] [--write]   # --write replaces accord/portfolio.yaml
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from accord.training.prepare import prepare
 from accord.training.schedule import task_key, work_order
 from accord.types import Task
 from bench.common import local_cluster
+from bench.suite import Table, tables
 
 # (name, kind, classification params, regression params)
 CANDIDATES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
@@ -108,20 +109,6 @@ CANDIDATES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ),
 ]
 
-TABLES: dict[Task, list[str]] = {
-    "classification": [
-        "sklearn:breast_cancer",
-        "sklearn:wine",
-        "sklearn:digits",
-        "synthetic:classification?n_rows=1500&n_features=12&n_categorical=3&missing=0.05&n_classes=3&noise=0.05",
-        "synthetic:classification?n_rows=600&n_features=30&n_classes=2&noise=0.2&seed=3",
-    ],
-    "regression": [
-        "sklearn:diabetes",
-        "synthetic:regression?n_rows=1500&n_features=10&n_categorical=2&missing=0.05&noise=20",
-        "synthetic:regression?n_rows=800&n_features=25&noise=5&seed=4",
-    ],
-}
 PRESET_SIZES = {"fast": 3, "default": 7, "best": len(CANDIDATES)}
 PORTFOLIO = Path(__file__).resolve().parents[1] / "accord" / "portfolio.yaml"
 
@@ -134,9 +121,10 @@ def members(task: Task) -> list[dict[str, Any]]:
     ]
 
 
-def out_of_fold_table(client: Client, data_source: str, task: Task, folds: int, seed: int) -> dict[str, Any]:
+def out_of_fold_table(client: Client, table: Table, folds: int, seed: int) -> dict[str, Any]:
     """Every candidate's out-of-fold predictions on one table, and its fold seconds."""
-    config = make_config({"data": data_source, "members": members(task), "folds": folds, "seed": seed})
+    values = {**table.config_values(), "task": table.task, "members": members(table.task)}
+    config = make_config({**values, "folds": folds, "seed": seed})
     data = prepare(config)
     staged = client.scatter(data, broadcast=True)
     fold_work = [(s, k) for s, k in work_order(data.members, data) if k is not None]
@@ -190,28 +178,30 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="replace accord/portfolio.yaml")
+    parser.add_argument("--tables", default=None, help="comma-separated suite tables (default: all)")
     args = parser.parse_args()
     start = time.perf_counter()
     document: dict[str, Any] = {"order": {}, "presets": PRESET_SIZES}
     with local_cluster(2) as cluster, Client(cluster) as client:
-        for task, sources in TABLES.items():
-            tables = []
-            for source in sources:
+        for task in ("classification", "regression"):
+            suite = tables(task, args.tables)
+            fitted = []
+            for table in suite:
                 t0 = time.perf_counter()
-                tables.append(out_of_fold_table(client, source, task, args.folds, args.seed))
-                print(f"{task} {source}: {time.perf_counter() - t0:.0f} s", flush=True)
+                fitted.append(out_of_fold_table(client, table, args.folds, args.seed))
+                print(f"{task} {table.name}: {time.perf_counter() - t0:.0f} s", flush=True)
             names = [name for name, *_ in CANDIDATES]
             print(f"\n{task}: candidate out-of-fold loss / table's best single, and fold seconds")
             for name in names:
-                rel = [loss(t["task"], t["y"], t["oof"][name]) for t in tables]
-                best = [min(loss(t["task"], t["y"], t["oof"][n]) for n in names) for t in tables]
-                secs = sum(t["seconds"][name] for t in tables)
+                rel = [loss(t["task"], t["y"], t["oof"][name]) for t in fitted]
+                best = [min(loss(t["task"], t["y"], t["oof"][n]) for n in names) for t in fitted]
+                secs = sum(t["seconds"][name] for t in fitted)
                 print(
                     f"  {name:24s} "
                     + " ".join(f"{r / b:6.3f}" for r, b in zip(rel, best, strict=True))
                     + f"  {secs:7.1f} s"
                 )
-            order = greedy_order(tables, names)
+            order = greedy_order(fitted, names)
             print(f"\n{task}: greedy portfolio order (mean ensemble loss / best single after each step)")
             for i, (name, value) in enumerate(order, 1):
                 print(f"  {i:2d}. {name:24s} {value:.4f}")
@@ -219,7 +209,7 @@ def main() -> None:
             document["order"][task] = [by_name[name] for name, _ in order]
     print(f"\nderived in {time.perf_counter() - start:.0f} s")
     if args.write:
-        listed = ", ".join(s for v in TABLES.values() for s in v)
+        listed = ", ".join(t.name for t in tables(None, args.tables))
         header = (
             f"# Written by `python -m bench.portfolio --write` on {dt.date.today()} "
             f"({args.folds} folds, seed {args.seed}, tables: {listed}).\n"
