@@ -212,9 +212,8 @@ def _completed(futures: list[Any], deadline: float | None) -> Iterator[Any]:
     by_dask = {f.wrapped_future: f for f in futures}
     if not by_dask:
         return
-    left = max(1e-3, deadline - time.monotonic())
     loop = next(iter(by_dask)).client.loop
-    for dask_future in distributed_as_completed(list(by_dask), loop=loop, timeout=left):
+    for dask_future in distributed_as_completed(list(by_dask), loop=loop, timeout=_left(deadline)):
         yield by_dask.pop(dask_future)
 
 

@@ -73,28 +73,38 @@ def _wait(try_once: Callable[[], bool], timeout: float, what: str, path: str) ->
 
 
 @contextlib.contextmanager
+def _holding(
+    try_once: Callable[[], bool], release: Callable[[], None], timeout: float, what: str, path: str
+) -> Iterator[None]:
+    """Take a lock by `try_once` (`_wait`), hold it for the block, then `release` it."""
+    _wait(try_once, timeout, what, path)
+    try:
+        yield
+    finally:
+        release()
+
+
+@contextlib.contextmanager
 def _file_lock(path: str, timeout: float, what: str) -> Iterator[None]:
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
 
-        def try_once() -> bool:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            return True
-
-        _wait(try_once, timeout, what, path)
+    def try_once() -> bool:
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    try:
+        with _holding(try_once, lambda: fcntl.flock(fd, fcntl.LOCK_UN), timeout, what, path):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)  # the file stays: deleting it would let a waiter lock an unlinked inode
 
 
-@contextlib.contextmanager
-def _s3_lock(fs: Any, path: str, timeout: float, stale: float, what: str) -> Iterator[None]:
+def _s3_lock(
+    fs: Any, path: str, timeout: float, stale: float, what: str
+) -> contextlib.AbstractContextManager[None]:
     token = json.dumps({"owner": secrets.token_hex(8), "since": time.time()}).encode()
 
     def try_once() -> bool:
@@ -117,22 +127,16 @@ def _s3_lock(fs: Any, path: str, timeout: float, stale: float, what: str) -> Ite
             return False
         return True
 
-    _wait(try_once, timeout, what, path)
-    try:
-        yield
-    finally:
+    def release() -> None:
         with contextlib.suppress(Exception):  # best effort: a lock left behind goes stale
             fs.invalidate_cache(path)
             if fs.cat_file(path) == token:
                 fs.rm_file(path)
 
+    return _holding(try_once, release, timeout, what, path)
 
-@contextlib.contextmanager
-def _process_lock(path: str, timeout: float, what: str) -> Iterator[None]:
+
+def _process_lock(path: str, timeout: float, what: str) -> contextlib.AbstractContextManager[None]:
     with _PROCESS_LOCKS_GUARD:
         lock = _PROCESS_LOCKS.setdefault(path, threading.Lock())
-    _wait(lambda: lock.acquire(blocking=False), timeout, what, path)
-    try:
-        yield
-    finally:
-        lock.release()
+    return _holding(lambda: lock.acquire(blocking=False), lock.release, timeout, what, path)

@@ -86,14 +86,18 @@ def _fit_fold(spec: MemberSpec, data: Prepared, fold: int, seed: int) -> FoldRes
     member = _member(spec, data, seed)
     member.fit(data.X_train.iloc[train], data.y_train[train], data.schema)
     pred = member.predict(data.X_train.iloc[valid])
-    model = None
-    if data.bag:
-        predicting = time.perf_counter()
-        test_pred = member.predict(data.X_test)
-        predict_seconds = time.perf_counter() - predicting
-        files, info, seconds = member.save(), member.info(), time.perf_counter() - start
-        model = RefitResult(spec.label, spec.kind, info, files, test_pred, seconds, {}, predict_seconds)
+    model = _kept(spec, member, data, start) if data.bag else None
     return FoldResult(spec.label, fold, pred, time.perf_counter() - start, model)
+
+
+def _kept(spec: MemberSpec, member: Any, data: Prepared, start: float) -> RefitResult:
+    """A fitted member as a run keeps it: its test-split predictions (timed), files and info."""
+    predicting = time.perf_counter()
+    test_pred = member.predict(data.X_test)
+    predict_seconds = time.perf_counter() - predicting
+    files = member.save()
+    seconds = time.perf_counter() - start
+    return RefitResult(spec.label, spec.kind, member.info(), files, test_pred, seconds, {}, predict_seconds)
 
 
 def bag_of(results: list[FoldResult]) -> RefitResult:
@@ -138,19 +142,14 @@ def fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
 
 def _fit_full(spec: MemberSpec, data: Prepared, seed: int) -> RefitResult:
     start = time.perf_counter()
-    predict_seconds = None
     if is_distributed(spec.kind) and on_worker():
         member, test_pred = fit_on_cluster(spec, data, None, seed, threads_per_task())
-    else:
-        _needs_features(data, spec)
-        member = _member(spec, data, seed)
-        member.fit(data.X_train, data.y_train, data.schema)
-        predicting = time.perf_counter()
-        test_pred = member.predict(data.X_test)
-        predict_seconds = time.perf_counter() - predicting
-    files = member.save()
-    seconds = time.perf_counter() - start
-    return RefitResult(spec.label, spec.kind, member.info(), files, test_pred, seconds, {}, predict_seconds)
+        files, seconds = member.save(), time.perf_counter() - start
+        return RefitResult(spec.label, spec.kind, member.info(), files, test_pred, seconds, {}, None)
+    _needs_features(data, spec)
+    member = _member(spec, data, seed)
+    member.fit(data.X_train, data.y_train, data.schema)
+    return _kept(spec, member, data, start)
 
 
 def out_of_fold(data: Prepared, results: list[FoldResult]) -> np.ndarray:
