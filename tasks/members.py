@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,7 +16,6 @@ from typing import Any
 import dask
 import numpy as np
 from distributed import as_completed as distributed_as_completed
-from prefect.futures import as_completed
 
 from accord.config import TrainConfig
 from accord.data.split import Prepared
@@ -165,32 +165,30 @@ def fit_members(
         if 2 * len(fits) >= total:
             failpoint("train:mid-training")
 
-    for todo, one_at_a_time in to_train:
+    slots = _slots(runner) if deadline is not None else 0
+
+    def launch(spec: Any, k: int | None, priority: int) -> Any:
+        # Dask runs tasks submitted together in no set order; a priority per task keeps
+        # the longest-first order of `work_order`.
+        with dask.annotate(priority=priority):
+            if k is None:
+                params = {"spec": spec, "data": staged, "seed": config.seed}
+                return runner.submit(refit_member, params, key=task_key(spec, k))
+            params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
+            return runner.submit(fit_member_fold, params, key=task_key(spec, k))
+
+    for todo, one_at_a_time in to_train:  # longest first; reuses a crashed run's results
+        # Under a deadline, no more fits run than the cluster has slots, started in the
+        # plan's order: what `budget.plan` counted on, and nothing queued behind a long fit.
+        at_once = 1 if one_at_a_time else (slots or len(todo))
+        queue = deque((spec, k, key, len(todo) - i) for i, (spec, k, key) in enumerate(todo))
         pending: dict[Any, tuple[str, int | None, str]] = {}
-        for position, (spec, k, key) in enumerate(todo):  # longest first; reuses a crashed run's results
-            if spec.label in fits.left_out:
-                continue
-            # Dask runs tasks submitted together in no set order; a priority per task keeps
-            # the longest-first order of `work_order`.
-            with dask.annotate(priority=len(todo) - position):
-                if k is None:
-                    params = {"spec": spec, "data": staged, "seed": config.seed}
-                    future = runner.submit(refit_member, params, key=task_key(spec, k))
-                else:
-                    params = {"spec": spec, "data": staged, "fold": k, "seed": config.seed}
-                    future = runner.submit(fit_member_fold, params, key=task_key(spec, k))
-            if one_at_a_time:
-                try:
-                    collect(future, spec.label, k, key, _left(deadline))
-                except TimeoutError:
-                    _abandon(fits, {future: (spec.label, k, key)}, logger)
-            else:
-                pending[future] = (spec.label, k, key)
         try:
-            for future in _completed(list(pending), deadline):
+            for future in _gated(queue, at_once, launch, pending, fits.left_out, deadline):
                 collect(future, *pending.pop(future))
         except TimeoutError:
             _abandon(fits, pending, logger)
+            _not_started(fits, queue, logger)
     if len(fits.left_out) == len(data.members):
         raise MemberFailed(
             f"no member finished within the time limit of {config.time_limit:.0f} s "
@@ -199,22 +197,41 @@ def fit_members(
     return fits.bagged(data)
 
 
-def _completed(futures: list[Any], deadline: float | None) -> Iterator[Any]:
-    """Yield `futures` as they finish; raise `TimeoutError` once `deadline` passes with some left.
+def _gated(
+    queue: deque[tuple[Any, int | None, str, int]],
+    at_once: int,
+    launch: Any,
+    pending: dict[Any, tuple[str, int | None, str]],
+    left_out: dict[str, str],
+    deadline: float | None,
+) -> Iterator[Any]:
+    """Launch `queue`'s fits in order, at most `at_once` at a time; yield each future as it ends.
 
-    Waits on the Dask futures themselves, between yields only: Prefect's own
-    ``as_completed(timeout=...)`` arms an alarm that can interrupt the caller's code
-    while the generator is suspended (here, a cache write).
+    A fit whose member is in `left_out` is skipped. `pending` holds the futures in flight
+    (the caller pops each one yielded) and `queue` what is not launched yet, so a caller
+    that catches the `TimeoutError` raised once `deadline` passes knows what to give up.
+    Waits on the Dask futures: Prefect's own ``as_completed(timeout=...)`` arms an alarm
+    that can interrupt the caller's code while the generator is suspended.
     """
-    if deadline is None:
-        yield from as_completed(futures)
-        return
-    by_dask = {f.wrapped_future: f for f in futures}
-    if not by_dask:
-        return
-    loop = next(iter(by_dask)).client.loop
-    for dask_future in distributed_as_completed(list(by_dask), loop=loop, timeout=_left(deadline)):
-        yield by_dask.pop(dask_future)
+    done: Any = None
+    by_dask: dict[Any, Any] = {}
+    while queue or pending:
+        while queue and len(pending) < at_once:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError
+            spec, k, key, priority = queue.popleft()
+            if spec.label in left_out:
+                continue
+            future = launch(spec, k, priority)
+            pending[future] = (spec.label, k, key)
+            by_dask[future.wrapped_future] = future
+            if done is None:
+                loop = future.wrapped_future.client.loop
+                done = distributed_as_completed([], loop=loop, timeout=_left(deadline))
+            done.add(future.wrapped_future)
+        if not pending:
+            return
+        yield by_dask.pop(next(done))
 
 
 def _left(deadline: float | None) -> float | None:
@@ -255,6 +272,14 @@ def _abandon(fits: Fits, pending: dict[Any, tuple[str, int | None, str]], logger
         if name not in fits.left_out:
             fits.left_out[name] = f"cut short: its {_what(k)} had not ended at the time limit"
             logger.warning("member %r left out: %s", name, fits.left_out[name])
+
+
+def _not_started(fits: Fits, queue: deque[tuple[Any, int | None, str, int]], logger: Any) -> None:
+    """Leave out the members with a fit not yet launched at the deadline."""
+    for spec, k, _key, _priority in queue:
+        if spec.label not in fits.left_out:
+            fits.left_out[spec.label] = f"cut short: its {_what(k)} had not started at the time limit"
+            logger.warning("member %r left out: %s", spec.label, fits.left_out[spec.label])
 
 
 def prune_cache(cache: ResultCache, keep: float, store: str, logger: logging.Logger | Any) -> None:
