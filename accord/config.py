@@ -15,9 +15,9 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from accord.errors import ConfigError
+from accord.errors import ConfigError, ModelReferenceError
 from accord.portfolio import preset_members
-from accord.registry.refs import DEFAULT_ALIAS, NAME_RE
+from accord.registry.refs import DEFAULT_ALIAS, NAME_RE, check_alias, check_tags
 from accord.settings import setting
 from accord.types import Final, MemberKind, Method, Preset, PromotionPolicy, Task, TaskChoice
 
@@ -106,6 +106,14 @@ class AdaptOptions(BaseModel):
         return self
 
 
+def _alias(value: str) -> str:
+    """`check_alias` for a pydantic validator (its refusal as a ValueError)."""
+    try:
+        return check_alias(value)
+    except ModelReferenceError as e:
+        raise ValueError(str(e)) from e
+
+
 class TrainConfig(BaseModel):
     """Everything one training run needs: data, members, validation, weights, store and cluster."""
 
@@ -184,6 +192,22 @@ class TrainConfig(BaseModel):
     alias: str = Field(
         default=DEFAULT_ALIAS, pattern=NAME_PATTERN, description="The alias the promotion gate moves."
     )
+    description: str | None = Field(
+        default=None, max_length=10_000, description="What the model is, for its model card (README.md)."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="key: value tags of the version, e.g. {team: risk}; `accord models list --tag` "
+        "filters by them, `accord models tag` changes them later.",
+    )
+    license: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The license the model is published under (e.g. apache-2.0), for its model card.",
+    )
+    intended_use: str | None = Field(
+        default=None, max_length=10_000, description="What the model is for and not for, for its model card."
+    )
     workers: int = Field(default=2, ge=1, le=256, description="Worker processes of the local Dask cluster.")
     dask_address: str | None = Field(
         default=None,
@@ -219,6 +243,19 @@ class TrainConfig(BaseModel):
         if value is not None and ".." in value:
             raise ValueError("a name may not contain '..'")
         return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            return check_tags(value)
+        except ModelReferenceError as e:
+            raise ValueError(str(e)) from e
+
+    @field_validator("alias")
+    @classmethod
+    def _alias_not_a_version(cls, value: str) -> str:
+        return _alias(value)
 
     @model_validator(mode="after")
     def _preset_or_members(self) -> TrainConfig:

@@ -36,6 +36,10 @@ class NotFoundError(InputError, LookupError):
     """A model, version or file does not exist in the store."""
 
 
+class InUseError(InputError):
+    """A registry change refused because something points at what it would remove (an alias)."""
+
+
 class IntegrityError(AccordError):
     """A published file failed verification: checksum, size, format or type list."""
 

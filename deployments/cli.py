@@ -23,7 +23,7 @@ from accord.config import (
     make_config,
     read_config_file,
 )
-from accord.errors import InputError
+from accord.errors import InputError, ModelReferenceError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -180,6 +180,14 @@ DaskAddressOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+RefArgument = Annotated[
+    str,
+    typer.Argument(
+        help="Model reference: STORE/NAME[:VERSION|@ALIAS]; a bare name means its production alias, "
+        "else its newest version.",
+        metavar="REF",
+    ),
+]
 
 
 @app.callback()
@@ -387,10 +395,75 @@ def predict(
             dask_address=dask_address,
         )
         result = run_flow("predict", cfg)
+        if ensemble.schema.target in columns:  # the label was kept: score the predictions against it
+            result["metrics"] = _kept_label_metrics(ensemble, output)
         if as_json:
             print(json.dumps(result), file=out)
     if not as_json:
         print(f"wrote {result['rows']} predictions to {result['output']} (model {result['model']})")
+        if "metrics" in result:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if v is not None)
+            print(f"against the kept label {ensemble.schema.target!r}: {shown}")
+
+
+def _kept_label_metrics(ensemble: Any, output: str) -> dict[str, Any]:
+    """The ensemble's metrics on the written predictions against the label column kept beside them."""
+    import numpy as np
+    import pandas as pd
+
+    from accord.data.output import PREDICTION, PROBA_PREFIX
+    from accord.data.tables import table_format
+    from accord.ensembling.labelled import labels_of
+    from accord.ensembling.metrics import score
+
+    written = (
+        pd.read_csv(output)
+        if table_format(output, "output", compressed=False) == "csv"
+        else pd.read_parquet(output)
+    )
+    y = labels_of(ensemble, written[ensemble.schema.target])
+    if ensemble.task == "classification":
+        pred = np.column_stack([written[f"{PROBA_PREFIX}{c}"] for c in ensemble.classes_])
+    else:
+        pred = written[PREDICTION].to_numpy(dtype=float)
+    return score(ensemble.schema.task, y, pred, len(ensemble.schema.classes))
+
+
+@app.command()
+def evaluate(
+    model: RefArgument,
+    data: Annotated[
+        str, typer.Option(help="Labelled table: a CSV/Parquet URL or any accord data source.", metavar="SRC")
+    ],
+    target: Annotated[
+        str | None,
+        typer.Option(help="The label column.", metavar="COLUMN", show_default="the model's target"),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score a labelled table against a published ensemble: its leaderboard on those rows."""
+    from accord.data.dataset import read_source
+    from accord.ensembling.ensemble import load
+    from accord.ensembling.labelled import score_labelled
+
+    ensemble = load(model)
+    _err(f"accord: model {ensemble.manifest['ref']} ({ensemble.manifest['resolved']})")
+    frame, label = read_source(data, target or ensemble.schema.target)
+    result = score_labelled(ensemble, frame, label)
+    if as_json:
+        print(json.dumps(result, default=float))
+        return
+    from rich.console import Console
+
+    from deployments.report import leaderboard
+
+    console = Console(soft_wrap=False)
+    console.print(leaderboard(result))
+    console.print(
+        f"{result['rows']} labelled rows of {data}; vs ensemble: the model's loss per row minus the "
+        "ensemble's, ± one standard error.",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -410,15 +483,22 @@ app.add_typer(models, name="models")
 @models.command("list")
 def models_list(
     store: Annotated[str, typer.Argument(help="Store URL (file://, s3://, or a path).", metavar="STORE")],
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag", help="Only versions with this tag (repeatable): KEY=VALUE.", metavar="KEY=VALUE"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List models: per version, when it was published, its aliases and its held-out metric."""
+    """List models: per version, when it was published, its aliases, held-out metric and tags."""
     from rich.console import Console
 
     from accord.registry.listing import list_models
+    from accord.registry.refs import parse_tags
     from deployments.report import models_table
 
-    listing = list_models(store)
+    listing = list_models(store, parse_tags(tag or []))
     if as_json:
         print(json.dumps(listing))
         return
@@ -431,14 +511,7 @@ def models_list(
 
 @models.command("show")
 def models_show(
-    ref: Annotated[
-        str,
-        typer.Argument(
-            help="Model reference: STORE/NAME[:VERSION|@ALIAS]; a bare name means its production alias, "
-            "else its newest version.",
-            metavar="REF",
-        ),
-    ],
+    ref: RefArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Show a version's manifest, metrics and lineage (files verified)."""
@@ -467,6 +540,83 @@ def models_promote(
     version = registry.resolve(parsed)
     registry.set_alias(parsed.name, alias, version)
     print(f"{parsed.name}@{alias} -> {version}")
+
+
+def _pinned(ref: str) -> tuple[Any, str]:
+    """The registry and version `ref` resolves to."""
+    from accord.registry.refs import parse_ref
+    from accord.registry.store import Registry
+
+    parsed = parse_ref(ref)
+    registry = Registry(parsed.store)
+    return registry, registry.resolve(parsed)
+
+
+@models.command("tag")
+def models_tag(
+    ref: RefArgument,
+    tags: Annotated[
+        list[str] | None, typer.Argument(help="Tags to set: KEY=VALUE ...", metavar="KEY=VALUE...")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="A tag key to remove (repeatable).", metavar="KEY")
+    ] = None,
+) -> None:
+    """Set or remove tags of a version."""
+    from accord.registry.refs import parse_ref, parse_tags
+
+    wanted = parse_tags(tags or [])
+    registry, version = _pinned(ref)
+    name = parse_ref(ref).name
+    notes = registry.set_notes(name, version, tags=wanted, untag=list(remove or []))
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(notes["tags"].items())) or "none"
+    print(f"{name}:{version} tags: {shown}")
+
+
+@models.command("describe")
+def models_describe(
+    ref: RefArgument,
+    text: Annotated[str, typer.Argument(help="The version's description.", metavar="TEXT")],
+) -> None:
+    """Set the description of a version."""
+    from accord.registry.refs import parse_ref
+
+    registry, version = _pinned(ref)
+    name = parse_ref(ref).name
+    registry.set_notes(name, version, description=text)
+    print(f"{name}:{version} described")
+
+
+@models.command("unalias")
+def models_unalias(
+    ref: Annotated[str, typer.Argument(help="The alias to delete: STORE/NAME@ALIAS.", metavar="REF")],
+) -> None:
+    """Delete an alias (the version it pointed to stays)."""
+    from accord.registry.refs import parse_ref
+    from accord.registry.store import Registry
+
+    parsed = parse_ref(ref)
+    if not parsed.alias:
+        raise ModelReferenceError(f"{ref!r} names no alias; expected STORE/NAME@ALIAS.")
+    version = Registry(parsed.store).delete_alias(parsed.name, parsed.alias)
+    print(f"{parsed.name}@{parsed.alias} deleted (it pointed to {version})")
+
+
+@models.command("delete")
+def models_delete(
+    ref: Annotated[str, typer.Argument(help="The version to delete: STORE/NAME:VERSION.", metavar="REF")],
+) -> None:
+    """Delete a version, unless an alias points at it."""
+    from accord.registry.refs import parse_ref
+    from accord.registry.store import Registry
+
+    parsed = parse_ref(ref)
+    if not parsed.version:
+        raise ModelReferenceError(
+            f"{ref!r} names no version; expected STORE/NAME:VERSION (pinned, on purpose)."
+        )
+    Registry(parsed.store).delete_version(parsed.name, parsed.version)
+    print(f"{parsed.name}:{parsed.version} deleted")
 
 
 class _PlainArgument(TyperArgument):

@@ -130,15 +130,18 @@ def print_summary(result: dict[str, Any], console: Console | None = None) -> Non
 
 
 def models_table(entry: dict[str, Any]) -> Table:
-    """One model's versions, newest first: when published, its aliases and its headline metric."""
+    """One model's versions, newest first: when published, its aliases, headline metric and tags."""
     table = Table(title=entry["name"], title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
     table.add_column("version", no_wrap=True)
     table.add_column("published (UTC)", no_wrap=True)
     table.add_column("aliases", min_width=10, overflow="fold")
     table.add_column("held-out", justify="right", no_wrap=True)
+    table.add_column("tags", overflow="fold")
     for row in reversed(entry["details"]):
         value = "" if row["value"] is None else f"{row['metric']} {row['value']:.4f}"
-        table.add_row(row["version"], row["published"].removesuffix(" UTC"), ", ".join(row["aliases"]), value)
+        tags = ", ".join(f"{k}={v}" for k, v in sorted((row.get("tags") or {}).items()))
+        published = row["published"].removesuffix(" UTC")
+        table.add_row(row["version"], published, ", ".join(row["aliases"]), value, Text(tags))
     return table
 
 
@@ -151,7 +154,7 @@ UNWRAPPED = 10_000  # columns: wider than any line, which a tree does not pad
 
 
 def lineage_tree(manifest: dict[str, Any]) -> Tree:
-    """A version's members and weights, parents, data, code, flow run and headline metric."""
+    """A version's members and weights, parents, data, code, flow run, headline metric and notes."""
 
     def add(node: Tree, label: str) -> Tree:
         return node.add(Text(label))  # plain text: "[knn]" is a member's kind, not rich markup
@@ -177,6 +180,16 @@ def lineage_tree(manifest: dict[str, Any]) -> Tree:
     digest = lineage.get("code_digest")  # versions published before it was recorded have none
     add(tree, f"code: {lineage.get('code_version')}" + (f" (source sha256 {digest[:16]}…)" if digest else ""))
     add(tree, f"flow run: {lineage.get('flow_run_id')}")
+    importance = manifest.get("importance")
+    if importance:
+        node = add(tree, f"importance on held-out rows ({importance['metric']} increase when shuffled)")
+        for feature, entry in list(importance["features"].items())[:10]:
+            add(node, f"{feature}: {entry['importance']:+.4f} ± {entry['stddev']:.4f}")
+    notes = manifest.get("notes") or {}
+    if notes.get("tags"):
+        add(tree, "tags: " + ", ".join(f"{k}={v}" for k, v in sorted(notes["tags"].items())))
+    if notes.get("description"):
+        add(tree, f"description: {notes['description']}")
     metrics = manifest.get("metrics", {})
     primary = metrics.get("primary")
     if primary:

@@ -19,6 +19,7 @@ from runtime.entry import run_from_command_line
 from runtime.local_workers import start_ahead
 from runtime.runner import task_runner_for
 from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts, run_summary
+from tasks.importance import importance_to_publish
 from tasks.members import fit_members, prune_cache
 from tasks.training import prepare_data
 
@@ -44,14 +45,19 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     split = split_digest(data)  # hashed once; every cache key and the run key start from it
     with task_runner_for(config) as runner:
         fits = fit_members(runner, data, config, cache, split, logger, deadline)
-    data = fits.finished(data)  # without members a time limit left out
-    oof, seconds, refits = fits.out_of_fold(data), fits.fold_seconds(data), fits.used_refits()
-    report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size, seconds)
+        data = fits.finished(data)  # without members a time limit left out
+        oof, seconds, refits = fits.out_of_fold(data), fits.fold_seconds(data), fits.used_refits()
+        report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size, seconds)
+        key = run_key(split, data, config.method, config.ensemble_size, config.seed)
+        settings, name = config.model_dump(mode="json"), config.model_name
+        importance = importance_to_publish(
+            runner, config.store, name, key, data, refits, report, config.seed, logger
+        )
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
-    key = run_key(split, data, config.method, config.ensemble_size, config.seed)
-    settings, name = config.model_dump(mode="json"), config.model_name
-    ref, new = publish_version(config.store, name, data, refits, report, settings, run_id, key, fits.left_out)
-    report_artifacts(report, ref, name)
+    ref, new = publish_version(
+        config.store, name, data, refits, report, settings, run_id, key, fits.left_out, importance
+    )
+    report_artifacts(report, ref, name, importance)
     failpoint("promote:before-alias")
     decision = promote_version(config.store, ref, data, report, config.alias, config.promote)
     prune_cache(cache, keep, config.store, logger)

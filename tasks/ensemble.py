@@ -49,6 +49,7 @@ def publish_version(
     run_id: str | None,
     run_key: str | None = None,
     left_out: dict[str, str] | None = None,
+    importance: dict[str, Any] | None = None,
 ) -> Published:
     """Publish members, weights, metrics, schema and lineage; return the version's reference.
 
@@ -66,7 +67,14 @@ def publish_version(
             )
             return Published(existing, False)
     files, manifest = version_payload(
-        data, refits, report, config=config, run_id=run_id, run_key=run_key, left_out=left_out
+        data,
+        refits,
+        report,
+        config=config,
+        run_id=run_id,
+        run_key=run_key,
+        left_out=left_out,
+        importance=importance,
     )
     return Published(publish(registry, name, files, manifest), True)
 
@@ -117,9 +125,19 @@ def _fmt(value: Any) -> Any:
 
 
 @task(name="report-artifacts", cache_policy=NO_CACHE, persist_result=False)
-def report_artifacts(report: Report, ref: str, name: str) -> None:
-    """Leaderboard table, weights, a link to the version and a run summary as artifacts."""
+def report_artifacts(report: Report, ref: str, name: str, importance: dict[str, Any] | None = None) -> None:
+    """Leaderboard table, weights, importance, a link to the version and a run summary as artifacts."""
     key = artifact_key(name)
+    if importance:
+        rows = [
+            {"feature": f, "importance": f"{e['importance']:+.4f}", "stddev": f"{e['stddev']:.4f}"}
+            for f, e in importance["features"].items()
+        ]
+        create_table_artifact(
+            rows,
+            key=f"{key}-importance",
+            description=f"Permutation importance of {ref}: {importance['metric']} increase on held-out rows",
+        )
     rows = [{k: _fmt(v) for k, v in row.items()} for row in report.leaderboard()]
     create_table_artifact(rows, key=f"{key}-leaderboard", description=f"Held-out leaderboard of {ref}")
     weights = report.weights or {}

@@ -150,7 +150,7 @@ def fit_members(
         return fits.bagged(data)
     staged = runner.submit(stage_data, {"data": data})
     if deadline is not None:
-        _plan_within(fits, to_train, estimates, data, _slots(runner), deadline, logger)
+        _plan_within(fits, to_train, estimates, data, slots(runner), deadline, logger)
 
     def collect(future: Any, name: str, k: int | None, key: str, timeout: float | None = None) -> None:
         result = _result(future, f"member {name!r} {_what(k)}", timeout)
@@ -165,7 +165,7 @@ def fit_members(
         if 2 * len(fits) >= total:
             failpoint("train:mid-training")
 
-    slots = _slots(runner) if deadline is not None else 0
+    free = slots(runner) if deadline is not None else 0
 
     def launch(spec: Any, k: int | None, priority: int) -> Any:
         # Dask runs tasks submitted together in no set order; a priority per task keeps
@@ -180,7 +180,7 @@ def fit_members(
     for todo, one_at_a_time in to_train:  # longest first; reuses a crashed run's results
         # Under a deadline, no more fits run than the cluster has slots, started in the
         # plan's order: what `budget.plan` counted on, and nothing queued behind a long fit.
-        at_once = 1 if one_at_a_time else (slots or len(todo))
+        at_once = 1 if one_at_a_time else (free or len(todo))
         queue = deque((spec, k, key, len(todo) - i) for i, (spec, k, key) in enumerate(todo))
         pending: dict[Any, tuple[str, int | None, str]] = {}
         try:
@@ -239,7 +239,7 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(1e-3, deadline - time.monotonic())
 
 
-def _slots(runner: Any) -> int:
+def slots(runner: Any) -> int:
     """Fits the cluster runs at once: its workers' threads (at least 1)."""
     workers = runner.client.scheduler_info(n_workers=-1)["workers"].values()
     return max(1, sum(int(w.get("nthreads", 1)) for w in workers))

@@ -181,16 +181,49 @@ class Schema:
                 )
         return problems
 
-    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def frame_of(self, values: Any) -> pd.DataFrame:
+        """A 2-D array (NumPy, or anything `numpy.asarray` takes) as a table of `names`, in that order.
+
+        Why: scikit-learn's tools (and users) pass arrays; the schema says what each column is.
+        Numeric columns must hold numbers; categorical columns may hold anything (as text).
+
+        Raises:
+            SchemaError: not 2-D, a column count other than ``len(names)``, or a numeric
+                column holding something that is not a number (named).
+        """
+        array = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
+        if array.ndim != 2 or array.shape[1] != len(self.columns):
+            raise SchemaError(
+                f"expected a pandas DataFrame, or a 2-D array of {len(self.columns)} columns in the "
+                f"order {self.names}; found {type(values).__name__} of shape {array.shape}. "
+                "Pass a DataFrame with those column names, or an array with those columns in that order."
+            )
+        columns = {}
+        for i, col in enumerate(self.columns):
+            values_i = pd.Series(array[:, i], name=col.name)
+            if col.kind == "numeric":
+                try:
+                    values_i = pd.to_numeric(values_i, errors="raise").astype("float64")
+                except (TypeError, ValueError) as e:
+                    raise SchemaError(
+                        f"column {i} ({col.name!r}) must hold numbers; found {e}. "
+                        "Convert it, or pass a DataFrame."
+                    ) from e
+            else:
+                values_i = values_i.astype("object")
+            columns[col.name] = values_i
+        return pd.DataFrame(columns)
+
+    def conform(self, frame: Any) -> pd.DataFrame:
         """Check `frame` against the schema and return it normalised and in training order.
+
+        `frame` is a DataFrame, or a 2-D array in the order of `names` (`frame_of`).
 
         Raises:
             SchemaError: columns are missing, unexpected or of another kind.
         """
         if not isinstance(frame, pd.DataFrame):
-            raise SchemaError(
-                f"expected a pandas DataFrame with columns {self.names}; found {type(frame).__name__}."
-            )
+            frame = self.frame_of(frame)
         if self.dropped or self.dates:
             frame = reapply(frame, self.dropped, self.dates)
         problems = self.diff(frame)

@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from accord.data.schema import Schema
 from accord.ensembling.weights import EnsembleWeights
-from accord.errors import IntegrityError
+from accord.errors import IntegrityError, NotFoundError
 from accord.members import Member
 from accord.members.bagged import load_member
 from accord.registry.refs import parse_ref
@@ -21,10 +22,17 @@ from accord.registry.store import Registry
 ENSEMBLE_FILE = "ensemble.json"
 SCHEMA_FILE = "schema.json"
 METRICS_FILE = "metrics.json"
+IMPORTANCE_FILE = "importance.json"  # `accord.ensembling.importance`
 
 
-class Ensemble:
+class Ensemble(BaseEstimator):
     """Fitted members combined as ``sum_i w_i * p_i`` or by a stacking meta-learner.
+
+    A fitted scikit-learn estimator (`EnsembleClassifier` or `EnsembleRegressor` by task):
+    ``score``, ``clone``, ``get_params``, Pipelines, ``permutation_importance`` and, through
+    ``sklearn.frozen.FrozenEstimator``, ``cross_val_score`` work on it. It is published and
+    cannot be fitted again (`fit` says how to train one). Input is a DataFrame, or a 2-D array
+    in the order of ``feature_names_in_`` (`Schema.frame_of`).
 
     For classification with ``caruana`` or ``optimize`` the weighted sum is rescaled by
     the temperature fitted on the out-of-fold predictions (see `accord.ensembling.weights`).
@@ -37,6 +45,7 @@ class Ensemble:
         weights: Member name -> weight, or None for stacking.
         method: How the weights were fitted.
         classes_: Class labels (classification), in probability-column order.
+        n_features_in_, feature_names_in_: The schema's feature columns.
         schema: The input schema every table is checked against.
         manifest: The published manifest (empty for an unpublished ensemble).
     """
@@ -47,11 +56,41 @@ class Ensemble:
         rule: EnsembleWeights,
         schema: Schema,
         manifest: Mapping[str, Any] | None = None,
+        importance: Mapping[str, Any] | None = None,
     ) -> None:
         self.members = dict(members)
         self.rule = rule
         self.schema = schema
         self.manifest = dict(manifest or {})
+        self.importance = importance
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # every member reads missing values
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def __sklearn_clone__(self) -> Ensemble:
+        """The same published model: its members are shared, never changed by predicting."""
+        return type(self)(self.members, self.rule, self.schema, self.manifest, self.importance)
+
+    def fit(self, X: Any, y: Any = None) -> Ensemble:
+        """Refused: a published ensemble is fitted once, by its run.
+
+        Raises:
+            TypeError: always; the message says how to use it where scikit-learn fits
+                (``FrozenEstimator``) and how to train a new one (`accord.AccordClassifier`).
+        """
+        raise TypeError(
+            f"{type(self).__name__} is a published, fitted ensemble and is not fitted again. "
+            "Where scikit-learn calls fit (cross_val_score, a Pipeline's fit), wrap it: "
+            "sklearn.frozen.FrozenEstimator(model). To train a new one, use accord.AccordClassifier "
+            "or accord.AccordRegressor."
+        )
 
     @property
     def task(self) -> str:
@@ -70,39 +109,87 @@ class Ensemble:
             return None
         return {n: float(w) for n, w in zip(self.members, self.rule.weights, strict=True)}
 
-    @property
-    def classes_(self) -> np.ndarray:
-        """Class labels in the order of `predict_proba` columns."""
-        return np.asarray(self.schema.classes)
+    def feature_importance(self) -> pd.DataFrame:
+        """Permutation importance on the run's held-out rows, as published (``importance.json``).
 
-    def member_predictions(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        One row per feature, largest first: ``importance`` (mean increase of the primary
+        loss when the column is shuffled), ``stddev`` over the repeats, ``n`` repeats.
+
+        Raises:
+            NotFoundError: the version was published without importance (before accord 0.4).
+        """
+        if not self.importance:
+            raise NotFoundError(
+                f"{self.manifest.get('ref', 'this ensemble')} has no {IMPORTANCE_FILE}: it was published "
+                "before versions carried importance. Compute it with "
+                "sklearn.inspection.permutation_importance(model, X, y)."
+            )
+        frame = pd.DataFrame.from_dict(dict(self.importance["features"]), orient="index")
+        frame.index.name = "feature"
+        return frame.sort_values("importance", ascending=False)
+
+    @property
+    def n_features_in_(self) -> int:
+        """The number of feature columns the members read."""
+        return len(self.schema.columns)
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        """The feature columns' names, in the order an array's columns are read."""
+        return np.asarray(self.schema.names, dtype=object)
+
+    def member_predictions(self, X: Any) -> dict[str, np.ndarray]:
         """Each loaded member's prediction on a (schema-checked) table, those at weight 0 included."""
         conformed = self.schema.conform(X)
         return {name: m.predict(conformed) for name, m in self.members.items()}
 
-    def _combined(self, X: pd.DataFrame) -> np.ndarray:
+    def _combined(self, X: Any) -> np.ndarray:
         """The rule's combination, predicting only the members it reads (not those at weight 0)."""
         conformed = self.schema.conform(X)
         members = list(self.members.values())
         used, rule = self.rule.over_used(len(members))
         return rule.combine([members[i].predict(conformed) for i in used])
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Class probabilities ``(n, K)`` (classification only)."""
-        if self.task != "classification":
-            raise TypeError("predict_proba is for classification; this ensemble does regression.")
-        return self._combined(X)
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """Class labels (classification) or values (regression)."""
         out = self._combined(X)
         if self.task == "classification":
-            return self.classes_[np.argmax(out, axis=1)]
+            return np.asarray(self.schema.classes)[np.argmax(out, axis=1)]
         return out
 
-    def __repr__(self) -> str:
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         ref = self.manifest.get("ref", "unpublished")
-        return f"Ensemble({self.task}, method={self.method}, members={list(self.members)}, ref={ref})"
+        members = list(self.members)
+        return f"{type(self).__name__}({self.task}, method={self.method}, members={members}, ref={ref})"
+
+
+class EnsembleClassifier(ClassifierMixin, Ensemble):
+    """A published classification ensemble: `Ensemble` with ``classes_`` and ``predict_proba``."""
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Class labels in the order of `predict_proba` columns."""
+        return np.asarray(self.schema.classes)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n, K)``, columns in the order of ``classes_``."""
+        return self._combined(X)
+
+
+class EnsembleRegressor(RegressorMixin, Ensemble):
+    """A published regression ensemble: `Ensemble` whose ``predict`` gives values."""
+
+
+def ensemble(
+    members: Mapping[str, Member],
+    rule: EnsembleWeights,
+    schema: Schema,
+    manifest: Mapping[str, Any] | None = None,
+    importance: Mapping[str, Any] | None = None,
+) -> Ensemble:
+    """The `Ensemble` of `schema`'s task: an `EnsembleClassifier` or an `EnsembleRegressor`."""
+    cls = EnsembleClassifier if schema.task == "classification" else EnsembleRegressor
+    return cls(members, rule, schema, manifest, importance)
 
 
 def member_files(name: str, member_info: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -159,7 +246,8 @@ def build_ensemble(
             )
         own = {p[len(prefix) :]: d for p, d in files.items() if p.startswith(prefix)}
         members[name] = load_member(kind, own, info)
-    return Ensemble(members, rule, schema, manifest)
+    importance = _json(files, IMPORTANCE_FILE) if IMPORTANCE_FILE in files else None
+    return ensemble(members, rule, schema, manifest, importance)
 
 
 def load(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from accord.ensembling.ensemble import ENSEMBLE_FILE, METRICS_FILE, SCHEMA_FILE, ensemble_document, member_files
+from accord.ensembling.ensemble import ENSEMBLE_FILE, IMPORTANCE_FILE, METRICS_FILE, SCHEMA_FILE, ensemble_document, member_files
 from accord.ensembling.evaluation import Report
+from accord.registry.card import CARD_FILE, model_card
 from accord.registry.provenance import code_version, library_versions, source_digest
 from accord.registry.store import Registry
 from accord.data.split import Prepared
@@ -22,10 +23,12 @@ def version_payload(
     run_id: str | None = None,
     run_key: str | None = None,
     left_out: dict[str, str] | None = None,
+    importance: dict[str, Any] | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Files of a version and the manifest fields that describe it.
 
-    `left_out` (member -> reason) lists the configured members a time limit kept out.
+    `left_out` (member -> reason) lists the configured members a time limit kept out;
+    `importance` (`accord.ensembling.importance.document`) becomes ``importance.json``.
     """
     names = report.members
     files: dict[str, bytes] = {}
@@ -35,6 +38,8 @@ def version_payload(
     files[ENSEMBLE_FILE] = json.dumps(document, sort_keys=True).encode()
     files[SCHEMA_FILE] = json.dumps(data.schema.to_dict(), sort_keys=True).encode()
     files[METRICS_FILE] = json.dumps(report.metrics(), sort_keys=True).encode()
+    if importance is not None:
+        files[IMPORTANCE_FILE] = json.dumps(importance, sort_keys=True).encode()
     manifest: dict[str, Any] = {
         "task": data.task,
         "method": report.rule.method,
@@ -92,6 +97,7 @@ def find_published(registry: Registry, name: str, key: str, recent: int = 20) ->
 
 
 def publish(registry: Registry, name: str, files: dict[str, bytes], manifest: dict[str, Any]) -> str:
-    """Publish a version and return its reference string."""
+    """Publish a version, with its model card (`accord.registry.card`), and return its reference string."""
+    files = {**files, CARD_FILE: model_card(name, manifest).encode()}
     version = registry.publish(name, files, manifest)
     return str(registry.ref(name, version))

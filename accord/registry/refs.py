@@ -30,6 +30,63 @@ def check_name(value: str, what: str = "model name") -> str:
     return value
 
 
+RESERVED_ALIASES = frozenset({"latest", "newest"})  # read as "the newest version", which a bare name is
+
+
+def check_alias(value: str) -> str:
+    """Return `value` if it can name an alias: a valid name that does not read as a version.
+
+    Raises:
+        ModelReferenceError: invalid, one of `RESERVED_ALIASES`, or in the form of a version.
+    """
+    check_name(value, "alias")
+    if value in RESERVED_ALIASES or VERSION_RE.fullmatch(value.upper()[:19] + value[19:]):
+        raise ModelReferenceError(
+            f"alias {value!r} reads as a version: an alias named so would point at one fixed version "
+            f"while people read it as the newest. Choose another name (not {sorted(RESERVED_ALIASES)} "
+            "nor a version id); a bare model name already means its production alias, else the newest version."
+        )
+    return value
+
+
+TAG_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+TAG_VALUE_MAX = 256
+
+
+def check_tags(tags: dict[str, str]) -> dict[str, str]:
+    """Return `tags` if every key is 1-64 of letters, digits, ``_.:-`` and every value at most 256 characters.
+
+    Raises:
+        ModelReferenceError: naming the first key or value that is not.
+    """
+    for key, value in tags.items():
+        if not TAG_KEY_RE.fullmatch(str(key)):
+            raise ModelReferenceError(
+                f"invalid tag key {key!r}: expected 1-64 letters, digits, '_', '.', ':' or '-', "
+                "starting with a letter or digit."
+            )
+        if not isinstance(value, str) or len(value) > TAG_VALUE_MAX:
+            raise ModelReferenceError(
+                f"tag {key!r}: expected text of at most {TAG_VALUE_MAX} characters; found {value!r:.80}."
+            )
+    return tags
+
+
+def parse_tags(pairs: list[str]) -> dict[str, str]:
+    """``["team=risk", "stage=test"]`` as a mapping, checked by `check_tags`.
+
+    Raises:
+        ModelReferenceError: an item without ``=``, or a bad key or value.
+    """
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ModelReferenceError(f"tag {pair!r}: expected KEY=VALUE, e.g. team=risk.")
+        out[key.strip()] = value.strip()
+    return check_tags(out)
+
+
 def check_version(value: str) -> str:
     """Return `value` if it is a version accord could have assigned."""
     if not VERSION_RE.fullmatch(value):

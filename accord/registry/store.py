@@ -29,15 +29,24 @@ from typing import Any
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from accord.errors import IntegrityError, NotFoundError, PublishError
+from accord.errors import InUseError, IntegrityError, NotFoundError, PublishError
 from accord.faults import failpoint
 from accord.registry.locks import exclusive
-from accord.registry.refs import DEFAULT_ALIAS, protocols, ModelRef, check_name, check_version, normalise_store
+from accord.registry.refs import (
+    DEFAULT_ALIAS,
+    ModelRef,
+    check_alias,
+    check_name,
+    check_tags,
+    check_version,
+    normalise_store,
+    protocols,
+)
 
 MANIFEST = "manifest.json"
 FORMAT = "accord/1"
 # File types a published version may contain; anything else is refused on read.
-SAFE_SUFFIXES = (".json", ".skops", ".ubj", ".keras")
+SAFE_SUFFIXES = (".json", ".skops", ".ubj", ".keras", ".md")  # .md: the model card, text read by people
 
 
 def new_version(now: dt.datetime | None = None) -> str:
@@ -397,15 +406,110 @@ class Registry:
         return exclusive(self.fs, path, timeout=timeout, stale=stale, what=f"alias {alias!r} of {name!r}")
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
-        """Point `alias` at an existing `version`."""
+        """Point `alias` at an existing `version`.
+
+        Raises:
+            ModelReferenceError: the alias reads as a version (`check_alias`).
+            NotFoundError: no such version.
+        """
+        check_alias(alias)
         self.resolve(ModelRef(self.url, name, version))
-        path = self._path(check_name(name), "aliases", f"{check_name(alias, 'alias')}.json")
-        body = json.dumps({"version": version, "updated": dt.datetime.now(dt.UTC).isoformat()})
-        with tempfile.TemporaryDirectory(prefix="accord-alias-") as tmp:
-            local = Path(tmp) / "alias.json"
-            local.write_text(body)
+        path = self._path(check_name(name), "aliases", f"{alias}.json")
+        self._put_json({"version": version, "updated": dt.datetime.now(dt.UTC).isoformat()}, path)
+
+    def _put_json(self, document: Mapping[str, Any], path: str) -> None:
+        """Write a small JSON object whole: a local temp file, then one put."""
+        with tempfile.TemporaryDirectory(prefix="accord-meta-") as tmp:
+            local = Path(tmp) / "doc.json"
+            local.write_text(json.dumps(document, sort_keys=True))
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             self.fs.put_file(str(local), path)
+
+    def delete_alias(self, name: str, alias: str) -> str:
+        """Unset `alias` of `name`, under its lock; return the version it pointed to.
+
+        Raises:
+            NotFoundError: the alias is not set.
+        """
+        with self.alias_lock(name, alias):
+            version = self.get_alias(name, alias)
+            if version is None:
+                raise NotFoundError(
+                    f"alias {alias!r} of {name!r} is not set in {self.url}; set ones: {sorted(self.aliases(name))}."
+                )
+            self.fs.rm(self._path(name, "aliases", f"{alias}.json"))
+        return version
+
+    def delete_version(self, name: str, version: str) -> None:
+        """Delete a version: its manifest first (readers stop seeing it), then its files and notes.
+
+        Raises:
+            NotFoundError: no such version.
+            InUseError: an alias points at it (named): move or delete the alias first.
+        """
+        self.resolve(ModelRef(self.url, name, check_version(version)))
+        pointing = sorted(a for a, v in self.aliases(name).items() if v == version)
+        if pointing:
+            raise InUseError(
+                f"{name}:{version} is what alias {pointing[0]!r} points to"
+                + (f" (and {pointing[1:]})" if pointing[1:] else "")
+                + f"; delete or move the alias first: accord models unalias {self.url}/{name}@{pointing[0]}."
+            )
+        vdir = self._version_dir(name, version)
+        self.fs.rm(f"{vdir}/{MANIFEST}")
+        self._discard(vdir)
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self._notes_path(name, version))
+
+    # -- notes: tags and a description that may change after publishing -----------------------
+    def _notes_path(self, name: str, version: str) -> str:
+        return self._path(check_name(name), "notes", f"{check_version(version)}.json")
+
+    def notes(self, name: str, version: str, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A version's ``tags`` and ``description``: those of its run's config, as changed since.
+
+        Why apart from the manifest: the manifest is whole and checksummed once; notes change.
+        """
+        manifest = manifest if manifest is not None else self.read_manifest(name, version)
+        config = manifest.get("lineage", {}).get("config") or {}
+        out = {"tags": dict(config.get("tags") or {}), "description": config.get("description")}
+        try:
+            changed = json.loads(self.fs.cat_file(self._notes_path(name, version)))
+        except FileNotFoundError:
+            return out
+        out["tags"] = changed.get("tags", out["tags"])
+        out["description"] = changed.get("description", out["description"])
+        return out
+
+    def set_notes(
+        self,
+        name: str,
+        version: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        untag: list[str] | tuple[str, ...] = (),
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Add or change `tags`, remove the `untag` keys and/or replace the description; return the notes.
+
+        Read, change and write happen under a lock of the version's notes, so two at once
+        never lose an update.
+
+        Raises:
+            NotFoundError: no such version.
+            ModelReferenceError: a bad tag key or value (`check_tags`).
+        """
+        check_tags(dict(tags or {}))
+        path = self._notes_path(name, version)
+        lock = self._path(name, "notes", f".{version}.lock")
+        self.fs.makedirs(lock.rsplit("/", 1)[0], exist_ok=True)
+        with exclusive(self.fs, lock, timeout=120.0, stale=300.0, what=f"notes of {name}:{version}"):
+            notes = self.notes(name, version)
+            notes["tags"] = {k: v for k, v in {**notes["tags"], **(tags or {})}.items() if k not in untag}
+            if description is not None:
+                notes["description"] = description
+            self._put_json(notes, path)
+        return notes
 
 
 

@@ -16,6 +16,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 import accord
 from accord.config import make_config
 from accord.ensembling.evaluation import evaluate
+from accord.ensembling.importance import DEFAULT_REPEATS, permuted_losses
 from accord.ensembling.metrics import score
 from accord.errors import DataError
 from accord.registry.store import Registry
@@ -23,6 +24,7 @@ from accord.training.fit import fit_all
 from accord.training.prepare import prepare
 from accord.training.schedule import work_order
 from flows.train import train_ensemble
+from tests.support.cli import run_cli
 
 MEMBERS = [
     {"kind": "logreg"},
@@ -143,6 +145,34 @@ def test_run_reports_leaderboard_weights_and_link_as_artifacts(flow_run):
     assert by_model["logreg"]["loss_vs_ensemble"] == round(result["vs_ensemble"]["logreg"]["gap"], 4)
     assert result["ref"] in by_key["flowtest-version"].data
     assert "keras_mlp" in by_key["flowtest-weights"].data
+
+
+@pytest.mark.slow
+def test_importance_computed_on_the_cluster_is_published_shown_and_equal_to_a_local_run(flow_run):
+    config, result = flow_run
+    model = accord.load(result["ref"])
+    frame = model.feature_importance()
+    data = prepare(config)
+    assert sorted(frame.index) == sorted(data.schema.names)
+    assert (frame["n"] == DEFAULT_REPEATS).all()
+    assert list(frame["importance"]) == sorted(frame["importance"], reverse=True)
+    # the same shuffles in this process give the same losses as the tasks on the workers did
+    top = frame.index[0]
+    pairs = [(top, r) for r in range(DEFAULT_REPEATS)]
+    local = permuted_losses(model, data.X_test, data.y_test, pairs, config.seed)
+    baseline = model.importance["baseline"]
+    assert baseline == pytest.approx(result["metrics"]["ensemble"]["log_loss"])
+    assert frame.loc[top, "importance"] == pytest.approx(np.mean(local) - baseline)
+    assert frame.loc[top, "importance"] > 0.01  # the most useful of 8 synthetic features matters
+
+    run_id = uuid.UUID(model.manifest["lineage"]["flow_run_id"])
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    table = next(a for a in artifacts if a.key == "flowtest-importance").data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert rows[0]["feature"] == top and rows[0]["importance"] == f"{frame.loc[top, 'importance']:+.4f}"
+    shown = run_cli("models", "show", result["ref"])
+    assert f"{top}: {frame.loc[top, 'importance']:+.4f}" in shown.stdout
 
 
 def weights_names(result):

@@ -64,7 +64,7 @@ def test_manifest_lists_every_file_with_checksums_and_no_pickle(published):
     on_disk = {p.split(f"{r.version}/", 1)[1] for p in reg.fs.find(f"{reg.root}/wine/versions/{r.version}")}
     assert on_disk - {"manifest.json"} == set(manifest["files"])
     assert all(len(e["sha256"]) == 64 and e["size"] > 0 for e in manifest["files"].values())
-    assert {p.rsplit(".", 1)[1] for p in on_disk} <= {"json", "skops", "ubj"}
+    assert {p.rsplit(".", 1)[1] for p in on_disk} <= {"json", "skops", "ubj", "md"}  # md: the model card
     for key in ("schema", "metrics", "weights", "lineage", "libraries"):
         assert key in manifest
 
@@ -204,7 +204,7 @@ def test_importing_accord_and_loading_does_not_import_prefect(published):
     [("caruana", [0.75, 0.0, 0.25]), ("hard", [0.0, 0.5, 0.5]), ("stacking", None)],
 )
 def test_members_at_weight_zero_are_not_predicted_and_change_nothing(published, method, weights, monkeypatch):
-    from accord.ensembling.ensemble import Ensemble
+    from accord.ensembling.ensemble import ensemble as make_ensemble
     from accord.ensembling.weights import EnsembleWeights, fit_weights
 
     _, p, ref, _ = published
@@ -218,7 +218,7 @@ def test_members_at_weight_zero_are_not_predicted_and_change_nothing(published, 
     for name, member in model.members.items():  # a spy that still predicts with the real member
         real = member.predict
         monkeypatch.setattr(member, "predict", lambda X, real=real, name=name: called.append(name) or real(X))
-    ensemble = Ensemble(model.members, rule, model.schema)
+    ensemble = make_ensemble(model.members, rule, model.schema)
 
     expected = rule.combine(list(every.values()))
     np.testing.assert_array_equal(ensemble.predict_proba(p.X_test), expected)

@@ -1,0 +1,116 @@
+"""Permutation feature importance of a run's ensemble, computed on the cluster before it is published.
+
+The version's files (ensemble document, schema, the members the weights use) and the
+held-out rows are staged on the cluster once; each task rebuilds the ensemble from those
+files, as `accord.load` would (once per worker process), and scores a group of
+(feature, repeat) shuffles (`accord.ensembling.importance`). Groups, not single shuffles,
+are the tasks: a task costs about 130 ms of Prefect and Dask overhead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from accord.data.split import Prepared
+from accord.ensembling.ensemble import ENSEMBLE_FILE, SCHEMA_FILE, Ensemble, build_ensemble
+from accord.ensembling.evaluation import Report
+from accord.ensembling.importance import DEFAULT_REPEATS, document, loss, permuted_losses, work
+from accord.registry.publishing import find_published, version_payload
+from accord.registry.store import Registry
+from accord.training.fit import RefitResult
+from tasks.members import slots
+
+_BUILT: dict[str, Ensemble] = {}  # per worker process: the last ensemble rebuilt, by its files' digest
+
+
+def _model(files: dict[str, bytes]) -> Ensemble:
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
+    key = digest.hexdigest()
+    if key not in _BUILT:
+        _BUILT.clear()
+        _BUILT[key] = build_ensemble(files, weighted_only=True)
+    return _BUILT[key]
+
+
+@task(name="stage-importance", cache_policy=NO_CACHE, persist_result=False)
+def stage_importance(files: dict[str, bytes], X: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
+    """Hold the version's files and the held-out rows on the cluster for the importance tasks."""
+    return {"files": files, "X": X, "y": y}
+
+
+@task(name="permutation-importance", cache_policy=NO_CACHE, persist_result=False)
+def importance_group(
+    staged: dict[str, Any], pairs: list[tuple[str, int]], seed: int
+) -> tuple[float, list[float]]:
+    """The unshuffled loss and the loss with each pair's feature shuffled, for one group of pairs."""
+    model = _model(staged["files"])
+    X, y = staged["X"], staged["y"]
+    return loss(model, model.schema.conform(X), y), permuted_losses(model, X, y, pairs, seed)
+
+
+def version_files(data: Prepared, refits: dict[str, RefitResult], report: Report) -> dict[str, bytes]:
+    """The files an ensemble needs to predict: its document, schema and the members it uses."""
+    files, _ = version_payload(data, refits, report, config={})
+    weights = report.weights or {}
+    used = [n for n in report.members if weights.get(n, 1.0) != 0.0]
+    keep = (ENSEMBLE_FILE, SCHEMA_FILE, *(f"members/{n}/" for n in used))
+    return {p: b for p, b in files.items() if p.startswith(keep)}
+
+
+def feature_importance(
+    runner: Any,
+    data: Prepared,
+    refits: dict[str, RefitResult],
+    report: Report,
+    seed: int,
+    logger: Any,
+    repeats: int = DEFAULT_REPEATS,
+) -> dict[str, Any] | None:
+    """The run's permutation importance on its held-out rows (``importance.json``), computed on `runner`.
+
+    Returns None for a partitioned run, whose held-out rows stay in the source files.
+    """
+    if data.partitioned:
+        logger.info("feature importance skipped: a partitioned run's held-out rows stay in its source")
+        return None
+    files = version_files(data, refits, report)
+    staged = runner.submit(stage_importance, {"files": files, "X": data.X_test, "y": data.y_test})
+    groups = work(data.schema.names, repeats, 2 * slots(runner))  # the submit above started the cluster
+    futures = [runner.submit(importance_group, {"staged": staged, "pairs": g, "seed": seed}) for g in groups]
+    results = [f.result() for f in futures]
+    pairs = [p for g in groups for p in g]
+    losses = [value for _, group in results for value in group]
+    doc = document(report.primary, results[0][0], pairs, losses, len(data.y_test))
+    top = ", ".join(f"{k} {v['importance']:+.4f}" for k, v in list(doc["features"].items())[:5])
+    logger.info(
+        "feature importance (%s increase when shuffled, %d repeats): %s", report.primary, repeats, top
+    )
+    return doc
+
+
+def importance_to_publish(
+    runner: Any,
+    store: str,
+    name: str,
+    key: str,
+    data: Prepared,
+    refits: dict[str, RefitResult],
+    report: Report,
+    seed: int,
+    logger: Any,
+) -> dict[str, Any] | None:
+    """`feature_importance` for a version about to be published; None when the run's key already was.
+
+    A rerun that publishes nothing new (`tasks.ensemble.publish_version`) computes nothing.
+    """
+    if find_published(Registry(store), name, key):
+        return None
+    return feature_importance(runner, data, refits, report, seed, logger)
