@@ -250,3 +250,29 @@ def test_a_checked_csv_is_checked_again_once_it_changes(published, long_csv, tmp
     bad.to_csv(source, index=False)  # another size: not the input that was checked
     with pytest.raises(DataError, match=r"column 'x3' \(row 1400: 'n/a\?'\)"):
         check_input(plan(source.as_uri(), 500), schema, [])
+
+
+@pytest.mark.slow
+def test_predict_keeping_the_label_prints_the_metrics_evaluate_gives(published, tmp_path):
+    frame, target = read_source(SCORE)  # labelled rows the model never saw
+    path = tmp_path / "labelled.csv"
+    frame.to_csv(path, index=False)
+    done = run_cli(
+        "predict",
+        "--model",
+        published,
+        "--input",
+        str(path),
+        "--output",
+        str(tmp_path / "p.csv"),
+        "--keep",
+        target,
+    )
+    assert done.returncode == 0, done.stderr
+    evaluated = run_cli("evaluate", published, "--data", str(path), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    expected = json.loads(evaluated.stdout)["metrics"]["ensemble"]
+    line = next(x for x in done.stdout.splitlines() if x.startswith(f"against the kept label '{target}':"))
+    assert f"log_loss {expected['log_loss']:.4g}" in line and f"accuracy {expected['accuracy']:.4g}" in line
+    written = pd.read_csv(tmp_path / "p.csv")
+    assert (written["prediction"] == written[target]).mean() == pytest.approx(expected["accuracy"])
