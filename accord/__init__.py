@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"
+from accord.version import __version__
 
 if TYPE_CHECKING:
     from accord.ensembling.ensemble import Ensemble
@@ -24,4 +24,17 @@ def load(ref: str, storage_options: dict[str, Any] | None = None, *, weighted_on
     return _load(ref, storage_options, weighted_only=weighted_only)
 
 
-__all__ = ["__version__", "load"]
+def __getattr__(name: str) -> Any:
+    """`AccordClassifier` and `AccordRegressor` (`deployments.estimators`), imported when first used.
+
+    They train through the Prefect flow; importing them only when asked keeps ``import accord``
+    and `load` free of Prefect and Dask.
+    """
+    if name in ("AccordClassifier", "AccordRegressor"):
+        from deployments import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'accord' has no attribute {name!r}")
+
+
+__all__ = ["AccordClassifier", "AccordRegressor", "__version__", "load"]

@@ -147,9 +147,9 @@ def _values(ctx: typer.Context, config_file: str | None, fields: Iterable[str]) 
 
 def _version(value: bool) -> None:
     if value:
-        import accord
+        from accord.version import __version__
 
-        print(f"accord {accord.__version__}")
+        print(f"accord {__version__}")
         raise typer.Exit()
 
 

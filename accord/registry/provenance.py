@@ -15,7 +15,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from accord import __version__
+from accord.version import __version__
 
 LIBRARIES = ("accord", "scikit-learn", "xgboost", "keras", "tensorflow", "skops", "numpy", "scipy", "pandas")
 # Distributions that install a library under another name: TensorFlow's CPU-only build.

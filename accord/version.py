@@ -1,0 +1,3 @@
+"""accord's version, written once: the package metadata, provenance and ``--version`` read it here."""
+
+__version__ = "0.4.0"
