@@ -142,8 +142,8 @@ class TrainConfig(BaseModel):
     )
     members: list[MemberSpec] = Field(
         default_factory=_default_members,
-        min_length=1,
-        description="Base models trained in parallel; each yields out-of-fold predictions.",
+        description="Base models trained in parallel; each yields out-of-fold predictions. "
+        "Empty when a preset chooses them.",
     )
     preset: Preset | None = Field(
         default=None,
@@ -259,12 +259,25 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _preset_or_members(self) -> TrainConfig:
-        if self.preset is not None and "members" in self.model_fields_set:
+        if self.preset is not None and self.members:
             raise ValueError(
                 f"give members or a preset, not both (preset {self.preset!r} chooses the members); "
                 "drop one of them"
             )
+        if self.preset is None and not self.members:
+            raise ValueError("members: give at least one member (e.g. [{kind: logreg}]), or a preset")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_preset_lists_no_members(cls, values: Any) -> Any:
+        """With a preset and no members given, members are empty (not the defaults).
+
+        So the config's dump (a flow's parameters, a manifest's lineage) validates again as it is.
+        """
+        if isinstance(values, dict) and values.get("preset") is not None and "members" not in values:
+            return {**values, "members": []}
+        return values
 
     def members_for(self, task: Task) -> list[MemberSpec]:
         """The run's members: the preset's configurations for `task` in portfolio order, or `members`."""

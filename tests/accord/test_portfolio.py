@@ -49,3 +49,19 @@ def test_a_preset_and_members_together_are_refused():
         make_config({"preset": "best", "members": [{"kind": "logreg"}]})
     with pytest.raises(ConfigError, match=r"preset.*'fast', 'default' or 'best'|preset: Input should be"):
         make_config({"preset": "quick"})
+
+
+def test_a_preset_config_validates_again_as_a_flow_parameter_and_from_its_dump():
+    """The dump (flow parameters, a manifest's lineage, the UI's form) is a valid config as it is.
+
+    `accord train --preset` failed here once: the dump listed the default members beside the preset.
+    """
+    from flows.train import train_ensemble
+
+    config = make_config({"data": "sklearn:iris", "preset": "fast"})
+    assert config.members == []
+    dumped = config.model_dump(mode="json")
+    again = train_ensemble.validate_parameters({"config": dumped})["config"]
+    assert again == config and again.members_for("classification") == config.members_for("classification")
+    with pytest.raises(ConfigError, match="give at least one member"):
+        make_config({"members": []})
