@@ -552,6 +552,31 @@ def _pinned(ref: str) -> tuple[Any, str]:
     return registry, registry.resolve(parsed)
 
 
+@models.command("report")
+def models_report(
+    ref: RefArgument,
+    output: Annotated[str, typer.Option("-o", "--output", help="The HTML file to write.", metavar="FILE")],
+) -> None:
+    """Write a version's report: one self-contained HTML page (figures embedded; files verified)."""
+    import os
+    import tempfile
+
+    from accord.registry.refs import parse_ref
+    from accord.registry.store import Registry
+    from accord.reports.page import report_page
+
+    parsed = parse_ref(ref)
+    _, manifest, files = Registry(parsed.store).fetch(parsed)
+    page = report_page(parsed.name, manifest, files)
+    target = os.path.abspath(output)
+    fd, tmp = tempfile.mkstemp(prefix=".accord-report-", suffix=".html", dir=os.path.dirname(target))
+    with os.fdopen(fd, "w", encoding="utf-8") as out:  # whole or not at all
+        out.write(page)
+    os.replace(tmp, target)
+    _err(f"accord: {manifest['ref']} ({manifest['resolved']})")
+    print(f"wrote {target}")
+
+
 @models.command("tag")
 def models_tag(
     ref: RefArgument,

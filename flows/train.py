@@ -18,7 +18,14 @@ from accord.training.budget import fits_deadline
 from runtime.entry import run_from_command_line
 from runtime.local_workers import start_ahead
 from runtime.runner import task_runner_for
-from tasks.ensemble import fit_ensemble, promote_version, publish_version, report_artifacts, run_summary
+from tasks.ensemble import (
+    fit_ensemble,
+    promote_version,
+    publish_version,
+    report_artifacts,
+    run_summary,
+    version_figures,
+)
 from tasks.importance import importance_to_publish
 from tasks.members import fit_members, prune_cache
 from tasks.training import prepare_data
@@ -53,11 +60,13 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         importance = importance_to_publish(
             runner, config.store, name, key, data, refits, report, config.seed, logger
         )
+    drawn = importance is not None or data.partitioned  # not for a rerun that publishes nothing new
+    figures = version_figures(data, oof, refits, report, importance) if drawn else None
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     ref, new = publish_version(
-        config.store, name, data, refits, report, settings, run_id, key, fits.left_out, importance
+        config.store, name, data, refits, report, settings, run_id, key, fits.left_out, importance, figures
     )
-    report_artifacts(report, ref, name, importance)
+    report_artifacts(report, ref, name, importance, figures)
     failpoint("promote:before-alias")
     decision = promote_version(config.store, ref, data, report, config.alias, config.promote)
     prune_cache(cache, keep, config.store, logger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,6 +32,34 @@ def fit_ensemble(
     return evaluate(data, oof, refits, method, steps, fold_seconds)
 
 
+def version_figures(
+    data: Prepared,
+    oof: dict[str, np.ndarray],
+    refits: dict[str, RefitResult],
+    report: Report,
+    importance: dict[str, Any] | None,
+) -> dict[str, bytes]:
+    """The version's figures as PNG files (`accord.reports.figures`), drawn in the flow's process."""
+    from accord.reports.figures import RunFigures, draw
+
+    tests = {n: refits[n].test_predictions for n in report.members}
+    run = RunFigures(
+        task=data.task,
+        classes=list(data.schema.classes),
+        y_test=data.y_test,
+        ensemble_test=report.rule.combine([tests[n] for n in report.members]),
+        member_test=tests,
+        best_member=str(report.baselines["best_cv_member"]["member"]),
+        y_oof=data.y_train,
+        member_oof={n: oof[n] for n in report.members},
+        weights=report.weights,
+        leaderboard=report.leaderboard(),
+        primary=report.primary,
+        importance=importance,
+    )
+    return draw(run)
+
+
 class Published(NamedTuple):
     """What `publish_version` returns: the version's reference, and whether this run wrote it."""
 
@@ -50,10 +79,12 @@ def publish_version(
     run_key: str | None = None,
     left_out: dict[str, str] | None = None,
     importance: dict[str, Any] | None = None,
+    figures: dict[str, bytes] | None = None,
 ) -> Published:
     """Publish members, weights, metrics, schema and lineage; return the version's reference.
 
-    `left_out` (member -> why a time limit left it out) goes into the manifest.
+    `left_out` (member -> why a time limit left it out) goes into the manifest; `figures`
+    (path -> PNG) are published with the version.
     A version already published from the same run key (a rerun of the same data, members,
     settings and code, or a rerun after a crash that came after its manifest) is returned,
     with ``new`` False, instead of publishing a duplicate.
@@ -76,6 +107,7 @@ def publish_version(
         left_out=left_out,
         importance=importance,
     )
+    files.update(figures or {})
     return Published(publish(registry, name, files, manifest), True)
 
 
@@ -125,9 +157,26 @@ def _fmt(value: Any) -> Any:
 
 
 @task(name="report-artifacts", cache_policy=NO_CACHE, persist_result=False)
-def report_artifacts(report: Report, ref: str, name: str, importance: dict[str, Any] | None = None) -> None:
-    """Leaderboard table, weights, importance, a link to the version and a run summary as artifacts."""
+def report_artifacts(
+    report: Report,
+    ref: str,
+    name: str,
+    importance: dict[str, Any] | None = None,
+    figures: dict[str, bytes] | None = None,
+) -> None:
+    """Leaderboard, weights, importance, figures, a link to the version and a run summary as artifacts."""
     key = artifact_key(name)
+    if figures:
+        images = [
+            f"#### {path.rsplit('/', 1)[-1].removesuffix('.png').replace('_', ' ')}\n\n"
+            f"![{path}](data:image/png;base64,{base64.b64encode(png).decode()})"
+            for path, png in figures.items()
+        ]
+        create_markdown_artifact(
+            f"### Figures of {ref}\n\n" + "\n\n".join(images),
+            key=f"{key}-figures",
+            description=f"Figures published with {ref}",
+        )
     if importance:
         rows = [
             {"feature": f, "importance": f"{e['importance']:+.4f}", "stddev": f"{e['stddev']:.4f}"}

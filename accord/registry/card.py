@@ -58,7 +58,8 @@ def model_card(name: str, manifest: Mapping[str, Any]) -> str:
     metrics = manifest.get("metrics", {})
     primary = metrics.get("primary", "")
     task = manifest.get("task", "")
-    lines = [*front_matter(manifest, config), "", f"# {name}", ""]
+    title = f"{name}:{manifest['version']}" if manifest.get("version") else name
+    lines = [*front_matter(manifest, config), "", f"# {title}", ""]
     if config.get("description"):
         lines += [str(config["description"]), ""]
     data = lineage.get("data", {})
@@ -93,7 +94,7 @@ def model_card(name: str, manifest: Mapping[str, Any]) -> str:
         "```python",
         "import accord",
         "",
-        f'model = accord.load("<store>/{name}")  # verifies every file; runs no code from the store',
+        f'model = accord.load("<store>/{title}")  # verifies every file; runs no code from the store',
         "```",
         "",
     ]
@@ -104,10 +105,10 @@ def _metrics(metrics: Mapping[str, Any], primary: str) -> list[str]:
     ensemble = metrics.get("ensemble", {})
     names = [primary, *sorted(k for k in ensemble if k != primary)]
     rows = [["ensemble", *(ensemble.get(n) for n in names)]]
-    for base, entry in metrics.get("baselines", {}).items():
+    for base, entry in sorted(metrics.get("baselines", {}).items()):
         label = f"baseline: {base}" + (f" ({entry['member']})" if entry.get("member") else "")
         rows.append([label, *(entry.get("metrics", {}).get(n) for n in names)])
-    for member, values in metrics.get("members", {}).items():
+    for member, values in sorted(metrics.get("members", {}).items()):
         rows.append([member, *(values.get(n) for n in names)])
     head = [f"## Held-out metrics (primary: {primary})", ""]
     return [*head, *_table(["model", *names], rows), ""]

@@ -8,8 +8,9 @@ from typing import Any
 from accord.ensembling.ensemble import ENSEMBLE_FILE, IMPORTANCE_FILE, METRICS_FILE, SCHEMA_FILE, ensemble_document, member_files
 from accord.ensembling.evaluation import Report
 from accord.registry.card import CARD_FILE, model_card
+from accord.reports.page import REPORT_FILE, report_page
 from accord.registry.provenance import code_version, library_versions, source_digest
-from accord.registry.store import Registry
+from accord.registry.store import Registry, new_version
 from accord.data.split import Prepared
 from accord.training.fit import RefitResult
 
@@ -97,7 +98,10 @@ def find_published(registry: Registry, name: str, key: str, recent: int = 20) ->
 
 
 def publish(registry: Registry, name: str, files: dict[str, bytes], manifest: dict[str, Any]) -> str:
-    """Publish a version, with its model card (`accord.registry.card`), and return its reference string."""
-    files = {**files, CARD_FILE: model_card(name, manifest).encode()}
-    version = registry.publish(name, files, manifest)
+    """Publish a version with its model card (`accord.registry.card`) and report page; return its reference."""
+    version = new_version()
+    described = {**manifest, "name": name, "version": version}
+    files = {**files, CARD_FILE: model_card(name, described).encode()}
+    files[REPORT_FILE] = report_page(name, described, files).encode()
+    registry.publish(name, files, manifest, version)
     return str(registry.ref(name, version))

@@ -46,7 +46,8 @@ from accord.registry.refs import (
 MANIFEST = "manifest.json"
 FORMAT = "accord/1"
 # File types a published version may contain; anything else is refused on read.
-SAFE_SUFFIXES = (".json", ".skops", ".ubj", ".keras", ".md")  # .md: the model card, text read by people
+# .md, .png, .html: the model card, figures and report, for people; accord never loads them
+SAFE_SUFFIXES = (".json", ".skops", ".ubj", ".keras", ".md", ".png", ".html")
 
 
 def new_version(now: dt.datetime | None = None) -> str:
@@ -145,13 +146,17 @@ class Registry:
             raise PublishError(f"upload of {dest!r} did not verify (size or checksum differs).")
         return {"sha256": digest, "size": len(data)}
 
-    def publish(self, name: str, files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> str:
+    def publish(
+        self, name: str, files: Mapping[str, bytes], manifest: Mapping[str, Any], version: str | None = None
+    ) -> str:
         """Publish a new version: every file whole and verified, then the manifest last.
 
         Args:
             name: Model name.
             files: Relative path -> content. Paths must end in a safe suffix.
             manifest: Extra manifest fields (schema, metrics, weights, lineage, ...).
+            version: The new version's id (`new_version`), when the caller wrote it into
+                files already; default: a new one.
 
         Returns:
             The new version id.
@@ -165,7 +170,7 @@ class Registry:
             _check_relpath(path)
         with contextlib.suppress(Exception):  # best effort: leftovers of publishers that died
             self.abort_stale_uploads(name, self.stale_upload_s)
-        version = new_version()
+        version = check_version(version) if version else new_version()
         vdir = self._version_dir(name, version)
         entries: dict[str, dict[str, Any]] = {}
         try:

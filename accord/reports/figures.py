@@ -10,8 +10,8 @@ precision-recall curves for binary tasks. Regression: predicted against actual; 
 against predicted. Every task: member weights, the correlation of the members' out-of-fold
 errors, the leaderboard's primary metric, and permutation importance.
 
-Each ``*_figure`` function returns a `matplotlib.figure.Figure` (its artists hold the
-numbers drawn); `draw` renders the lot as PNG bytes by file name.
+`figures` returns each `matplotlib.figure.Figure` by name (its artists hold the numbers
+drawn); `draw` renders the lot as PNG bytes by file name.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def confusion_counts(y: np.ndarray, proba: np.ndarray, k: int) -> np.ndarray:
     return counts
 
 
-def confusion_figure(run: RunFigures) -> Any:
+def _confusion(run: RunFigures) -> Any:
     k = len(run.classes)
     counts = confusion_counts(run.y_test, run.ensemble_test, k)
     fig, ax = _figure(4.5 + 0.3 * k, 4.0 + 0.3 * k)
@@ -110,7 +110,7 @@ def reliability_points(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> tupl
     )
 
 
-def reliability_figure(run: RunFigures) -> Any:
+def _reliability(run: RunFigures) -> Any:
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
     for label, proba in (("ensemble", run.ensemble_test), (f"best member ({run.best_member})", None)):
@@ -124,11 +124,14 @@ def reliability_figure(run: RunFigures) -> Any:
     return fig
 
 
-def roc_figure(run: RunFigures) -> Any:
+def _roc(run: RunFigures) -> Any:
     from sklearn.metrics import auc, roc_curve
 
     fig, ax = _figure()
-    for label, proba in (("ensemble", run.ensemble_test), (run.best_member, run.member_test[run.best_member])):
+    for label, proba in (
+        ("ensemble", run.ensemble_test),
+        (run.best_member, run.member_test[run.best_member]),
+    ):
         fpr, tpr, _ = roc_curve(run.y_test, proba[:, 1])
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
@@ -139,11 +142,14 @@ def roc_figure(run: RunFigures) -> Any:
     return fig
 
 
-def precision_recall_figure(run: RunFigures) -> Any:
+def _precision_recall(run: RunFigures) -> Any:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     fig, ax = _figure()
-    for label, proba in (("ensemble", run.ensemble_test), (run.best_member, run.member_test[run.best_member])):
+    for label, proba in (
+        ("ensemble", run.ensemble_test),
+        (run.best_member, run.member_test[run.best_member]),
+    ):
         precision, recall, _ = precision_recall_curve(run.y_test, proba[:, 1])
         ap = average_precision_score(run.y_test, proba[:, 1])
         ax.plot(recall, precision, label=f"{label} (AP {ap:.3f})")
@@ -154,7 +160,7 @@ def precision_recall_figure(run: RunFigures) -> Any:
     return fig
 
 
-def predicted_figure(run: RunFigures) -> Any:
+def _predicted(run: RunFigures) -> Any:
     fig, ax = _figure()
     ax.scatter(run.y_test, run.ensemble_test, s=12, alpha=0.7)
     low = float(min(run.y_test.min(), run.ensemble_test.min()))
@@ -166,7 +172,7 @@ def predicted_figure(run: RunFigures) -> Any:
     return fig
 
 
-def residuals_figure(run: RunFigures) -> Any:
+def _residuals(run: RunFigures) -> Any:
     fig, ax = _figure()
     ax.scatter(run.ensemble_test, run.y_test - run.ensemble_test, s=12, alpha=0.7)
     ax.axhline(0.0, color="grey", linestyle=":")
@@ -176,7 +182,7 @@ def residuals_figure(run: RunFigures) -> Any:
     return fig
 
 
-def weights_figure(run: RunFigures) -> Any:
+def _weights(run: RunFigures) -> Any:
     weights = dict(run.weights or {})
     names = sorted(weights, key=lambda n: -weights[n])
     fig, ax = _figure(5.0, 1.0 + 0.35 * max(1, len(names)))
@@ -202,7 +208,7 @@ def error_correlation(run: RunFigures) -> tuple[list[str], np.ndarray]:
     return names, np.corrcoef(np.vstack([errors[n] for n in names]))
 
 
-def correlation_figure(run: RunFigures) -> Any:
+def _correlation(run: RunFigures) -> Any:
     names, matrix = error_correlation(run)
     k = len(names)
     fig, ax = _figure(3.5 + 0.45 * k, 3.0 + 0.45 * k)
@@ -216,7 +222,7 @@ def correlation_figure(run: RunFigures) -> Any:
     return fig
 
 
-def leaderboard_figure(run: RunFigures) -> Any:
+def _leaderboard(run: RunFigures) -> Any:
     rows = [r for r in run.leaderboard if r.get(run.primary) is not None]
     fig, ax = _figure(5.5, 1.0 + 0.35 * max(1, len(rows)))
     names = [str(r["model"]) for r in rows][::-1]
@@ -226,7 +232,7 @@ def leaderboard_figure(run: RunFigures) -> Any:
     return fig
 
 
-def importance_figure(run: RunFigures, top: int = 20) -> Any:
+def _importance(run: RunFigures, top: int = 20) -> Any:
     features = list((run.importance or {}).get("features", {}).items())[:top]
     fig, ax = _figure(5.5, 1.0 + 0.3 * max(1, len(features)))
     names = [f for f, _ in features][::-1]
@@ -245,19 +251,19 @@ def figures(run: RunFigures) -> dict[str, Any]:
     """Every figure of the run by file stem, in the order a report shows them."""
     out: dict[str, Any] = {}
     if run.task == "classification":
-        out["confusion_matrix"] = confusion_figure(run)
-        out["reliability"] = reliability_figure(run)
+        out["confusion_matrix"] = _confusion(run)
+        out["reliability"] = _reliability(run)
         if len(run.classes) == 2:
-            out["roc"] = roc_figure(run)
-            out["precision_recall"] = precision_recall_figure(run)
+            out["roc"] = _roc(run)
+            out["precision_recall"] = _precision_recall(run)
     else:
-        out["predicted_vs_actual"] = predicted_figure(run)
-        out["residuals"] = residuals_figure(run)
-    out["weights"] = weights_figure(run)
-    out["error_correlation"] = correlation_figure(run)
-    out["leaderboard"] = leaderboard_figure(run)
+        out["predicted_vs_actual"] = _predicted(run)
+        out["residuals"] = _residuals(run)
+    out["weights"] = _weights(run)
+    out["error_correlation"] = _correlation(run)
+    out["leaderboard"] = _leaderboard(run)
     if run.importance:
-        out["importance"] = importance_figure(run)
+        out["importance"] = _importance(run)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from accord.ensembling.evaluation import evaluate
 from accord.ensembling.importance import DEFAULT_REPEATS, permuted_losses
 from accord.ensembling.metrics import score
 from accord.errors import DataError
+from accord.registry.refs import parse_ref
 from accord.registry.store import Registry
 from accord.training.fit import fit_all
 from accord.training.prepare import prepare
@@ -173,6 +175,25 @@ def test_importance_computed_on_the_cluster_is_published_shown_and_equal_to_a_lo
     assert rows[0]["feature"] == top and rows[0]["importance"] == f"{frame.loc[top, 'importance']:+.4f}"
     shown = run_cli("models", "show", result["ref"])
     assert f"{top}: {frame.loc[top, 'importance']:+.4f}" in shown.stdout
+
+
+@pytest.mark.slow
+def test_figures_and_the_report_are_published_and_shown_as_an_artifact(flow_run):
+    _, result = flow_run
+    parsed = parse_ref(result["ref"])
+    _, manifest, files = Registry(parsed.store).fetch(parsed)
+    stems = ["confusion_matrix", "reliability", "weights", "error_correlation", "leaderboard", "importance"]
+    assert sorted(p for p in files if p.startswith("figures/")) == sorted(f"figures/{s}.png" for s in stems)
+    assert all(files[f"figures/{s}.png"].startswith(b"\x89PNG") for s in stems)  # 3 classes: no ROC
+    page = files["report.html"].decode()
+    assert page.count('src="data:image/png;base64,') == len(stems) and "README.md" in files
+    run_id = uuid.UUID(manifest["lineage"]["flow_run_id"])
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    shown = next(a for a in artifacts if a.key == "flowtest-figures").data
+    for stem in stems:
+        png = base64.b64encode(files[f"figures/{stem}.png"]).decode()
+        assert f"(data:image/png;base64,{png})" in shown, stem
 
 
 def weights_names(result):

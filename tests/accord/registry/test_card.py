@@ -40,7 +40,7 @@ def published(tmp_path_factory):
 
 
 def test_the_card_has_hub_front_matter_use_and_license(published):
-    card, manifest, _ = published
+    card, manifest, version = published
     assert card.startswith("---\n")
     head = yaml.safe_load(card.split("---\n")[1])
     assert head["license"] == "apache-2.0"
@@ -48,7 +48,7 @@ def test_the_card_has_hub_front_matter_use_and_license(published):
     assert head["pipeline_tag"] == "tabular-classification"
     assert {"accord", "tabular", "ensemble"} <= set(head["tags"])
     body = card.split("---\n", 2)[2]
-    assert "# wine\n\nWine cultivars from 13 chemical measurements." in body
+    assert f"# wine:{version}\n\nWine cultivars from 13 chemical measurements." in body
     assert "## Intended use\n\nTeaching: telling three cultivars apart. Not for buying wine." in body
     assert "## License\n\napache-2.0" in body
     assert f"trained on {manifest['lineage']['data']['rows_train']} rows" in body
