@@ -86,14 +86,14 @@ from accord.data.dataset import read_source
 model = accord.load(sys.argv[1])
 frame, target = read_source("sklearn:iris")
 assert (model.predict(frame.drop(columns=[target])) == frame[target]).mean() > 0.9
-heavy = {"prefect", "prefect_dask", "distributed", "tensorflow", "keras", "xgboost"}
+heavy = {"prefect", "prefect_dask", "distributed", "tensorflow", "keras", "xgboost", "matplotlib"}
 print(sorted({m.split(".")[0] for m in sys.modules} & heavy))
 """
 
 
 @pytest.mark.slow
 def test_loading_a_model_imports_neither_prefect_nor_dasks_cluster_nor_unneeded_kinds(tmp_path):
-    """`accord.load` of a scikit-learn-only model: no Prefect, no Dask cluster, no TensorFlow or XGBoost.
+    """`accord.load` of a scikit-learn model: no Prefect, Dask cluster, TensorFlow, XGBoost or matplotlib.
 
     (``dask.array`` itself is imported by skops: its trusted-type list walks every
     scikit-learn module, one of which wraps ``dask.array`` when Dask is installed.)
