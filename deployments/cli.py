@@ -396,7 +396,10 @@ def predict(
         )
         result = run_flow("predict", cfg)
         if ensemble.schema.target in columns:  # the label was kept: score the predictions against it
-            result["metrics"] = _kept_label_metrics(ensemble, output)
+            try:
+                result["metrics"] = _kept_label_metrics(ensemble, output)
+            except (InputError, KeyError, ValueError) as e:  # the predictions are written whatever
+                _err(f"accord: not scored against the kept label {ensemble.schema.target!r}: {e}")
         if as_json:
             print(json.dumps(result), file=out)
     if not as_json:
@@ -407,7 +410,13 @@ def predict(
 
 
 def _kept_label_metrics(ensemble: Any, output: str) -> dict[str, Any]:
-    """The ensemble's metrics on the written predictions against the label column kept beside them."""
+    """The ensemble's metrics on the written predictions against the label kept beside them.
+
+    Reads only the label and prediction columns back; rows without a label are left out.
+
+    Raises:
+        DataError: a label the model has no class for (`labels_of`).
+    """
     import numpy as np
     import pandas as pd
 
@@ -416,12 +425,14 @@ def _kept_label_metrics(ensemble: Any, output: str) -> dict[str, Any]:
     from accord.ensembling.labelled import labels_of
     from accord.ensembling.metrics import score
 
-    written = (
-        pd.read_csv(output)
-        if table_format(output, "output", compressed=False) == "csv"
-        else pd.read_parquet(output)
-    )
-    y = labels_of(ensemble, written[ensemble.schema.target])
+    target = ensemble.schema.target
+    wanted = [target, PREDICTION, *(f"{PROBA_PREFIX}{c}" for c in ensemble.schema.classes)]
+    if table_format(output, "output", compressed=False) == "csv":
+        written = pd.read_csv(output, usecols=wanted)
+    else:
+        written = pd.read_parquet(output, columns=wanted)
+    written = written[written[target].notna()]  # rows without a label are scored, not judged
+    y = labels_of(ensemble, written[target])
     if ensemble.task == "classification":
         pred = np.column_stack([written[f"{PROBA_PREFIX}{c}"] for c in ensemble.classes_])
     else:
@@ -532,13 +543,15 @@ def models_promote(
     alias: Annotated[str, typer.Argument(help="Alias to point at it, e.g. production.", metavar="ALIAS")],
 ) -> None:
     """Point an alias at a version (by hand; no gate)."""
-    from accord.registry.refs import parse_ref
+    from accord.registry.refs import check_alias, parse_ref
     from accord.registry.store import Registry
 
     parsed = parse_ref(ref)
     registry = Registry(parsed.store)
     version = registry.resolve(parsed)
-    registry.set_alias(parsed.name, alias, version)
+    check_alias(alias)  # before its lock file is made
+    with registry.alias_lock(parsed.name, alias):  # as the promotion gate and deletion hold it
+        registry.set_alias(parsed.name, alias, version)
     print(f"{parsed.name}@{alias} -> {version}")
 
 
@@ -566,8 +579,10 @@ def models_report(
     from accord.reports.page import report_page
 
     parsed = parse_ref(ref)
-    _, manifest, files = Registry(parsed.store).fetch(parsed)
-    page = report_page(parsed.name, manifest, files)
+    registry = Registry(parsed.store)
+    pinned, manifest, files = registry.fetch(parsed)
+    documents = registry.read_documents(parsed.name, pinned.version or "", manifest)
+    page = report_page(parsed.name, manifest, {**files, **documents})
     target = os.path.abspath(output)
     fd, tmp = tempfile.mkstemp(prefix=".accord-report-", suffix=".html", dir=os.path.dirname(target))
     with os.fdopen(fd, "w", encoding="utf-8") as out:  # whole or not at all

@@ -71,7 +71,8 @@ class _AccordEstimator(BaseEstimator):
     Parameters are `TrainConfig`'s (see its field descriptions): ``members`` (kinds, or
     ``{kind, name, params}`` mappings) or ``preset``; ``method``, ``folds``, ``time_limit``,
     ``final``, ``seed``, ``workers``, ``dask_address``, ``store`` and ``name``; plus
-    ``in_process``. None leaves the config's default.
+    ``in_process`` (which cannot honour ``time_limit``: that needs the flow). None leaves
+    the config's default.
     """
 
     _task = "classification"
@@ -131,6 +132,11 @@ class _AccordEstimator(BaseEstimator):
             ValueError: `X` not 2-D, `y` missing or of another length; the config's and the
                 data's refusals (`accord.errors.InputError`) name what to fix.
         """
+        if self.in_process and self.time_limit is not None:
+            raise ValueError(
+                "time_limit needs the training flow (it schedules fits on the cluster by their estimates); "
+                "drop time_limit or set in_process=False."
+            )
         frame = _frame(X)
         labels = _target(y, len(frame))
         if len(frame) < 2:
@@ -149,6 +155,7 @@ class _AccordEstimator(BaseEstimator):
             self.ensemble_: Ensemble = load(result["ref"])  # read before a temporary store goes
         self.result_ = result
         self.n_features_in_ = frame.shape[1]
+        self._columns = list(frame.columns)  # an array's columns at predict: those fit was given
         if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
             self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         return self
@@ -163,7 +170,7 @@ class _AccordEstimator(BaseEstimator):
                 f"X has {array.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
-        return array
+        return pd.DataFrame(array, columns=self._columns)  # the schema drops and derives as at fit
 
     def predict(self, X: Any) -> np.ndarray:
         """The fitted ensemble's predictions: class labels, or values."""

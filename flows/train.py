@@ -14,7 +14,7 @@ from prefect.context import get_run_context
 from accord.config import TrainConfig
 from accord.faults import failpoint
 from accord.registry.cache import ResultCache, keep_seconds, run_key, split_digest
-from accord.training.budget import fits_deadline
+from accord.training.budget import fits_deadline, reserve
 from runtime.entry import run_from_command_line
 from runtime.local_workers import start_ahead
 from runtime.runner import task_runner_for
@@ -26,7 +26,7 @@ from tasks.ensemble import (
     run_summary,
     version_figures,
 )
-from tasks.importance import importance_to_publish
+from tasks.importance import already_published, importance_to_publish
 from tasks.members import fit_members, prune_cache
 from tasks.training import prepare_data
 
@@ -57,11 +57,12 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size, seconds)
         key = run_key(split, data, config.method, config.ensemble_size, config.seed)
         settings, name = config.model_dump(mode="json"), config.model_name
-        importance = importance_to_publish(
-            runner, config.store, name, key, data, refits, report, config.seed, logger
+        fresh = not already_published(config.store, name, key)  # a rerun publishes nothing new
+        until = None if deadline is None else deadline + reserve(config.time_limit or 0) / 2
+        importance = (
+            importance_to_publish(runner, data, refits, report, config.seed, logger, until) if fresh else None
         )
-    drawn = importance is not None or data.partitioned  # not for a rerun that publishes nothing new
-    figures = version_figures(data, oof, refits, report, importance) if drawn else None
+    figures = version_figures(data, oof, refits, report, importance) if fresh else None
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     ref, new = publish_version(
         config.store, name, data, refits, report, settings, run_id, key, fits.left_out, importance, figures

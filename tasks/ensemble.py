@@ -39,7 +39,24 @@ def version_figures(
     report: Report,
     importance: dict[str, Any] | None,
 ) -> dict[str, bytes]:
-    """The version's figures as PNG files (`accord.reports.figures`), drawn in the flow's process."""
+    """The version's figures as PNG files (`accord.reports.figures`), drawn in the flow's process.
+
+    A failure to draw is logged and gives no figures: figures never cost a run its version.
+    """
+    try:
+        return _figures(data, oof, refits, report, importance)
+    except Exception as e:
+        get_run_logger().warning("figures not drawn: %s: %s", type(e).__name__, e)
+        return {}
+
+
+def _figures(
+    data: Prepared,
+    oof: dict[str, np.ndarray],
+    refits: dict[str, RefitResult],
+    report: Report,
+    importance: dict[str, Any] | None,
+) -> dict[str, bytes]:
     from accord.reports.figures import RunFigures, draw
 
     tests = {n: refits[n].test_predictions for n in report.members}
@@ -107,8 +124,7 @@ def publish_version(
         left_out=left_out,
         importance=importance,
     )
-    files.update(figures or {})
-    return Published(publish(registry, name, files, manifest), True)
+    return Published(publish(registry, name, files, manifest, figures), True)
 
 
 @task(name="promote-version", cache_policy=NO_CACHE, persist_result=False)

@@ -10,6 +10,7 @@ are the tasks: a task costs about 130 ms of Prefect and Dask overhead.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import numpy as np
@@ -96,21 +97,37 @@ def feature_importance(
     return doc
 
 
+def already_published(store: str, name: str, key: str) -> bool:
+    """Whether a version of `name` was published from run key `key` (so this run publishes nothing new)."""
+    return find_published(Registry(store), name, key) is not None
+
+
 def importance_to_publish(
     runner: Any,
-    store: str,
-    name: str,
-    key: str,
     data: Prepared,
     refits: dict[str, RefitResult],
     report: Report,
     seed: int,
     logger: Any,
+    until: float | None = None,
 ) -> dict[str, Any] | None:
-    """`feature_importance` for a version about to be published; None when the run's key already was.
+    """`feature_importance` for a version about to be published, or None, said in the log.
 
-    A rerun that publishes nothing new (`tasks.ensemble.publish_version`) computes nothing.
+    None when the shuffles would not end by `until` (a `time.monotonic()`; the run's time limit), by
+    the ensemble's held-out predict seconds per shuffle (times 1.5, over the cluster's
+    slots), or when computing them fails: importance never costs a run its version.
     """
-    if find_published(Registry(store), name, key):
+    if until is not None:
+        per_shuffle = report.timings.get("ensemble", {}).get("predict_seconds") or 0.0
+        shuffles = DEFAULT_REPEATS * len(data.schema.names)
+        estimate = 1.5 * shuffles * float(per_shuffle) / max(1, slots(runner))
+        if time.monotonic() + estimate > until:
+            logger.warning(
+                "feature importance skipped: about %.0f s of shuffles would pass the time limit", estimate
+            )
+            return None
+    try:
+        return feature_importance(runner, data, refits, report, seed, logger)
+    except Exception as e:
+        logger.warning("feature importance not computed: %s: %s", type(e).__name__, e)
         return None
-    return feature_importance(runner, data, refits, report, seed, logger)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -89,9 +89,9 @@ def _result(future: Any, what: str, timeout: float | None = None) -> Any:
     """
     try:
         return future.result(timeout=timeout)
-    except (MemberFailed, TimeoutError):
+    except MemberFailed:
         raise
-    except Exception as e:
+    except Exception as e:  # a TimeoutError too: the deadline is `DeadlinePassed`, never this
         raise MemberFailed(f"{what} failed: {type(e).__name__}: {e}") from e
 
 
@@ -165,7 +165,15 @@ def fit_members(
         if 2 * len(fits) >= total:
             failpoint("train:mid-training")
 
-    free = slots(runner) if deadline is not None else 0
+    def capacity(one_at_a_time: bool, todo: int) -> Callable[[], int]:
+        # Under a deadline, no more fits run than the cluster has slots (counted again as it
+        # grows; twice that with `adapt`, so Dask sees work waiting and scales up), started in
+        # the plan's order: what `budget.plan` counted on, and nothing queued behind a long fit.
+        if one_at_a_time:
+            return lambda: 1
+        if deadline is None:
+            return lambda: todo
+        return lambda: slots(runner) * (2 if config.adapt else 1)
 
     def launch(spec: Any, k: int | None, priority: int) -> Any:
         # Dask runs tasks submitted together in no set order; a priority per task keeps
@@ -178,17 +186,20 @@ def fit_members(
             return runner.submit(fit_member_fold, params, key=task_key(spec, k))
 
     for todo, one_at_a_time in to_train:  # longest first; reuses a crashed run's results
-        # Under a deadline, no more fits run than the cluster has slots, started in the
-        # plan's order: what `budget.plan` counted on, and nothing queued behind a long fit.
-        at_once = 1 if one_at_a_time else (free or len(todo))
         queue = deque((spec, k, key, len(todo) - i) for i, (spec, k, key) in enumerate(todo))
         pending: dict[Any, tuple[str, int | None, str]] = {}
         try:
-            for future in _gated(queue, at_once, launch, pending, fits.left_out, deadline):
+            for future in _gated(
+                queue, capacity(one_at_a_time, len(todo)), launch, pending, fits.left_out, deadline
+            ):
                 collect(future, *pending.pop(future))
-        except TimeoutError:
+        except DeadlinePassed:
             _abandon(fits, pending, logger)
             _not_started(fits, queue, logger)
+        except BaseException:  # a failed fit fails the run: nothing of it keeps running on the cluster
+            for future in pending:
+                future.wrapped_future.cancel()
+            raise
     if len(fits.left_out) == len(data.members):
         raise MemberFailed(
             f"no member finished within the time limit of {config.time_limit:.0f} s "
@@ -197,28 +208,32 @@ def fit_members(
     return fits.bagged(data)
 
 
+class DeadlinePassed(Exception):
+    """The run's fits deadline passed with fits still running or not started (`_gated`)."""
+
+
 def _gated(
     queue: deque[tuple[Any, int | None, str, int]],
-    at_once: int,
+    capacity: Callable[[], int],
     launch: Any,
     pending: dict[Any, tuple[str, int | None, str]],
     left_out: dict[str, str],
     deadline: float | None,
 ) -> Iterator[Any]:
-    """Launch `queue`'s fits in order, at most `at_once` at a time; yield each future as it ends.
+    """Launch `queue`'s fits in order, at most `capacity()` at a time; yield each future as it ends.
 
     A fit whose member is in `left_out` is skipped. `pending` holds the futures in flight
-    (the caller pops each one yielded) and `queue` what is not launched yet, so a caller
-    that catches the `TimeoutError` raised once `deadline` passes knows what to give up.
+    (the caller pops each one yielded) and `queue` what is not launched yet. Once `deadline`
+    passes nothing more is launched; fits that ended by then are still yielded, then
+    `DeadlinePassed` is raised with `pending` and `queue` holding what to give up.
     Waits on the Dask futures: Prefect's own ``as_completed(timeout=...)`` arms an alarm
     that can interrupt the caller's code while the generator is suspended.
     """
     done: Any = None
     by_dask: dict[Any, Any] = {}
     while queue or pending:
-        while queue and len(pending) < at_once:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError
+        late = deadline is not None and time.monotonic() >= deadline
+        while queue and not late and len(pending) < capacity():
             spec, k, key, priority = queue.popleft()
             if spec.label in left_out:
                 continue
@@ -230,8 +245,14 @@ def _gated(
                 done = distributed_as_completed([], loop=loop, timeout=_left(deadline))
             done.add(future.wrapped_future)
         if not pending:
+            if late and queue:
+                raise DeadlinePassed
             return
-        yield by_dask.pop(next(done))
+        try:
+            ended = next(done)  # ended fits first; TimeoutError only once none is left and time is up
+        except TimeoutError:
+            raise DeadlinePassed from None
+        yield by_dask.pop(ended)
 
 
 def _left(deadline: float | None) -> float | None:

@@ -124,7 +124,7 @@ def _members(manifest: Mapping[str, Any]) -> list[str]:
                 m["name"],
                 m["kind"],
                 weights.get(m["name"]),
-                json.dumps(m.get("params") or {}),
+                json.dumps(m.get("params") or {}, sort_keys=True),
                 parent.get("ref"),
             ]
         )

@@ -97,11 +97,23 @@ def find_published(registry: Registry, name: str, key: str, recent: int = 20) ->
     return None
 
 
-def publish(registry: Registry, name: str, files: dict[str, bytes], manifest: dict[str, Any]) -> str:
-    """Publish a version with its model card (`accord.registry.card`) and report page; return its reference."""
+def publish(
+    registry: Registry,
+    name: str,
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    figures: dict[str, bytes] | None = None,
+) -> str:
+    """Publish a version and return its reference string.
+
+    Besides `files`, the version gets documents for people: `figures` (path -> PNG), its
+    model card (`accord.registry.card`) and its report page (`accord.reports.page`), written
+    with the version's id, which is chosen here.
+    """
     version = new_version()
     described = {**manifest, "name": name, "version": version}
-    files = {**files, CARD_FILE: model_card(name, described).encode()}
-    files[REPORT_FILE] = report_page(name, described, files).encode()
-    registry.publish(name, files, manifest, version)
+    documents = dict(figures or {})
+    documents[CARD_FILE] = model_card(name, described).encode()
+    documents[REPORT_FILE] = report_page(name, described, {**files, **documents}).encode()
+    registry.publish(name, files, manifest, version, documents)
     return str(registry.ref(name, version))

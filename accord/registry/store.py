@@ -45,9 +45,11 @@ from accord.registry.refs import (
 
 MANIFEST = "manifest.json"
 FORMAT = "accord/1"
-# File types a published version may contain; anything else is refused on read.
-# .md, .png, .html: the model card, figures and report, for people; accord never loads them
-SAFE_SUFFIXES = (".json", ".skops", ".ubj", ".keras", ".md", ".png", ".html")
+# File types a published version's model files may have; anything else is refused on read.
+SAFE_SUFFIXES = (".json", ".skops", ".ubj", ".keras")
+# Documents for people (the model card, figures, the report): listed apart, under the
+# manifest's "documents", so `load` never reads them and readers that predate them ignore them.
+DOCUMENT_SUFFIXES = (".md", ".png", ".html")
 
 
 def new_version(now: dt.datetime | None = None) -> str:
@@ -77,7 +79,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _check_relpath(path: str) -> str:
+def _check_relpath(path: str, suffixes: tuple[str, ...] = SAFE_SUFFIXES) -> str:
     if (
         not isinstance(path, str)
         or not path
@@ -87,8 +89,8 @@ def _check_relpath(path: str) -> str:
         or any(p in ("", ".", "..") for p in path.split("/"))
     ):
         raise IntegrityError(f"file path {path!r} in a manifest is not a plain relative path.")
-    if not path.endswith(SAFE_SUFFIXES):
-        raise IntegrityError(f"file {path!r} has a type accord never loads; allowed: {list(SAFE_SUFFIXES)}.")
+    if not path.endswith(suffixes):
+        raise IntegrityError(f"file {path!r} has a type accord never loads; allowed: {list(suffixes)}.")
     return path
 
 
@@ -147,7 +149,12 @@ class Registry:
         return {"sha256": digest, "size": len(data)}
 
     def publish(
-        self, name: str, files: Mapping[str, bytes], manifest: Mapping[str, Any], version: str | None = None
+        self,
+        name: str,
+        files: Mapping[str, bytes],
+        manifest: Mapping[str, Any],
+        version: str | None = None,
+        documents: Mapping[str, bytes] | None = None,
     ) -> str:
         """Publish a new version: every file whole and verified, then the manifest last.
 
@@ -157,6 +164,8 @@ class Registry:
             manifest: Extra manifest fields (schema, metrics, weights, lineage, ...).
             version: The new version's id (`new_version`), when the caller wrote it into
                 files already; default: a new one.
+            documents: Files for people (`DOCUMENT_SUFFIXES`), written and checksummed
+                like `files` but listed under the manifest's ``documents`` (`read_documents`).
 
         Returns:
             The new version id.
@@ -168,6 +177,9 @@ class Registry:
         check_name(name)
         for path in files:
             _check_relpath(path)
+        documents = dict(documents or {})
+        for path in documents:
+            _check_relpath(path, DOCUMENT_SUFFIXES)
         with contextlib.suppress(Exception):  # best effort: leftovers of publishers that died
             self.abort_stale_uploads(name, self.stale_upload_s)
         version = check_version(version) if version else new_version()
@@ -181,6 +193,7 @@ class Registry:
                     entries[path] = self._put_bytes(files[path], f"{vdir}/{path}", tmpdir)
                     if i == 0:
                         failpoint("publish:mid-files")
+                written = {p: self._put_bytes(documents[p], f"{vdir}/{p}", tmpdir) for p in sorted(documents)}
                 failpoint("publish:before-manifest")
                 document = {
                     "format": FORMAT,
@@ -189,6 +202,7 @@ class Registry:
                     "created": dt.datetime.now(dt.UTC).isoformat(),
                     **dict(manifest),
                     "files": entries,
+                    **({"documents": written} if written else {}),
                 }
                 body = json.dumps(document, indent=2, sort_keys=True, default=_json_default).encode()
                 self._write_manifest(body, vdir, tmpdir)
@@ -324,6 +338,8 @@ class Registry:
             raise IntegrityError(f"manifest of {name}:{version} lists no files.")
         for path in files:
             _check_relpath(path)
+        for path in manifest.get("documents") or {}:
+            _check_relpath(path, DOCUMENT_SUFFIXES)
         return manifest
 
     def read_files(self, name: str, version: str, manifest: Mapping[str, Any]) -> dict[str, bytes]:
@@ -332,12 +348,18 @@ class Registry:
         Raises:
             IntegrityError: a file is missing, of another size, or its checksum differs.
         """
+        return self._read_verified(name, version, manifest.get("files"), SAFE_SUFFIXES)
+
+    def read_documents(self, name: str, version: str, manifest: Mapping[str, Any]) -> dict[str, bytes]:
+        """Read a version's documents (card, figures, report), verified as `read_files` does; {} if none."""
+        return self._read_verified(name, version, manifest.get("documents") or {}, DOCUMENT_SUFFIXES)
+
+    def _read_verified(self, name: str, version: str, files: Any, suffixes: tuple[str, ...]) -> dict[str, bytes]:
         vdir = self._version_dir(name, version)
-        files = manifest.get("files")
         if not isinstance(files, dict):
             raise IntegrityError(f"{name}:{version}: the manifest has no file list.")
         for path in files:  # every listed path, before any is read: no traversal, no unsafe format
-            _check_relpath(path)
+            _check_relpath(path, suffixes)
         out: dict[str, bytes] = {}
         for path, entry in sorted(files.items()):
             try:
@@ -453,22 +475,30 @@ class Registry:
             InUseError: an alias points at it (named): move or delete the alias first.
         """
         self.resolve(ModelRef(self.url, name, check_version(version)))
-        pointing = sorted(a for a, v in self.aliases(name).items() if v == version)
-        if pointing:
-            raise InUseError(
-                f"{name}:{version} is what alias {pointing[0]!r} points to"
-                + (f" (and {pointing[1:]})" if pointing[1:] else "")
-                + f"; delete or move the alias first: accord models unalias {self.url}/{name}@{pointing[0]}."
-            )
-        vdir = self._version_dir(name, version)
-        self.fs.rm(f"{vdir}/{MANIFEST}")
+        with contextlib.ExitStack() as held:  # no alias moves onto it between the check and the delete
+            for alias in sorted(self.aliases(name)):
+                held.enter_context(self.alias_lock(name, alias))
+            pointing = sorted(a for a, v in self.aliases(name).items() if v == version)
+            if pointing:
+                raise InUseError(
+                    f"{name}:{version} is what alias {pointing[0]!r} points to"
+                    + (f" (and {pointing[1:]})" if pointing[1:] else "")
+                    + f"; delete or move the alias first: accord models unalias {self.url}/{name}@{pointing[0]}."
+                )
+            vdir = self._version_dir(name, version)
+            self.fs.rm(f"{vdir}/{MANIFEST}")
         self._discard(vdir)
-        with contextlib.suppress(FileNotFoundError):
+        with self._notes_lock(name, version), contextlib.suppress(FileNotFoundError):
             self.fs.rm(self._notes_path(name, version))
 
     # -- notes: tags and a description that may change after publishing -----------------------
     def _notes_path(self, name: str, version: str) -> str:
         return self._path(check_name(name), "notes", f"{check_version(version)}.json")
+
+    def _notes_lock(self, name: str, version: str) -> contextlib.AbstractContextManager[None]:
+        lock = self._path(name, "notes", f".{check_version(version)}.lock")
+        self.fs.makedirs(lock.rsplit("/", 1)[0], exist_ok=True)
+        return exclusive(self.fs, lock, timeout=120.0, stale=300.0, what=f"notes of {name}:{version}")
 
     def notes(self, name: str, version: str, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A version's ``tags`` and ``description``: those of its run's config, as changed since.
@@ -506,10 +536,8 @@ class Registry:
         """
         check_tags(dict(tags or {}))
         path = self._notes_path(name, version)
-        lock = self._path(name, "notes", f".{version}.lock")
-        self.fs.makedirs(lock.rsplit("/", 1)[0], exist_ok=True)
-        with exclusive(self.fs, lock, timeout=120.0, stale=300.0, what=f"notes of {name}:{version}"):
-            notes = self.notes(name, version)
+        with self._notes_lock(name, version):
+            notes = self.notes(name, version)  # NotFoundError once the version is deleted
             notes["tags"] = {k: v for k, v in {**notes["tags"], **(tags or {})}.items() if k not in untag}
             if description is not None:
                 notes["description"] = description

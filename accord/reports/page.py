@@ -84,7 +84,7 @@ def report_page(name: str, manifest: Mapping[str, Any], files: Mapping[str, byte
     sections.append(("metrics", "Held-out metrics", _table(["model", *keys], rows)))
     weights = manifest.get("weights") or {}
     member_rows = [
-        [m["name"], m["kind"], weights.get(m["name"]), json.dumps(m.get("params") or {})]
+        [m["name"], m["kind"], weights.get(m["name"]), json.dumps(m.get("params") or {}, sort_keys=True)]
         for m in manifest.get("members", [])
     ]
     sections.append(

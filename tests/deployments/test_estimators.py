@@ -73,3 +73,15 @@ def test_cross_validation_and_pipelines_fit_one_ensemble_per_fold():
         fitted.predict(np.zeros((2, 4)))
     frame = pd.DataFrame(X[:100], columns=[f"f{i}" for i in range(10)])
     assert accord.AccordRegressor(**QUICK).fit(frame, y[:100]).predict(frame).shape == (100,)
+
+
+def test_an_array_predicts_as_the_table_fit_was_given_even_when_a_column_was_dropped():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    table.insert(0, "row_id", np.arange(200) + 1000)  # whole numbers, unique per row: ID-like
+    y = (table["a"] + table["b"] > 0).astype(int)
+    est = accord.AccordClassifier(**QUICK).fit(table, y)
+    assert "row_id" in est.ensemble_.schema.dropped and est.n_features_in_ == 4
+    np.testing.assert_array_equal(est.predict(table.to_numpy()), est.predict(table))
+    with pytest.raises(ValueError, match="time_limit needs the training flow"):
+        accord.AccordClassifier(**QUICK, time_limit=30).fit(table, y)

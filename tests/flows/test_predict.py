@@ -255,8 +255,11 @@ def test_a_checked_csv_is_checked_again_once_it_changes(published, long_csv, tmp
 @pytest.mark.slow
 def test_predict_keeping_the_label_prints_the_metrics_evaluate_gives(published, tmp_path):
     frame, target = read_source(SCORE)  # labelled rows the model never saw
-    path = tmp_path / "labelled.csv"
-    frame.to_csv(path, index=False)
+    labels = frame[target].astype(object).where(frame.index >= 5)  # five rows without a label
+    path = tmp_path / "some_unlabelled.csv"
+    frame.assign(**{target: labels}).to_csv(path, index=False)
+    labelled = tmp_path / "labelled.csv"
+    frame.iloc[5:].to_csv(labelled, index=False)  # the rows with a label: those the metrics judge
     done = run_cli(
         "predict",
         "--model",
@@ -269,10 +272,12 @@ def test_predict_keeping_the_label_prints_the_metrics_evaluate_gives(published, 
         target,
     )
     assert done.returncode == 0, done.stderr
-    evaluated = run_cli("evaluate", published, "--data", str(path), "--json")
+    evaluated = run_cli("evaluate", published, "--data", str(labelled), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     expected = json.loads(evaluated.stdout)["metrics"]["ensemble"]
     line = next(x for x in done.stdout.splitlines() if x.startswith(f"against the kept label '{target}':"))
     assert f"log_loss {expected['log_loss']:.4g}" in line and f"accuracy {expected['accuracy']:.4g}" in line
     written = pd.read_csv(tmp_path / "p.csv")
-    assert (written["prediction"] == written[target]).mean() == pytest.approx(expected["accuracy"])
+    assert len(written) == len(frame) and written[target].isna().sum() == 5  # every row scored
+    judged = written.dropna(subset=[target])
+    assert (judged["prediction"] == judged[target]).mean() == pytest.approx(expected["accuracy"])

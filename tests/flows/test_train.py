@@ -181,7 +181,9 @@ def test_importance_computed_on_the_cluster_is_published_shown_and_equal_to_a_lo
 def test_figures_and_the_report_are_published_and_shown_as_an_artifact(flow_run):
     _, result = flow_run
     parsed = parse_ref(result["ref"])
-    _, manifest, files = Registry(parsed.store).fetch(parsed)
+    registry = Registry(parsed.store)
+    _, manifest, _ = registry.fetch(parsed)
+    files = registry.read_documents(parsed.name, parsed.version or "", manifest)
     stems = ["confusion_matrix", "reliability", "weights", "error_correlation", "leaderboard", "importance"]
     assert sorted(p for p in files if p.startswith("figures/")) == sorted(f"figures/{s}.png" for s in stems)
     assert all(files[f"figures/{s}.png"].startswith(b"\x89PNG") for s in stems)  # 3 classes: no ROC

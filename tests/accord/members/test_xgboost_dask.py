@@ -241,6 +241,7 @@ def test_flow_trains_on_s3_partitions_and_publishes_a_loadable_booster(s3_table,
     member_files = [p for p in files if p.startswith("members/xgboost_dask/")]
     assert any(p.endswith("model.ubj") for p in member_files), files
     assert all(p.endswith((".ubj", ".skops", ".json")) for p in files), files  # nothing that runs code
+    assert set(manifest["documents"]) >= {"README.md", "report.html"}  # for people; never loaded
     info = next(m for m in manifest["members"] if m["name"] == "xgboost_dask")
     assert info["trained_on"]["workers"] == 2
     assert info["trained_on"]["partitions"] >= 4  # 6000 rows, >= 2 partitions per worker

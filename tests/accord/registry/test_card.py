@@ -35,8 +35,10 @@ def published(tmp_path_factory):
     ref = publish(Registry(store), "wine", files, manifest)
     registry = Registry(store)
     version = parse_ref(ref).version
-    _, manifest, files = registry.fetch(parse_ref(ref))  # the card is checksummed like every file
-    return files[CARD_FILE].decode(), manifest, version
+    _, manifest, files = registry.fetch(parse_ref(ref))
+    assert CARD_FILE not in files  # a document for people: `load` never reads it
+    documents = registry.read_documents("wine", version, manifest)  # checksummed all the same
+    return documents[CARD_FILE].decode(), manifest, version
 
 
 def test_the_card_has_hub_front_matter_use_and_license(published):

@@ -62,9 +62,10 @@ def test_manifest_lists_every_file_with_checksums_and_no_pickle(published):
     reg = Registry(store)
     manifest = reg.read_manifest(r.name, r.version)
     on_disk = {p.split(f"{r.version}/", 1)[1] for p in reg.fs.find(f"{reg.root}/wine/versions/{r.version}")}
-    assert on_disk - {"manifest.json"} == set(manifest["files"])
+    assert on_disk - {"manifest.json"} == set(manifest["files"]) | set(manifest["documents"])
+    assert set(manifest["documents"]) == {"README.md", "report.html"}  # the card and report, for people
     assert all(len(e["sha256"]) == 64 and e["size"] > 0 for e in manifest["files"].values())
-    assert {p.rsplit(".", 1)[1] for p in on_disk} <= {"json", "skops", "ubj", "md", "html"}  # the card and report
+    assert {p.rsplit(".", 1)[1] for p in manifest["files"]} <= {"json", "skops", "ubj"}
     for key in ("schema", "metrics", "weights", "lineage", "libraries"):
         assert key in manifest
 

@@ -87,8 +87,10 @@ def test_roc_reliability_weights_and_correlation_are_the_runs_numbers(binary):
     line = drawn["reliability"].axes[0].lines[1]
     np.testing.assert_allclose(line.get_xdata(), x)
     np.testing.assert_allclose(line.get_ydata(), y)
-    bars = {p.get_y() + p.get_height() / 2: p.get_width() for p in drawn["weights"].axes[0].patches}
-    assert sorted(bars.values()) == pytest.approx(sorted(binary.weights.values()))
+    axes = drawn["weights"].axes[0]
+    labels = [t.get_text() for t in axes.get_yticklabels()]
+    shown = dict(zip(labels, [p.get_width() for p in axes.patches], strict=True))
+    assert shown == pytest.approx(dict(binary.weights))  # each member's bar is its own weight
     names, matrix = error_correlation(binary)
     assert names == list(binary.member_oof) and np.allclose(np.diag(matrix), 1.0)
     assert _texts(drawn["error_correlation"]) == [f"{v:.2f}" for v in matrix.ravel()]
