@@ -59,8 +59,11 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         settings, name = config.model_dump(mode="json"), config.model_name
         fresh = not already_published(config.store, name, key)  # a rerun publishes nothing new
         until = None if deadline is None else deadline + reserve(config.time_limit or 0) / 2
+        busy = fits.cut_short  # fits cut at the limit still run on the workers
         importance = (
-            importance_to_publish(runner, data, refits, report, config.seed, logger, until) if fresh else None
+            importance_to_publish(runner, data, refits, report, config.seed, logger, until, busy)
+            if fresh
+            else None
         )
     figures = version_figures(data, oof, refits, report, importance) if fresh else None
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]

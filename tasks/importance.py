@@ -110,17 +110,23 @@ def importance_to_publish(
     seed: int,
     logger: Any,
     until: float | None = None,
+    busy: bool = False,
 ) -> dict[str, Any] | None:
     """`feature_importance` for a version about to be published, or None, said in the log.
 
-    None when the shuffles would not end by `until` (a `time.monotonic()`; the run's time limit), by
-    the ensemble's held-out predict seconds per shuffle (times 1.5, over the cluster's
-    slots), or when computing them fails: importance never costs a run its version.
+    None when the shuffles would not end by `until` (a `time.monotonic()`; the run's time
+    limit), by the ensemble's held-out predict seconds per shuffle (times 1.5, over the
+    cluster's slots, plus 2 s for staging and tasks); when `busy` (fits cut at the time
+    limit still hold the workers: Dask cannot stop a running task); or when computing them
+    fails: importance never costs a run its version.
     """
+    if busy:
+        logger.warning("feature importance skipped: fits cut at the time limit still hold the workers")
+        return None
     if until is not None:
         per_shuffle = report.timings.get("ensemble", {}).get("predict_seconds") or 0.0
         shuffles = DEFAULT_REPEATS * len(data.schema.names)
-        estimate = 1.5 * shuffles * float(per_shuffle) / max(1, slots(runner))
+        estimate = 2.0 + 1.5 * shuffles * float(per_shuffle) / max(1, slots(runner))
         if time.monotonic() + estimate > until:
             logger.warning(
                 "feature importance skipped: about %.0f s of shuffles would pass the time limit", estimate

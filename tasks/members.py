@@ -65,6 +65,11 @@ class Fits:
                     self.refits[name] = bag_of([self.folds[(name, k)] for k in range(len(data.folds))])
         return self
 
+    @property
+    def cut_short(self) -> bool:
+        """Whether fits were abandoned at the deadline while running (they still hold workers)."""
+        return any(why.startswith("cut short") for why in self.left_out.values())
+
     def used_refits(self) -> dict[str, RefitResult]:
         """The refits of the members not left out."""
         return {n: r for n, r in self.refits.items() if n not in self.left_out}

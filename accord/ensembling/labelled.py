@@ -29,14 +29,14 @@ def labels_of(model: Ensemble, values: pd.Series) -> np.ndarray:
     if missing:
         raise DataError(f"label column {name!r}: {missing} rows have no label; drop them or fill them in.")
     if model.task == "classification":
-        index = {str(c): i for i, c in enumerate(model.schema.classes)}
-        unknown = sorted({str(v) for v in values} - set(index))
+        index = {_key(c): i for i, c in enumerate(model.schema.classes)}
+        unknown = sorted({_key(v) for v in values} - set(index))
         if unknown:
             raise DataError(
                 f"label column {name!r}: labels {unknown[:10]} are not among the model's classes "
                 f"{list(index)[:20]}; score only rows of those classes."
             )
-        return np.array([index[str(v)] for v in values], dtype=int)
+        return np.array([index[_key(v)] for v in values], dtype=int)
     numbers = pd.to_numeric(values, errors="coerce")
     bad = values[numbers.isna()]
     if len(bad):
@@ -45,6 +45,13 @@ def labels_of(model: Ensemble, values: pd.Series) -> np.ndarray:
             f"(and {len(bad) - 1} more). Convert the column or pick another with --target."
         )
     return numbers.to_numpy(dtype=float)
+
+
+def _key(label: Any) -> str:
+    """A label as text to match classes by: ``2.0`` (an integer column read with gaps) is ``2``."""
+    if isinstance(label, float | np.floating) and float(label).is_integer():
+        return str(int(label))
+    return str(label)
 
 
 def label_column(model: Ensemble, frame: pd.DataFrame, target: str | None) -> str:

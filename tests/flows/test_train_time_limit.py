@@ -51,5 +51,7 @@ def test_a_time_limit_leaves_out_what_cannot_finish_and_publishes_the_rest(tmp_p
 
     manifest = Registry(store).read_manifest("limited", result["version"])
     assert [m["name"] for m in manifest["members"]] == ["logreg"]
+    assert "importance.json" not in manifest["files"]  # the cut fits still held the workers: skipped
+    assert "figures/confusion_matrix.png" in manifest["documents"]  # drawn in the flow's process
     assert manifest["left_out"] == result["left_out"]
     assert manifest["lineage"]["config"]["time_limit"] == LIMIT
