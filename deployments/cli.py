@@ -555,14 +555,14 @@ def models_promote(
     print(f"{parsed.name}@{alias} -> {version}")
 
 
-def _pinned(ref: str) -> tuple[Any, str]:
-    """The registry and version `ref` resolves to."""
+def _pinned(ref: str) -> tuple[Any, str, str]:
+    """The registry, model name and version `ref` resolves to."""
     from accord.registry.refs import parse_ref
     from accord.registry.store import Registry
 
     parsed = parse_ref(ref)
     registry = Registry(parsed.store)
-    return registry, registry.resolve(parsed)
+    return registry, parsed.name, registry.resolve(parsed)
 
 
 @models.command("report")
@@ -603,11 +603,10 @@ def models_tag(
     ] = None,
 ) -> None:
     """Set or remove tags of a version."""
-    from accord.registry.refs import parse_ref, parse_tags
+    from accord.registry.refs import parse_tags
 
     wanted = parse_tags(tags or [])
-    registry, version = _pinned(ref)
-    name = parse_ref(ref).name
+    registry, name, version = _pinned(ref)
     notes = registry.set_notes(name, version, tags=wanted, untag=list(remove or []))
     shown = ", ".join(f"{k}={v}" for k, v in sorted(notes["tags"].items())) or "none"
     print(f"{name}:{version} tags: {shown}")
@@ -619,10 +618,7 @@ def models_describe(
     text: Annotated[str, typer.Argument(help="The version's description.", metavar="TEXT")],
 ) -> None:
     """Set the description of a version."""
-    from accord.registry.refs import parse_ref
-
-    registry, version = _pinned(ref)
-    name = parse_ref(ref).name
+    registry, name, version = _pinned(ref)
     registry.set_notes(name, version, description=text)
     print(f"{name}:{version} described")
 

@@ -105,6 +105,11 @@ class _AccordEstimator(BaseEstimator):
         self.name = name
         self.in_process = in_process
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # every member reads missing values
+        return tags
+
     def _config(self, data: str, target: str, store: str) -> TrainConfig:
         values: dict[str, Any] = {
             "data": data,
@@ -189,11 +194,6 @@ class AccordClassifier(ClassifierMixin, _AccordEstimator):
 
     _task = "classification"
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
-
     def fit(self, X: Any, y: Any) -> AccordClassifier:
         if y is not None:
             check_classification_targets(np.asarray(y))  # "Unknown label type: continuous" for values
@@ -211,11 +211,6 @@ class AccordRegressor(RegressorMixin, _AccordEstimator):
     """An accord ensemble as a scikit-learn regressor; see `deployments.estimators`."""
 
     _task = "regression"
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
 
 def _train(config: TrainConfig, in_process: bool) -> dict[str, Any]:

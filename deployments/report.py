@@ -183,8 +183,9 @@ def lineage_tree(manifest: dict[str, Any]) -> Tree:
     importance = manifest.get("importance")
     if importance:
         node = add(tree, f"importance on held-out rows ({importance['metric']} increase when shuffled)")
-        ranked = sorted(importance["features"].items(), key=lambda fe: (-fe[1]["importance"], fe[0]))
-        for feature, entry in ranked[:10]:  # importance.json's keys are sorted by name
+        from accord.ensembling.importance import ranked
+
+        for feature, entry in ranked(importance)[:10]:
             add(node, f"{feature}: {entry['importance']:+.4f} ± {entry['stddev']:.4f}")
     notes = manifest.get("notes") or {}
     if notes.get("tags"):

@@ -43,20 +43,6 @@ def version_figures(
 
     A failure to draw is logged and gives no figures: figures never cost a run its version.
     """
-    try:
-        return _figures(data, oof, refits, report, importance)
-    except Exception as e:
-        get_run_logger().warning("figures not drawn: %s: %s", type(e).__name__, e)
-        return {}
-
-
-def _figures(
-    data: Prepared,
-    oof: dict[str, np.ndarray],
-    refits: dict[str, RefitResult],
-    report: Report,
-    importance: dict[str, Any] | None,
-) -> dict[str, bytes]:
     from accord.reports.figures import RunFigures, draw
 
     tests = {n: refits[n].test_predictions for n in report.members}
@@ -74,7 +60,11 @@ def _figures(
         primary=report.primary,
         importance=importance,
     )
-    return draw(run)
+    try:
+        return draw(run)
+    except Exception as e:
+        get_run_logger().warning("figures not drawn: %s: %s", type(e).__name__, e)
+        return {}
 
 
 class Published(NamedTuple):

@@ -12,7 +12,7 @@ feature's position and the repeat, so the figures do not depend on how the work 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 from accord.ensembling.ensemble import IMPORTANCE_FILE, Ensemble
 from accord.ensembling.metrics import PRIMARY, score
 
-__all__ = ["IMPORTANCE_FILE", "document", "loss", "permuted_losses", "work"]
+__all__ = ["IMPORTANCE_FILE", "document", "loss", "permuted_losses", "ranked", "work"]
 DEFAULT_REPEATS = 5
 
 
@@ -73,3 +73,11 @@ def document(
     }
     ordered = dict(sorted(features.items(), key=lambda kv: -kv[1]["importance"]))
     return {"metric": metric, "baseline": baseline, "rows": rows, "split": "held-out", "features": ordered}
+
+
+def ranked(doc: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """An ``importance.json`` document's features, largest importance first (ties by name).
+
+    The stored document's keys are sorted by name (the version's JSON is written so).
+    """
+    return sorted(doc["features"].items(), key=lambda fe: (-fe[1]["importance"], fe[0]))

@@ -110,12 +110,19 @@ def reliability_points(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> tupl
     )
 
 
+def _compared(run: RunFigures) -> list[tuple[str, np.ndarray]]:
+    """The curves a classification figure compares: the ensemble's and the best member's."""
+    return [
+        ("ensemble", run.ensemble_test),
+        (f"best member ({run.best_member})", run.member_test[run.best_member]),
+    ]
+
+
 def _reliability(run: RunFigures) -> Any:
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
-    for label, proba in (("ensemble", run.ensemble_test), (f"best member ({run.best_member})", None)):
-        values = run.member_test[run.best_member] if proba is None else proba
-        x, y = reliability_points(run.y_test, values)
+    for label, proba in _compared(run):
+        x, y = reliability_points(run.y_test, proba)
         ax.plot(x, y, marker="o", label=label)
     ax.set_xlabel("confidence (top-class probability)")
     ax.set_ylabel("accuracy")
@@ -128,10 +135,7 @@ def _roc(run: RunFigures) -> Any:
     from sklearn.metrics import auc, roc_curve
 
     fig, ax = _figure()
-    for label, proba in (
-        ("ensemble", run.ensemble_test),
-        (run.best_member, run.member_test[run.best_member]),
-    ):
+    for label, proba in _compared(run):
         fpr, tpr, _ = roc_curve(run.y_test, proba[:, 1])
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
@@ -146,10 +150,7 @@ def _precision_recall(run: RunFigures) -> Any:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     fig, ax = _figure()
-    for label, proba in (
-        ("ensemble", run.ensemble_test),
-        (run.best_member, run.member_test[run.best_member]),
-    ):
+    for label, proba in _compared(run):
         precision, recall, _ = precision_recall_curve(run.y_test, proba[:, 1])
         ap = average_precision_score(run.y_test, proba[:, 1])
         ax.plot(recall, precision, label=f"{label} (AP {ap:.3f})")

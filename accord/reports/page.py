@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from accord.ensembling.importance import ranked
 from accord.reports.figures import FIGURE_DIR
 
 REPORT_FILE = "report.html"
@@ -92,8 +93,7 @@ def report_page(name: str, manifest: Mapping[str, Any], files: Mapping[str, byte
     )
     if "importance.json" in files:
         doc = json.loads(files["importance.json"])
-        ranked = sorted(doc["features"].items(), key=lambda fe: (-fe[1]["importance"], fe[0]))
-        imp_rows = [[f, e["importance"], e["stddev"], e["n"]] for f, e in ranked]
+        imp_rows = [[f, e["importance"], e["stddev"], e["n"]] for f, e in ranked(doc)]
         header = ["feature", f"{doc['metric']} increase", "stddev", "repeats"]
         sections.append(("importance", "Permutation importance", _table(header, imp_rows)))
     schema = manifest.get("schema", {})
