@@ -4,7 +4,7 @@ The version's files (ensemble document, schema, the members the weights use) and
 held-out rows are staged on the cluster once; each task rebuilds the ensemble from those
 files, as `accord.load` would (once per worker process), and scores a group of
 (feature, repeat) shuffles (`accord.ensembling.importance`). Groups, not single shuffles,
-are the tasks: a task costs about 130 ms of Prefect and Dask overhead.
+are the tasks: each task costs Prefect and Dask overhead (docs/performance.md).
 """
 
 from __future__ import annotations
