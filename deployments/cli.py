@@ -369,9 +369,11 @@ def predict(
     """Score a table with a published ensemble; write predictions (and probabilities) whole.
 
     The whole input is checked against the model's schema before the first chunk is
-    scored; a refusal writes no output.
+    scored; a refusal writes no output. An input of one chunk at most is scored in this
+    process, with no flow run; a larger one by the batch-predict flow, across the cluster.
     """
     from accord.data.chunks import check_input, plan
+    from accord.data.output import receipt, score_small
     from accord.data.tables import table_format
     from accord.ensembling.ensemble import load
 
@@ -380,21 +382,23 @@ def predict(
     ensemble = load(model, weighted_only=True)  # refuse a bad reference, tampered files or bad input
     pinned = ensemble.manifest["ref"]
     _err(f"accord: model {pinned} ({ensemble.manifest['resolved']})")
-    check_input(plan(input_url, chunk_rows), ensemble.schema, columns)
-    from runtime.local_workers import start_ahead
-
-    start_ahead(dask_address)
+    p = plan(input_url, chunk_rows)
+    check_input(p, ensemble.schema, columns)
     with json_stdout(as_json) as out:
-        cfg = PredictConfig(
-            model=pinned,  # the version checked here is the version that scores
-            input=input_url,
-            output=output,
-            keep=columns,
-            chunk_rows=chunk_rows,
-            workers=workers,
-            dask_address=dask_address,
-        )
-        result = run_flow("predict", cfg)
+        written = score_small(ensemble, p, columns, output, {"model": pinned, "input": input_url})
+        if written is not None:  # one chunk at most: scored here, no flow run and no cluster
+            result = receipt(pinned, input_url, output, written)
+        else:
+            cfg = PredictConfig(
+                model=pinned,  # the version checked here is the version that scores
+                input=input_url,
+                output=output,
+                keep=columns,
+                chunk_rows=chunk_rows,
+                workers=workers,
+                dask_address=dask_address,
+            )
+            result = run_flow("predict", cfg)
         if ensemble.schema.target in columns:  # the label was kept: score the predictions against it
             try:
                 result["metrics"] = _kept_label_metrics(ensemble, output)
@@ -483,6 +487,54 @@ def serve() -> None:
     from deployments.serve import serve_all
 
     serve_all()
+
+
+server = typer.Typer(
+    no_args_is_help=True,
+    help="Keep a Prefect server and Dask workers warm for every accord command on this machine.",
+    context_settings=CONTEXT,
+)
+app.add_typer(server, name="server")
+
+
+@server.command("start")
+def server_start(
+    workers: Annotated[int, typer.Option(help="Dask worker processes (one core each).", metavar="N")] = TRAIN[
+        "workers"
+    ],
+) -> None:
+    """Start the warm stack in the background (under $ACCORD_HOME, default ~/.accord); idempotent.
+
+    Every command finds it by itself and uses its Prefect API and workers while it is up;
+    a run that gives --dask-address, a cluster class or adapt keeps its own cluster.
+    """
+    from runtime.stack import start
+    from runtime.warm import describe
+
+    stack, new = start(workers)
+    _err("accord: warm stack started" if new else "accord: a warm stack is already up")
+    print(describe(stack))
+
+
+@server.command("stop")
+def server_stop() -> None:
+    """Stop the warm stack and every process it started."""
+    from runtime.stack import stop
+
+    stopped = stop()
+    print("no warm stack was up" if stopped is None else f"stopped the warm stack (process {stopped.pid})")
+
+
+@server.command("status")
+def server_status() -> None:
+    """Show the warm stack's addresses; exit 1 when none is up."""
+    from runtime.warm import describe, running
+
+    stack = running()
+    if stack is None:
+        print("no warm stack is up; `accord server start` starts one")
+        raise typer.Exit(EXIT_FAILED)
+    print(describe(stack))
 
 
 models = typer.Typer(

@@ -25,7 +25,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def serve_all() -> None:
     """Register the deployments and run their flow runs until interrupted."""
-    from runtime.server import prefect_api
+    from runtime.warm import prefect_api
 
     with prefect_api() as url:
         from prefect import serve

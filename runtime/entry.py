@@ -87,7 +87,8 @@ def with_prefect_api(call: Callable[[], T]) -> T:
 
     Call it before importing the flow where possible: Prefect reads its settings when imported.
     """
-    from runtime.server import drain_prefect_clients, prefect_api
+    from runtime.server import drain_prefect_clients
+    from runtime.warm import prefect_api
 
     with prefect_api() as url:
         from prefect.settings import PREFECT_API_URL, temporary_settings

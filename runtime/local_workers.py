@@ -18,6 +18,7 @@ import dask
 from distributed.utils import get_mp_context
 
 from accord.settings import setting
+from runtime.warm import warm_dask_address
 
 # Each Dask worker thread runs one task; the libraries inside it get one core each.
 WORKER_THREAD_ENV = {
@@ -172,7 +173,7 @@ def start_fork_server() -> None:
 
 
 def start_ahead(dask_address: str | None, cluster_class: str | None = None) -> None:
-    """Start the fork server now if the run will start a LocalCluster (no address, no cluster class).
+    """Start the fork server now if the run starts a LocalCluster (no address, cluster class, warm stack).
 
     Its imports then run on a core of their own while the command line starts a Prefect
     server and the flow, not after, when the flow starts its cluster. Measurements:
@@ -182,5 +183,5 @@ def start_ahead(dask_address: str | None, cluster_class: str | None = None) -> N
         dask_address: The scheduler address the run was given, if any.
         cluster_class: The cluster class the run was given, if any.
     """
-    if not (dask_address or setting("dask_address") or cluster_class):
+    if not (dask_address or setting("dask_address") or cluster_class or warm_dask_address()):
         start_fork_server()

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from typing import Any, Protocol
 
 import dask
@@ -33,6 +34,7 @@ from runtime.local_workers import (
     start_fork_server,
     unless_user_set,
 )
+from runtime.warm import warm_dask_address
 
 # Dask housekeeping of accord's local cluster that costs fits' time when every core runs a fit.
 QUIET_CONFIG: dict[str, Any] = {
@@ -287,7 +289,9 @@ def task_runner_for(config: ClusterOptions) -> AccordDaskTaskRunner:
 
     In order: the scheduler at ``config.dask_address`` (or ``$ACCORD_DASK_ADDRESS``); a
     cluster of ``config.cluster_class`` (Dask Kubernetes, dask-jobqueue) built with
-    ``config.cluster_kwargs``; else a LocalCluster of ``config.workers`` processes. With
+    ``config.cluster_kwargs``; the warm stack's cluster (`runtime.warm`), whose workers
+    ``config.workers`` does not change, unless the run scales with ``config.adapt``; else a
+    LocalCluster of ``config.workers`` processes. With
     ``config.adapt`` the started cluster scales between its minimum and maximum. The
     cluster starts lazily, on the first submitted task, so a run whose input is refused
     never starts one.
@@ -298,6 +302,10 @@ def task_runner_for(config: ClusterOptions) -> AccordDaskTaskRunner:
     adapt = getattr(config, "adapt", None)
     adapt_kwargs = {"minimum": adapt.minimum, "maximum": adapt.maximum} if adapt else None
     cluster_class = getattr(config, "cluster_class", None)
+    warm = None if adapt or cluster_class else warm_dask_address()
+    if warm:
+        print(f"accord: running on the warm stack's Dask cluster at {warm}", file=sys.stderr)
+        return AccordDaskTaskRunner(address=warm)
     if cluster_class:
         kwargs = dict(getattr(config, "cluster_kwargs", None) or {})
         try:

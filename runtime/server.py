@@ -22,7 +22,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 90.0
@@ -187,35 +186,3 @@ def drain_prefect_clients() -> None:
             service.drain_all(timeout=10)
         except Exception as e:  # draining is best effort; the run itself is already decided
             print(f"accord: could not flush Prefect {service.__name__}: {e}", file=sys.stderr)
-
-
-TEMPORARY_SERVER_NOTE = (
-    "accord: this Prefect server lives only as long as this command, and so do the 'View at' links it "
-    "prints. To keep runs visible, start one that stays: `prefect server start` in another terminal, "
-    "then `export PREFECT_API_URL=http://127.0.0.1:4200/api` before running accord."
-)
-
-
-@contextlib.contextmanager
-def prefect_api(log: bool = True) -> Iterator[str]:
-    """Yield a Prefect API URL: ``$PREFECT_API_URL`` if set, else a local server started for the block."""
-    existing = os.environ.get("PREFECT_API_URL")
-    if existing:
-        yield existing
-        return
-    os.environ.setdefault("PREFECT_HOME", str(default_home()))
-    server = LocalPrefectServer()
-    if log:
-        print(f"accord: starting a local Prefect server on {server.api_url} ...", file=sys.stderr)
-    url = server.start()
-    if log:
-        print(TEMPORARY_SERVER_NOTE, file=sys.stderr)
-    exported = local_api_environment(url, Path(server.env["PREFECT_HOME"]))
-    os.environ.update(exported)
-    try:
-        yield url
-    finally:
-        drain_prefect_clients()
-        for key in exported:
-            os.environ.pop(key, None)
-        server.stop()

@@ -32,6 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.pop("ACCORD_STORE", None)
+    # no warm stack of the developer's (~/.accord) is found by the suite's commands
+    os.environ["ACCORD_HOME"] = str(Path(tempfile.mkdtemp(prefix="accord-test-home-")))
     if not os.environ.get("PREFECT_API_URL"):
         # the scheduler looks for due runs every 5 s (default 60 s), so a schedule test waits seconds
         server = LocalPrefectServer(

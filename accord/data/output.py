@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import tempfile
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accord.data.chunks import features
+from accord.data.chunks import Plan, csv_chunks, features
 from accord.data.tables import (
     table_format,
 )
@@ -48,6 +49,38 @@ def score(ensemble: Any, frame: pd.DataFrame, keep: Sequence[str] = ()) -> pd.Da
     else:
         out[PREDICTION] = ensemble.predict(X)
     return out
+
+
+def score_small(
+    ensemble: Any, p: Plan, keep: Sequence[str], output: str, metadata: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Score an input of one chunk at most in this process and write it whole at `output`.
+
+    Why: for a chunk or less, starting a cluster costs more than the scoring.
+
+    Args:
+        ensemble: A loaded `accord.ensembling.ensemble.Ensemble`, the input checked against it.
+        p: The input's plan (`accord.data.chunks.plan`).
+        keep: Input columns copied to the output.
+        output: Where the predictions go.
+        metadata: What the output records (`OutputWriter`).
+
+    Returns:
+        What `OutputWriter.commit` returns; None, with nothing written, when the input has
+        more than one chunk (a CSV is read as far as its second chunk to tell).
+
+    Raises:
+        DataError: the input has no rows, or a chunk cannot be scored.
+    """
+    frames = [c.read() for c in p.chunks[:2]] if p.format == "parquet" else []
+    if p.format != "parquet":
+        frames = list(itertools.islice(csv_chunks(p, ensemble.schema), 2))
+    if len(frames) > 1:
+        return None
+    with OutputWriter(output, metadata) as out:
+        for frame in frames:
+            out.write(score(ensemble, frame, keep))
+        return out.commit()
 
 
 class OutputWriter:

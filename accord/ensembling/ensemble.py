@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from accord.data.schema import Schema
 from accord.ensembling.weights import EnsembleWeights
 from accord.errors import IntegrityError, NotFoundError
 from accord.members import Member
-from accord.members.bagged import load_member
+from accord.members.bagged import Deferred, load_member
 from accord.registry.refs import parse_ref
 from accord.registry.store import Registry
 
@@ -224,7 +224,8 @@ def build_ensemble(
     Args:
         files: The version's files, already verified against its manifest.
         manifest: The version's manifest.
-        weighted_only: Deserialise only the members the rule reads (see `load`).
+        weighted_only: Leave out the members the rule does not read (see `load`); without
+            it they are kept as `accord.members.bagged.Deferred`, deserialised on first use.
     """
     document = _json(files, ENSEMBLE_FILE)
     schema = Schema.from_dict(_json(files, SCHEMA_FILE))
@@ -232,11 +233,13 @@ def build_ensemble(
     entries = list(document["members"])
     if rule.weights is not None and len(rule.weights) != len(entries):
         raise IntegrityError(f"{ENSEMBLE_FILE} lists {len(entries)} members but {len(rule.weights)} weights.")
+    used = rule.used(len(entries))
     if weighted_only:
         used, rule = rule.over_used(len(entries))
         entries = [entries[i] for i in used]
+        used = list(range(len(entries)))
     members: dict[str, Member] = {}
-    for entry in entries:
+    for i, entry in enumerate(entries):
         name, kind = entry["name"], entry["kind"]
         prefix = f"members/{name}/"
         info = _json(files, prefix + "member.json")
@@ -245,7 +248,7 @@ def build_ensemble(
                 f"member {name!r}: ensemble.json says {kind}, member.json says {info.get('kind')}."
             )
         own = {p[len(prefix) :]: d for p, d in files.items() if p.startswith(prefix)}
-        members[name] = load_member(kind, own, info)
+        members[name] = load_member(kind, own, info) if i in used else cast(Member, Deferred(kind, own, info))
     importance = _json(files, IMPORTANCE_FILE) if IMPORTANCE_FILE in files else None
     return ensemble(members, rule, schema, manifest, importance)
 
@@ -264,7 +267,9 @@ def load(
         weighted_only: Deserialise only the members that predictions use: those the weights
             left at 0 are verified with the rest but not loaded, and are absent from
             ``members`` and ``weights`` (the manifest still lists them). Predictions are the
-            same; loading takes less time and memory. Stacking uses every member.
+            same; loading takes less time and memory. Stacking uses every member. Without
+            it those members are kept, deserialised only when first used, so loading
+            imports no library (TensorFlow, XGBoost) that only they need.
 
     Returns:
         The ensemble, with ``predict``, ``predict_proba``, ``classes_``, ``members``,

@@ -110,3 +110,40 @@ def load_member(kind: str, files: Mapping[str, bytes], info: Mapping[str, Any]) 
     if is_bag(info):
         return Bagged.load(files, info)
     return member_class(kind).load(files, info)
+
+
+class Deferred:
+    """A published member deserialised on first use; every other attribute is the member's.
+
+    Why: `accord.ensembling.ensemble.load` keeps the members the weights leave at 0 in
+    ``members`` but never predicts with them, so loading need not import their libraries
+    (TensorFlow for ``keras_mlp``, XGBoost) nor build their models. Their files were
+    verified with the rest of the version before this was made.
+
+    Args:
+        kind: The member's kind.
+        files: The member's own files (`load_member`).
+        info: Its ``member.json``.
+    """
+
+    def __init__(self, kind: str, files: Mapping[str, bytes], info: Mapping[str, Any]) -> None:
+        self.kind = kind
+        self._files = dict(files)
+        self._info = dict(info)
+        self._member: Member | None = None
+
+    @property
+    def loaded(self) -> Member:
+        """The member, deserialised now if it was not yet."""
+        if self._member is None:
+            self._member = load_member(self.kind, self._files, self._info)
+        return self._member
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.loaded, name)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._member is not None else "not loaded yet"
+        return f"Deferred({self.kind!r}, {state})"
