@@ -738,7 +738,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``accord`` command line with `argv` (default: ``sys.argv[1:]``); return the exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        command().main(args=args, prog_name="accord", standalone_mode=False)
+        code = command().main(args=args, prog_name="accord", standalone_mode=False)
+        if isinstance(code, int):  # a command's typer.Exit(code), which click returns here
+            return code
     except InputError as e:
         _err(f"accord: error: {e}")
         return EXIT_BAD_INPUT

@@ -278,3 +278,56 @@ def test_an_ensemble_file_with_more_weights_than_members_is_refused(tmp_path):
     for weighted_only in (False, True):
         with pytest.raises(IntegrityError, match=r"ensemble\.json lists 2 members but 3 weights"):
             accord.load(ref, weighted_only=weighted_only)
+
+
+LOAD_AND_REPORT = """
+import json, sys
+import pandas as pd
+import accord
+
+model = accord.load(sys.argv[1])
+X = pd.read_json(sys.argv[2], orient="split")
+first = {lib: lib in sys.modules for lib in ("tensorflow", "keras", "xgboost")}
+proba = model.predict_proba(X).tolist()
+after_predict = {lib: lib in sys.modules for lib in ("tensorflow", "keras", "xgboost")}
+keras_proba = model.members["keras_mlp"].predict(model.schema.conform(X)).tolist()
+print(json.dumps({"first": first, "after_predict": after_predict, "proba": proba,
+                  "keras": keras_proba, "after_keras": "tensorflow" in sys.modules,
+                  "repr": repr(model.members["xgboost"])}))
+"""
+
+
+@pytest.mark.slow
+def test_load_imports_tensorflow_and_xgboost_only_for_members_with_weight(tmp_path):
+    import dataclasses
+    import subprocess
+    import sys
+
+    from accord.ensembling.weights import EnsembleWeights
+
+    store = (tmp_path / "registry").as_uri()
+    members = [{"kind": "logreg"}, {"kind": "xgboost", "params": {"n_estimators": 10}}]
+    members.append({"kind": "keras_mlp", "params": {"epochs": 3}})
+    cfg = make_config({"data": "sklearn:wine", "members": members, "folds": 3, "store": store})
+    p = prepare(cfg)
+    oof, refits = fit_all(p, 0)
+    report = evaluate(p, oof, refits, "caruana")
+    rule = EnsembleWeights("caruana", "classification", np.array([1.0, 0.0, 0.0]), 3, temperature=1.0)
+    files, manifest = version_payload(p, refits, dataclasses.replace(report, rule=rule), config=cfg.model_dump())
+    ref = publish(Registry(store), "wine", files, manifest)
+    rows = tmp_path / "rows.json"
+    p.X_test.to_json(rows, orient="split")
+
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_REPORT, ref, str(rows)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    # members at weight 0 are listed but not deserialised: neither library is imported, even to predict
+    assert seen["first"] == {"tensorflow": False, "keras": False, "xgboost": False}
+    assert seen["after_predict"] == {"tensorflow": False, "keras": False, "xgboost": False}
+    assert seen["repr"] == "Deferred('xgboost', not loaded yet)"
+    np.testing.assert_allclose(seen["proba"], refits["logreg"].test_predictions)
+    # used, a deferred member loads then and predicts as the member that was published
+    assert seen["after_keras"] is True
+    np.testing.assert_allclose(seen["keras"], refits["keras_mlp"].test_predictions, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,181 @@
+"""The warm stack: `accord server start|stop|status`, and every command using it while it is up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+
+import accord
+from runtime.warm import NO_STACK_NOTE, read_state, running
+from tests.support.cli import ACCORD, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _env(home: Path, store: str) -> dict[str, str]:
+    """A command's environment with no Prefect API of its own: it must find the stack under `home`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    env.update(ACCORD_HOME=str(home), ACCORD_STORE=store)
+    return env
+
+
+def _group(pgid: int) -> list[int]:
+    """Processes of process group `pgid` now."""
+    out = subprocess.run(["ps", "-eo", "pid=,pgid="], capture_output=True, text=True, check=True).stdout
+    return [int(pid) for pid, group in (line.split() for line in out.splitlines()) if int(group) == pgid]
+
+
+def _scheduler(address: str, fn: Any) -> Any:
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        return client.run_on_scheduler(fn)
+
+
+def _transitions(dask_scheduler: Any) -> int:
+    return int(dask_scheduler.transition_counter)
+
+
+def _prefixes(dask_scheduler: Any) -> list[str]:
+    return sorted(dask_scheduler.task_prefixes)
+
+
+def _flow_runs(api_url: str) -> list[dict[str, Any]]:
+    r = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200}, timeout=30)
+    r.raise_for_status()
+    return list(r.json())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("stack")
+    home, store = root / "home", (root / "registry").as_uri()
+    iris = load_iris(as_frame=True).frame.rename(columns={"target": "species"})
+    iris.to_csv(root / "iris.csv", index=False)
+    env = _env(home, store)
+    out = run_cli("server", "start", "--workers", "2", env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:] + (home / "stack.log").read_text()[-3000:]
+    state = read_state(home)
+    assert state is not None
+    yield {"home": home, "store": store, "env": env, "root": root, "state": state}
+    run_cli("server", "stop", env=env, timeout=120)
+
+
+def test_start_writes_a_state_every_command_finds_and_a_second_start_reuses_it(stack):
+    state, env = stack["state"], stack["env"]
+    assert running(stack["home"]) == state
+    assert httpx.get(f"{state.api_url}/health", timeout=10).status_code == 200
+    assert _scheduler(state.dask_address, lambda dask_scheduler: len(dask_scheduler.workers)) == 2
+    again = run_cli("server", "start", env=env)
+    assert again.returncode == 0 and "already up" in again.stderr
+    assert read_state(stack["home"]) == state  # the same stack, not a second one
+    status = run_cli("server", "status", env=env)
+    assert status.returncode == 0
+    assert state.api_url in status.stdout and state.dask_address in status.stdout
+
+
+def test_train_runs_on_the_stack_and_a_cached_rerun_touches_no_worker(stack):
+    state, env, root = stack["state"], stack["env"], stack["root"]
+    before = {r["id"] for r in _flow_runs(state.api_url)}
+    args = ("train", "--data", str(root / "iris.csv"), "--target", "species", "--members", "logreg,knn")
+    first = run_cli(*args, "--name", "iris", "--json", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert NO_STACK_NOTE not in first.stderr  # no server of its own
+    assert f"running on the warm stack's Dask cluster at {state.dask_address}" in first.stderr
+    assert f"View at {state.ui_url}/runs/flow-run/" in first.stderr  # a link that outlives the command
+    runs = [r for r in _flow_runs(state.api_url) if r["id"] not in before]
+    assert [(r["flow_id"] is not None, r["state_type"]) for r in runs] == [(True, "COMPLETED")]
+    prefixes = _scheduler(state.dask_address, _prefixes)
+    assert {"fold_logreg", "refit_logreg", "fold_knn", "refit_knn"} <= set(
+        prefixes
+    )  # fits ran on its workers
+    published = json.loads(first.stdout)
+    assert published["unchanged"] is False
+
+    transitions = _scheduler(state.dask_address, _transitions)
+    rerun = run_cli(*args, "--name", "iris", "--json", env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    again = json.loads(rerun.stdout)
+    assert again["unchanged"] is True and again["ref"] == published["ref"]  # nothing new published
+    # every result came from the cache: no task reached the scheduler, let alone a worker
+    assert _scheduler(state.dask_address, _transitions) == transitions
+
+
+def test_two_commands_at_once_share_the_stack(stack):
+    env, root = stack["env"], stack["root"]
+    args = ("train", "--data", str(root / "iris.csv"), "--target", "species", "--members", "logreg,knn")
+    runs = [
+        subprocess.Popen(
+            [ACCORD, *args, "--name", "shared", "--seed", str(seed), "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    outs = [r.communicate(timeout=600) for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert all(f"warm stack's Dask cluster at {stack['state'].dask_address}" in err for _, err in outs)
+    refs = {json.loads(out)["ref"] for out, _ in outs}
+    assert len(refs) == 2  # two versions, each whole
+    for ref in refs:
+        assert accord.load(ref).manifest["ref"] == ref
+    production = accord.load(f"{stack['store']}/shared@production").manifest["ref"]
+    assert production in refs
+
+
+def test_a_small_predict_scores_in_the_calling_process(stack):
+    state, env, root = stack["state"], stack["env"], stack["root"]
+    ref = f"{stack['store']}/iris"
+    rows = load_iris(as_frame=True).frame.drop(columns="target").sample(300, replace=True, random_state=0)
+    rows.to_csv(root / "score.csv", index=False)
+    transitions, runs = _scheduler(state.dask_address, _transitions), len(_flow_runs(state.api_url))
+    out = run_cli(
+        "predict",
+        "--model",
+        ref,
+        "--input",
+        str(root / "score.csv"),
+        "--output",
+        str(root / "p.csv"),
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    written = pd.read_csv(root / "p.csv")
+    model = accord.load(ref)
+    np.testing.assert_allclose(written.filter(like="proba_").to_numpy(), model.predict_proba(rows), rtol=1e-6)
+    assert _scheduler(state.dask_address, _transitions) == transitions  # no task on the cluster
+    assert len(_flow_runs(state.api_url)) == runs  # and no flow run: scored right there
+
+
+def test_stop_ends_every_process_it_started_and_leaves_nothing_behind(stack):
+    state, env, home = stack["state"], stack["env"], stack["home"]
+    ours = _group(state.pid) + _group(state.server_pid)
+    assert state.pid in ours and state.server_pid in ours and len(ours) >= 4  # stack, server, workers
+    out = run_cli("server", "stop", env=env, timeout=120)
+    assert out.returncode == 0 and f"process {state.pid}" in out.stdout
+    left = [pid for pid in ours if _exists(pid)]
+    assert left == []
+    assert not (home / "stack.json").exists()
+    assert running(home) is None
+    status = run_cli("server", "status", env=env)
+    assert status.returncode == 1 and "no warm stack is up" in status.stdout
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has ended
