@@ -14,14 +14,23 @@ from typing import TYPE_CHECKING, Any
 from accord.version import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
     from accord.ensembling.ensemble import Ensemble
 
 
-def load(ref: str, storage_options: dict[str, Any] | None = None, *, weighted_only: bool = False) -> Ensemble:
+def load(
+    ref: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    weighted_only: bool = False,
+    trusted_keys: str | Path | Sequence[str | Path] | None = None,
+) -> Ensemble:
     """Load a published ensemble by reference; see `accord.ensembling.ensemble.load`."""
     from accord.ensembling.ensemble import load as _load
 
-    return _load(ref, storage_options, weighted_only=weighted_only)
+    return _load(ref, storage_options, weighted_only=weighted_only, trusted_keys=trusted_keys)
 
 
 def __getattr__(name: str) -> Any:

@@ -208,6 +208,12 @@ class TrainConfig(BaseModel):
     intended_use: str | None = Field(
         default=None, max_length=10_000, description="What the model is for and not for, for its model card."
     )
+    trusted_signers: list[str] = Field(
+        default_factory=list,
+        description="Public keys (paths to accord.pub files, or PEM text) that the version of every "
+        "published member and transfer parent must be signed by, checked before it is loaded; empty "
+        "accepts unsigned parents.",
+    )
     workers: int = Field(default=2, ge=1, le=256, description="Worker processes of the local Dask cluster.")
     dask_address: str | None = Field(
         default=None,

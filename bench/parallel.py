@@ -53,7 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # the sequential baseline uses one core, as each worker does
 
-from runtime.server import prefect_api
+from runtime.warm import prefect_api
 
 if TYPE_CHECKING:
     from accord.config import TrainConfig

@@ -489,6 +489,26 @@ def serve() -> None:
     serve_all()
 
 
+keys = typer.Typer(no_args_is_help=True, help="Keys that sign published versions.", context_settings=CONTEXT)
+app.add_typer(keys, name="keys")
+
+
+@keys.command("generate")
+def keys_generate(
+    directory: Annotated[str, typer.Argument(help="Where accord.key and accord.pub go.", metavar="DIR")],
+) -> None:
+    """Write a new signing key pair: DIR/accord.key (keep it; owner-only) and DIR/accord.pub (share it).
+
+    With ACCORD_SIGNING_KEY=DIR/accord.key every publish signs; others verify with
+    accord.pub (accord.load(ref, trusted_keys=[...]), trusted_signers in a config).
+    """
+    from accord.registry.signing import fingerprint, generate_keys
+
+    private, public = generate_keys(directory)
+    print(f"wrote {private} (private: keep it, owner-only) and {public} (public: share it)")
+    print(f"key fingerprint {fingerprint(public.read_bytes())}")
+
+
 server = typer.Typer(
     no_args_is_help=True,
     help="Keep a Prefect server and Dask workers warm for every accord command on this machine.",
@@ -576,12 +596,20 @@ def models_list(
 def models_show(
     ref: RefArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    trusted_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-key",
+            help="A public key (accord.pub) the version must be signed by (repeatable).",
+            metavar="FILE",
+        ),
+    ] = None,
 ) -> None:
-    """Show a version's manifest, metrics and lineage (files verified)."""
+    """Show a version's manifest, metrics and lineage (files verified; with --trusted-key, its signature)."""
     from accord.registry.listing import show
     from deployments.report import lineage_tree, print_tree
 
-    manifest = show(ref)
+    manifest = show(ref, trusted_key or ())
     if as_json:
         print(json.dumps(manifest, indent=2))
         return

@@ -174,7 +174,15 @@ def lineage_tree(manifest: dict[str, Any]) -> Tree:
     parents = lineage.get("parents") or []
     node = add(tree, "parents" + ("" if parents else ": none"))
     for parent in parents:
-        add(node, f"{parent.get('ref')} (member {parent.get('member')}, {parent.get('relation')})")
+        signer = parent.get("signer")
+        signed = f", signed by key {signer[:16]}… (verified when trained)" if signer else ""
+        add(node, f"{parent.get('ref')} (member {parent.get('member')}, {parent.get('relation')}{signed})")
+    if manifest.get("verified_signer"):
+        add(tree, f"signature: verified, key {manifest['verified_signer'][:16]}…")
+    elif manifest.get("signed_by"):
+        add(tree, f"signature: by key {manifest['signed_by'][:16]}… (not checked: pass --trusted-key)")
+    else:
+        add(tree, "signature: none")
     data = lineage.get("data", {})
     add(tree, f"data: {data.get('source')} (fingerprint {str(data.get('fingerprint'))[:16]}…)")
     digest = lineage.get("code_digest")  # versions published before it was recorded have none

@@ -1,7 +1,8 @@
 """Embedded mode: serve every deployment from one process, so schedules fire with no work pool.
 
-``accord serve`` or ``python -m deployments.serve``. Uses ``$PREFECT_API_URL`` when set;
-otherwise starts a local Prefect server for as long as it serves.
+``accord serve`` or ``python -m deployments.serve``. Uses ``$PREFECT_API_URL`` when set, else
+the warm stack's server and workers (`runtime.warm`) when one is up; otherwise starts a
+local Prefect server for as long as it serves.
 """
 
 from __future__ import annotations

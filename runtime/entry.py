@@ -83,7 +83,7 @@ def parse(model: type[BaseModel], argv: list[str], prog: str) -> BaseModel:
 
 
 def with_prefect_api(call: Callable[[], T]) -> T:
-    """Return ``call()`` run against one Prefect API: ``PREFECT_API_URL``, else a local server started here.
+    """Return ``call()`` run against one Prefect API (`runtime.warm.prefect_api`).
 
     Call it before importing the flow where possible: Prefect reads its settings when imported.
     """

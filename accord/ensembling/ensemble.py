@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -17,6 +18,8 @@ from accord.errors import IntegrityError, NotFoundError
 from accord.members import Member
 from accord.members.bagged import Deferred, load_member
 from accord.registry.refs import parse_ref
+from accord.registry.signing import as_keys
+from accord.registry.signing import trusted_keys as trusted_keys_of
 from accord.registry.store import Registry
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -254,7 +257,12 @@ def build_ensemble(
 
 
 def load(
-    ref: str, storage_options: Mapping[str, Any] | None = None, *, weighted_only: bool = False
+    ref: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    weighted_only: bool = False,
+    trusted_keys: str | Path | Sequence[str | Path] | None = None,
+    manifest_sha256: str | None = None,
 ) -> Ensemble:
     """Load a published ensemble, verifying every file before deserialising any.
 
@@ -270,6 +278,12 @@ def load(
             same; loading takes less time and memory. Stacking uses every member. Without
             it those members are kept, deserialised only when first used, so loading
             imports no library (TensorFlow, XGBoost) that only they need.
+        trusted_keys: Public keys (paths to PEM files, or PEM text): the version must be
+            signed by one of them (`accord.registry.signing`), checked before its manifest
+            is parsed or any file read; ``manifest["verified_signer"]`` is then the signing
+            key's fingerprint. None accepts unsigned versions.
+        manifest_sha256: The manifest's bytes must hash to this (a parent checked by the
+            flow, loaded again on a worker).
 
     Returns:
         The ensemble, with ``predict``, ``predict_proba``, ``classes_``, ``members``,
@@ -279,8 +293,14 @@ def load(
         ModelReferenceError: the reference is malformed.
         NotFoundError: the model, version or alias does not exist.
         IntegrityError: a file failed verification or is not in a safe format.
+        SignatureError: with `trusted_keys`, the version is unsigned, signed by another
+            key, or changed since it was signed.
+        ConfigError: a trusted key is no file nor PEM text.
     """
     parsed = parse_ref(ref)
-    _, manifest, files = Registry(parsed.store, storage_options).fetch(parsed)  # verifies everything first
+    keys = as_keys(trusted_keys)
+    trusted = trusted_keys_of(keys) if keys else None
+    registry = Registry(parsed.store, storage_options)
+    _, manifest, files = registry.fetch(parsed, trusted, manifest_sha256)  # verifies everything first
     logging.getLogger(__name__).info("loading %s (%s)", manifest["ref"], manifest["resolved"])
     return build_ensemble(files, manifest, weighted_only=weighted_only)

@@ -107,8 +107,18 @@ class Member(ABC):
         cls.check_values(member, task, {**cls.default_params(task), **dict(params)})
 
     @classmethod
-    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
-        """Resolve references in parameters before training (transfer kinds pin their parent here)."""
+    def resolve_params(
+        cls,
+        member: str,
+        params: Mapping[str, Any],
+        schema: Schema,
+        trusted: Mapping[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        """Resolve references in parameters before training (transfer kinds pin their parent here).
+
+        `trusted` (public keys by fingerprint) is what a parent's version must be signed by
+        (`accord.members.parents.resolve_parent`); kinds without a parent ignore it.
+        """
         return dict(params)
 
     @classmethod

@@ -296,7 +296,13 @@ class KerasCNN(KerasMLP):
             )
 
     @classmethod
-    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    def resolve_params(
+        cls,
+        member: str,
+        params: Mapping[str, Any],
+        schema: Schema,
+        trusted: Mapping[str, bytes] | None = None,
+    ) -> dict[str, Any]:
         n = len(schema.columns)
         side = round(n**0.5)
         if side * side != n or schema.categorical:

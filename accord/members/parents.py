@@ -31,11 +31,34 @@ def pin(ref: Any, member: str) -> str:
     return str(parsed.at_version(version))
 
 
-def load_parent(ref: str) -> Any:
-    """Load a pinned parent ensemble (checksums verified, safe formats)."""
+# The parameters `resolve_parent` adds where a parent's signature was checked: the version
+# the flow checked is the version a worker loads (`load_parent`), and lineage names its signer.
+SIGNER, MANIFEST_SHA256 = "parent_signer", "parent_manifest_sha256"
+CHECKED = (SIGNER, MANIFEST_SHA256)
+
+
+def load_parent(
+    ref: str, *, trusted: Mapping[str, bytes] | None = None, manifest_sha256: str | None = None
+) -> Any:
+    """Load a pinned parent ensemble (checksums verified, safe formats).
+
+    Args:
+        ref: The pinned reference.
+        trusted: Public keys by fingerprint; the version must be signed by one of them.
+        manifest_sha256: The manifest's bytes must hash to this (the version the flow checked).
+    """
     from accord.ensembling.ensemble import load
 
-    return load(ref)
+    keys = [pem.decode() for pem in trusted.values()] if trusted else None
+    return load(ref, trusted_keys=keys, manifest_sha256=manifest_sha256)
+
+
+def parent_record(params: Mapping[str, Any], key: str, relation: str) -> dict[str, Any]:
+    """What lineage records of a member's parent: its reference, the relation, and its checked signer."""
+    record = {"ref": params[key], "relation": relation}
+    if params.get(SIGNER):
+        record.update(signer=params[SIGNER], manifest_sha256=params[MANIFEST_SHA256])
+    return record
 
 
 def pick_member(parent: Any, kinds: Iterable[str], wanted: str | None, member: str) -> tuple[str, Any]:
@@ -114,11 +137,33 @@ def resolve_parent(
     kinds: Iterable[str] | None,
     *,
     same_classes: bool,
+    trusted: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
-    """Pin ``params[key]`` to a version, check the parent (and its member of `kinds`) fits `schema`."""
+    """Pin ``params[key]`` to a version, check the parent (and its member of `kinds`) fits `schema`.
+
+    With `trusted` keys the parent's version must be signed by one of them, checked before
+    anything of it is deserialised; the signer's fingerprint and the manifest's sha256 are
+    added to the parameters (`CHECKED`), so workers load that very version.
+
+    Raises:
+        ConfigError: the reference is malformed, or the parent does not fit.
+        SignatureError: with `trusted`, the parent is unsigned, signed by another key, or
+            changed since it was signed; the message names the member.
+    """
+    from accord.registry.signing import SignatureError
+
     pinned = pin(params.get(key), member)
-    parent = load_parent(pinned)
+    try:
+        parent = load_parent(pinned, trusted=trusted)
+    except SignatureError as e:
+        raise SignatureError(f"member {member!r}: parent {e}") from e
     if kinds is not None:
         pick_member(parent, kinds, params.get("parent_member"), member)
     check_compatible(parent.schema, schema, member, same_classes=same_classes)
-    return {**dict(params), key: pinned}
+    checked = (
+        {SIGNER: parent.manifest["verified_signer"], MANIFEST_SHA256: parent.manifest["manifest_sha256"]}
+        if trusted
+        else {}
+    )
+    own = {k: v for k, v in params.items() if k not in CHECKED}
+    return {**own, key: pinned, **checked}

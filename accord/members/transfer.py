@@ -25,7 +25,14 @@ from accord.data.schema import Schema
 from accord.errors import ConfigError, IntegrityError
 from accord.members.base import FitShape, Member
 from accord.members.keras_kind import KerasMLP, import_keras
-from accord.members.parents import load_parent, pick_member, resolve_parent
+from accord.members.parents import (
+    CHECKED,
+    MANIFEST_SHA256,
+    load_parent,
+    parent_record,
+    pick_member,
+    resolve_parent,
+)
 from accord.members.xgboost_kind import XGBoostMember
 from accord.types import Task
 
@@ -55,18 +62,26 @@ class XGBoostContinue(XGBoostMember):
         return super().allowed_params(task) | {"parent", "parent_member"}
 
     @classmethod
-    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
-        return resolve_parent(member, params, schema, "parent", XGB_PARENT_KINDS, same_classes=True)
+    def resolve_params(
+        cls,
+        member: str,
+        params: Mapping[str, Any],
+        schema: Schema,
+        trusted: Mapping[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        return resolve_parent(
+            member, params, schema, "parent", XGB_PARENT_KINDS, same_classes=True, trusted=trusted
+        )
 
     def _model(self) -> Any:
         import xgboost as xgb
 
-        own = {k: v for k, v in self.params.items() if k not in ("parent", "parent_member")}
+        own = {k: v for k, v in self.params.items() if k not in ("parent", "parent_member", *CHECKED)}
         common = {**own, "n_jobs": self.threads, "random_state": self.seed}
         return xgb.XGBClassifier(**common) if self.task == "classification" else xgb.XGBRegressor(**common)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
-        parent = load_parent(self.params["parent"])
+        parent = load_parent(self.params["parent"], manifest_sha256=self.params.get(MANIFEST_SHA256))
         _, source = pick_member(parent, XGB_PARENT_KINDS, self.params.get("parent_member"), self.kind)
         self.prep_ = source.prep_  # the parent's encoding, so its trees see the same features
         self.trees_parent_ = int(source.booster_.num_boosted_rounds())
@@ -81,7 +96,7 @@ class XGBoostContinue(XGBoostMember):
         )
         return {
             **super().info(),
-            "parent": {"ref": self.params["parent"], "relation": "continued boosting"},
+            "parent": parent_record(self.params, "parent", "continued boosting"),
             "transfer": {"strategy": "continue", "rounds_parent": self.trees_parent_, "rounds_added": added},
         }
 
@@ -137,8 +152,16 @@ class KerasTransfer(KerasMLP):
             )
 
     @classmethod
-    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
-        return resolve_parent(member, params, schema, "parent", KERAS_PARENT_KINDS, same_classes=False)
+    def resolve_params(
+        cls,
+        member: str,
+        params: Mapping[str, Any],
+        schema: Schema,
+        trusted: Mapping[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        return resolve_parent(
+            member, params, schema, "parent", KERAS_PARENT_KINDS, same_classes=False, trusted=trusted
+        )
 
     def _body_layers(self, body: Any) -> list[Any]:
         return [layer for layer in body.layers if layer.weights]
@@ -146,7 +169,7 @@ class KerasTransfer(KerasMLP):
     def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
         keras = import_keras(self.threads)
         keras.utils.set_random_seed(self.seed)
-        parent = load_parent(self.params["parent"])
+        parent = load_parent(self.params["parent"], manifest_sha256=self.params.get(MANIFEST_SHA256))
         _, source = pick_member(parent, KERAS_PARENT_KINDS, self.params.get("parent_member"), self.kind)
         self.prep_ = source.prep_
         net = source.model_
@@ -193,7 +216,7 @@ class KerasTransfer(KerasMLP):
         delta = getattr(self, "delta_", {})
         return {
             **super().info(),
-            "parent": {"ref": self.params["parent"], "relation": "transfer"},
+            "parent": parent_record(self.params, "parent", "transfer"),
             "transfer": {
                 "strategy": self.params["strategy"],
                 "relative_change_per_layer": delta,
@@ -223,15 +246,22 @@ class PublishedMember(Member):
         return 0.5
 
     @classmethod
-    def resolve_params(cls, member: str, params: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
-        return resolve_parent(member, params, schema, "ref", None, same_classes=True)
+    def resolve_params(
+        cls,
+        member: str,
+        params: Mapping[str, Any],
+        schema: Schema,
+        trusted: Mapping[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        return resolve_parent(member, params, schema, "ref", None, same_classes=True, trusted=trusted)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
         from accord.registry.refs import parse_ref
         from accord.registry.store import Registry
 
         ref = parse_ref(self.params["ref"])  # pinned to a version by resolve_params
-        _, _, self.files_ = Registry(ref.store).fetch(ref)  # verified
+        checked = self.params.get(MANIFEST_SHA256)  # the version the flow checked, when it checked one
+        _, _, self.files_ = Registry(ref.store).fetch(ref, manifest_sha256=checked)  # verified
         self._build()
         return self
 
@@ -247,7 +277,7 @@ class PublishedMember(Member):
         return np.asarray(self.parent_.predict(table), dtype="float64")
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "parent": {"ref": self.params["ref"], "relation": "published (frozen)"}}
+        return {**super().info(), "parent": parent_record(self.params, "ref", "published (frozen)")}
 
     def save(self) -> dict[str, bytes]:
         index = json.dumps(sorted(self.files_)).encode()

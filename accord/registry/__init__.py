@@ -1,1 +1,1 @@
-"""The registry: model references, the versioned and verified store, locks, publishing, promotion, provenance, the result cache and listings."""
+"""The registry: references, the verified store, signing, locks, publishing, promotion, the cache."""

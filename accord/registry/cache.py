@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Mapping
@@ -33,13 +32,12 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from accord.config import MemberSpec
-from accord.errors import ConfigError
-from accord.settings import setting
+from accord.data.split import Prepared
 from accord.registry.provenance import environment_digest
 from accord.registry.refs import normalise_store
 from accord.registry.store import put_whole
+from accord.settings import setting
 from accord.training.fit import FoldResult, RefitResult
-from accord.data.split import Prepared
 
 ENTRY = "entry.json"
 CACHE_DIR = ".cache/results"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from accord.ensembling.ensemble import IMPORTANCE_FILE
 from accord.registry.refs import parse_ref
+from accord.registry.signing import trusted_keys
 from accord.registry.store import Registry
 
 
@@ -68,16 +70,22 @@ def _headline(registry: Registry, name: str, version: str) -> dict[str, Any]:
     }
 
 
-def show(ref: str) -> dict[str, Any]:
+def show(ref: str, trusted: Sequence[str] = ()) -> dict[str, Any]:
     """The manifest of the version a reference resolves to (files verified).
 
     The manifest also holds ``ref`` (pinned), ``resolved`` (how the version was chosen) and
     ``notes`` (its tags and description as they are now, `Registry.notes`) and, when the
-    version has one, ``importance`` (its ``importance.json``).
+    version has one, ``importance`` (its ``importance.json``). With `trusted` keys (paths
+    or PEM text) the version must be signed by one of them (`Registry.fetch`), and
+    ``verified_signer`` names it.
+
+    Raises:
+        SignatureError: with `trusted`, the version is unsigned, signed by another key, or changed.
     """
     parsed = parse_ref(ref)
     registry = Registry(parsed.store)
-    pinned, manifest, files = registry.fetch(parsed)
+    keys = trusted_keys(trusted) if trusted else None
+    pinned, manifest, files = registry.fetch(parsed, keys)
     manifest["notes"] = registry.notes(parsed.name, pinned.version or "", manifest)
     if IMPORTANCE_FILE in files:
         manifest["importance"] = json.loads(files[IMPORTANCE_FILE])

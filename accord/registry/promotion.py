@@ -14,20 +14,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accord.types import PromotionPolicy
-from accord.errors import AccordError
+from accord.data.split import Prepared
 from accord.ensembling.evaluation import PRIOR, Report
 from accord.ensembling.metrics import better, score
+from accord.errors import AccordError
 from accord.registry.refs import DEFAULT_ALIAS
 from accord.registry.store import Registry
-from accord.data.split import Prepared
+from accord.types import PromotionPolicy
 
 Policy = PromotionPolicy
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """The trivial baseline (`accord.ensembling.evaluation.PRIOR`) against a challenger on the same held-out rows.
+    """The trivial baseline (`accord.ensembling.evaluation.PRIOR`) against a challenger on the same rows.
 
     Attributes:
         score: The baseline's value of the primary metric.

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import platform
-import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def library_versions() -> dict[str, str | None]:
 
 
 def code_version() -> str:
-    """accord's release version, as installed; `source_digest` tells the exact source apart."""
+    """Accord's release version, as installed; `source_digest` tells the exact source apart."""
     return __version__
 
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from accord.ensembling.ensemble import ENSEMBLE_FILE, IMPORTANCE_FILE, METRICS_FILE, SCHEMA_FILE, ensemble_document, member_files
+from accord.data.split import Prepared
+from accord.ensembling.ensemble import (
+    ENSEMBLE_FILE,
+    IMPORTANCE_FILE,
+    METRICS_FILE,
+    SCHEMA_FILE,
+    ensemble_document,
+    member_files,
+)
 from accord.ensembling.evaluation import Report
 from accord.registry.card import CARD_FILE, model_card
-from accord.reports.page import REPORT_FILE, report_page
 from accord.registry.provenance import code_version, library_versions, source_digest
+from accord.registry.signing import checked_signing_key
 from accord.registry.store import Registry, new_version
-from accord.data.split import Prepared
+from accord.reports.page import REPORT_FILE, report_page
 from accord.training.fit import RefitResult
 
 
@@ -108,12 +116,16 @@ def publish(
 
     Besides `files`, the version gets documents for people: `figures` (path -> PNG), its
     model card (`accord.registry.card`) and its report page (`accord.reports.page`), written
-    with the version's id, which is chosen here.
+    with the version's id, which is chosen here. With ``ACCORD_SIGNING_KEY`` set, the
+    version is signed with that key (`accord.registry.signing`).
+
+    Raises:
+        ConfigError: ``ACCORD_SIGNING_KEY`` names no usable private key.
     """
     version = new_version()
     described = {**manifest, "name": name, "version": version}
     documents = dict(figures or {})
     documents[CARD_FILE] = model_card(name, described).encode()
     documents[REPORT_FILE] = report_page(name, described, {**files, **documents}).encode()
-    registry.publish(name, files, manifest, version, documents)
+    registry.publish(name, files, manifest, version, documents, signing_key=checked_signing_key())
     return str(registry.ref(name, version))

@@ -6,11 +6,10 @@ A reference is parsed and validated before any storage call: names follow
 
 from __future__ import annotations
 
-from typing import Any
-
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from accord.errors import ModelReferenceError
@@ -44,7 +43,8 @@ def check_alias(value: str) -> str:
         raise ModelReferenceError(
             f"alias {value!r} reads as a version: an alias named so would point at one fixed version "
             f"while people read it as the newest. Choose another name (not {sorted(RESERVED_ALIASES)} "
-            "nor a version id); a bare model name already means its production alias, else the newest version."
+            "nor a version id); a bare model name already means its production alias, else the newest "
+            "version."
         )
     return value
 

@@ -17,19 +17,16 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
 import secrets
 import tempfile
-import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from accord.errors import InUseError, IntegrityError, NotFoundError, PublishError
+from accord.errors import IntegrityError, InUseError, NotFoundError, PublishError
 from accord.faults import failpoint
 from accord.registry.locks import exclusive
 from accord.registry.refs import (
@@ -42,6 +39,7 @@ from accord.registry.refs import (
     normalise_store,
     protocols,
 )
+from accord.registry.signing import SIGNATURE, fingerprint, public_key_of, sign_manifest, verify_manifest
 
 MANIFEST = "manifest.json"
 FORMAT = "accord/1"
@@ -155,6 +153,7 @@ class Registry:
         manifest: Mapping[str, Any],
         version: str | None = None,
         documents: Mapping[str, bytes] | None = None,
+        signing_key: Path | None = None,
     ) -> str:
         """Publish a new version: every file whole and verified, then the manifest last.
 
@@ -166,6 +165,9 @@ class Registry:
                 files already; default: a new one.
             documents: Files for people (`DOCUMENT_SUFFIXES`), written and checksummed
                 like `files` but listed under the manifest's ``documents`` (`read_documents`).
+            signing_key: A private key (`accord.registry.signing`) to sign the manifest with:
+                the manifest names its key (``signed_by``), and the signature is written
+                before the manifest, so a signed version is never seen unsigned.
 
         Returns:
             The new version id.
@@ -204,7 +206,11 @@ class Registry:
                     "files": entries,
                     **({"documents": written} if written else {}),
                 }
+                if signing_key is not None:
+                    document["signed_by"] = fingerprint(public_key_of(signing_key))
                 body = json.dumps(document, indent=2, sort_keys=True, default=_json_default).encode()
+                if signing_key is not None:
+                    self._put_bytes(sign_manifest(body, signing_key), f"{vdir}/{SIGNATURE}", tmpdir)
                 self._write_manifest(body, vdir, tmpdir)
         except Exception as e:
             self._discard(vdir)
@@ -318,11 +324,23 @@ class Registry:
 
     def read_manifest(self, name: str, version: str) -> dict[str, Any]:
         """Read and sanity-check a version's manifest."""
+        return self._parse_manifest(self._manifest_bytes(name, version), name, version)
+
+    def _manifest_bytes(self, name: str, version: str) -> bytes:
         path = f"{self._version_dir(name, version)}/{MANIFEST}"
         try:
-            raw = self.fs.cat_file(path)
+            return bytes(self.fs.cat_file(path))
         except FileNotFoundError as e:
             raise NotFoundError(f"version {version} of {name!r} not found in {self.url}.") from e
+
+    def signature(self, name: str, version: str) -> bytes | None:
+        """A version's signature file (`accord.registry.signing`), or None when it is unsigned."""
+        try:
+            return bytes(self.fs.cat_file(f"{self._version_dir(name, version)}/{SIGNATURE}"))
+        except FileNotFoundError:
+            return None
+
+    def _parse_manifest(self, raw: bytes, name: str, version: str) -> dict[str, Any]:
         try:
             manifest = json.loads(raw)
         except json.JSONDecodeError as e:
@@ -354,7 +372,9 @@ class Registry:
         """Read a version's documents (card, figures, report), verified as `read_files` does; {} if none."""
         return self._read_verified(name, version, manifest.get("documents") or {}, DOCUMENT_SUFFIXES)
 
-    def _read_verified(self, name: str, version: str, files: Any, suffixes: tuple[str, ...]) -> dict[str, bytes]:
+    def _read_verified(
+        self, name: str, version: str, files: Any, suffixes: tuple[str, ...]
+    ) -> dict[str, bytes]:
         vdir = self._version_dir(name, version)
         if not isinstance(files, dict):
             raise IntegrityError(f"{name}:{version}: the manifest has no file list.")
@@ -378,22 +398,52 @@ class Registry:
             out[path] = data
         return out
 
-    def fetch(self, ref: ModelRef) -> tuple[ModelRef, dict[str, Any], dict[str, bytes]]:
+    def fetch(
+        self,
+        ref: ModelRef,
+        trusted: Mapping[str, bytes] | None = None,
+        manifest_sha256: str | None = None,
+    ) -> tuple[ModelRef, dict[str, Any], dict[str, bytes]]:
         """Resolve `ref`, read its manifest and every file, verified; return the pinned ref too.
 
-        The manifest returned also holds ``ref`` (the pinned reference) and ``resolved``
-        (how the version was chosen, see `resolution`).
+        The manifest returned also holds ``ref`` (the pinned reference), ``resolved`` (how
+        the version was chosen, see `resolution`), ``manifest_sha256`` (of its bytes as
+        stored) and, where it was checked, ``verified_signer`` (the fingerprint of the key
+        that signed it).
+
+        Args:
+            ref: The reference.
+            trusted: Public keys by fingerprint (`accord.registry.signing.trusted_keys`): the
+                manifest's bytes must carry a signature by one of them, checked before the
+                manifest is parsed or any file read.
+            manifest_sha256: The manifest's bytes must hash to this (a version checked
+                earlier, in another process, must be the version read now).
 
         Raises:
             NotFoundError: no such model, version or alias.
-            IntegrityError: a file is missing or fails its checksum.
+            IntegrityError: a file is missing or fails its checksum, or the manifest is not
+                the one `manifest_sha256` names.
+            SignatureError: the version is unsigned, signed by another key, or changed
+                since it was signed.
         """
         version, how = self.resolution(ref)
-        manifest = self.read_manifest(ref.name, version)
-        files = self.read_files(ref.name, version, manifest)
+        raw = self._manifest_bytes(ref.name, version)
         pinned = ref.at_version(version)
+        if manifest_sha256 is not None and sha256(raw) != manifest_sha256:
+            raise IntegrityError(
+                f"{pinned}: its manifest changed since it was checked (sha256 {sha256(raw)[:12]}…, "
+                f"expected {manifest_sha256[:12]}…); refusing to load it."
+            )
+        signer = None
+        if trusted:
+            signer = verify_manifest(str(pinned), raw, self.signature(ref.name, version), dict(trusted))
+        manifest = self._parse_manifest(raw, ref.name, version)
+        files = self.read_files(ref.name, version, manifest)
         manifest["ref"] = str(pinned)
         manifest["resolved"] = how
+        manifest["manifest_sha256"] = sha256(raw)
+        if signer is not None:
+            manifest["verified_signer"] = signer
         return pinned, manifest, files
 
     # -- aliases ------------------------------------------------------------------------------
@@ -462,7 +512,8 @@ class Registry:
             version = self.get_alias(name, alias)
             if version is None:
                 raise NotFoundError(
-                    f"alias {alias!r} of {name!r} is not set in {self.url}; set ones: {sorted(self.aliases(name))}."
+                    f"alias {alias!r} of {name!r} is not set in {self.url}; "
+                    f"set ones: {sorted(self.aliases(name))}."
                 )
             self.fs.rm(self._path(name, "aliases", f"{alias}.json"))
         return version
@@ -483,7 +534,8 @@ class Registry:
                 raise InUseError(
                     f"{name}:{version} is what alias {pointing[0]!r} points to"
                     + (f" (and {pointing[1:]})" if pointing[1:] else "")
-                    + f"; delete or move the alias first: accord models unalias {self.url}/{name}@{pointing[0]}."
+                    + "; delete or move the alias first: "
+                    + f"accord models unalias {self.url}/{name}@{pointing[0]}."
                 )
             vdir = self._version_dir(name, version)
             self.fs.rm(f"{vdir}/{MANIFEST}")
@@ -543,8 +595,6 @@ class Registry:
                 notes["description"] = description
             self._put_json(notes, path)
         return notes
-
-
 
 
 def _json_default(value: Any) -> Any:

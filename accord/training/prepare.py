@@ -8,9 +8,11 @@ checked once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
-from accord.config import TrainConfig
+from accord.config import MemberSpec, TrainConfig
 from accord.data.columns import DATE_PARTS
 from accord.data.dataset import load_dataset
 from accord.data.parquet import describe_parquet
@@ -20,6 +22,7 @@ from accord.data.tables import file_stamp
 from accord.ensembling.weights import check_method
 from accord.errors import ConfigError
 from accord.members import check_member_specs, member_class
+from accord.registry.signing import trusted_keys
 from accord.training.cluster import is_distributed, is_parquet
 
 _prechecked: tuple[tuple[str, ...], Prepared] | None = None
@@ -80,11 +83,9 @@ def _prepare(config: TrainConfig) -> Prepared:
     check_method(config.method, dataset.task)
     members = config.members_for(dataset.task)
     check_member_specs(((s.label, s.kind, s.params) for s in members), dataset.task)
+    trusted = trusted_keys(config.trusted_signers) if config.trusted_signers else None
     resolved = tuple(
-        spec.model_copy(
-            update={"params": member_class(spec.kind).resolve_params(spec.label, spec.params, dataset.schema)}
-        )
-        for spec in members
+        spec.model_copy(update={"params": _resolved(spec, dataset.schema, trusted)}) for spec in members
     )
     bag = config.final == "bag"
     if bag:
@@ -118,3 +119,8 @@ def is_partitioned_run(config: TrainConfig) -> bool:
         and all(is_distributed(s.kind) for s in config.members)
         and is_parquet(config.data)
     )
+
+
+def _resolved(spec: MemberSpec, schema: Schema, trusted: Mapping[str, bytes] | None) -> dict[str, Any]:
+    """A member's parameters with its references resolved (`Member.resolve_params`)."""
+    return member_class(spec.kind).resolve_params(spec.label, spec.params, schema, trusted)

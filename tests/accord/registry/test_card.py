@@ -65,9 +65,7 @@ def test_the_card_shows_metrics_members_schema_lineage_and_libraries(published):
     assert f"{best['metrics']['log_loss']:.4f}" in rows[f"baseline: best_cv_member ({best['member']})"]
     for name, weight in manifest["weights"].items():
         kind = next(m["kind"] for m in manifest["members"] if m["name"] == name)
-        assert any(
-            line.startswith(f"| {name} | {kind} | {weight:.4f} |") for line in card.splitlines()
-        ), name
+        assert any(line.startswith(f"| {name} | {kind} | {weight:.4f} |") for line in card.splitlines()), name
     for column in manifest["schema"]["columns"]:
         assert f"| {column['name']} | numeric | float64 |" in card
     assert "Classes: " + ", ".join(f"`{c}`" for c in manifest["schema"]["classes"]) in card

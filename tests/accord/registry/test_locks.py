@@ -94,9 +94,11 @@ def test_s3_stale_lock_is_taken_over_by_exactly_one_waiter(s3_store):
     fs, root = url_to_fs(s3_store)
     path = f"{root}/m/aliases/.production.lock"
     fs.pipe_file(path, b'{"owner": "a run that died", "since": 0}')
-    with pytest.raises(PublishError, match="could not lock the test lock"):  # not stale yet
-        with exclusive(fs, path, timeout=0.3, stale=60, what="the test lock"):
-            pass
+    with (
+        pytest.raises(PublishError, match="could not lock the test lock"),  # not stale yet
+        exclusive(fs, path, timeout=0.3, stale=60, what="the test lock"),
+    ):
+        pass
     time.sleep(3.0)  # S3's LastModified has one-second resolution: old enough for stale=2
     inside = _hold_in_turns(fs, path, 3, stale=2.0)
     assert len(inside) == 3 and _no_overlap(inside)

@@ -20,7 +20,9 @@ from tests.support.cli import run_cli
 
 
 def _publish(store: str, **extra: object) -> str:
-    cfg = make_config({"data": "sklearn:iris", "members": [{"kind": "logreg"}], "folds": 2, "store": store, **extra})
+    cfg = make_config(
+        {"data": "sklearn:iris", "members": [{"kind": "logreg"}], "folds": 2, "store": store, **extra}
+    )
     p = prepare(cfg)
     oof, refits = fit_all(p, 0)
     files, manifest = version_payload(p, refits, evaluate(p, oof, refits, "equal"), config=cfg.model_dump())
@@ -38,7 +40,10 @@ def two_versions(tmp_path):
 def test_config_tags_and_later_notes_list_filter_and_show(two_versions):
     store, first, second = two_versions
     registry = Registry(store)
-    assert registry.notes("iris", first) == {"tags": {"team": "risk", "stage": "test"}, "description": "the first"}
+    assert registry.notes("iris", first) == {
+        "tags": {"team": "risk", "stage": "test"},
+        "description": "the first",
+    }
     assert registry.notes("iris", second) == {"tags": {"team": "growth"}, "description": None}
 
     notes = registry.set_notes("iris", first, tags={"stage": "prod", "owner": "ana"}, untag=["team"])
@@ -72,7 +77,9 @@ def test_a_version_an_alias_points_at_is_kept_until_the_alias_goes(two_versions)
     registry = Registry(store)
     registry.set_alias("iris", "production", first)
     registry.set_alias("iris", "staging", first)
-    with pytest.raises(InUseError, match=f"iris:{first} is what alias 'production' points to \\(and \\['staging'\\]\\)"):
+    with pytest.raises(
+        InUseError, match=f"iris:{first} is what alias 'production' points to \\(and \\['staging'\\]\\)"
+    ):
         registry.delete_version("iris", first)
     assert registry.versions("iris") == [first, second]
 

@@ -313,7 +313,9 @@ def test_load_imports_tensorflow_and_xgboost_only_for_members_with_weight(tmp_pa
     oof, refits = fit_all(p, 0)
     report = evaluate(p, oof, refits, "caruana")
     rule = EnsembleWeights("caruana", "classification", np.array([1.0, 0.0, 0.0]), 3, temperature=1.0)
-    files, manifest = version_payload(p, refits, dataclasses.replace(report, rule=rule), config=cfg.model_dump())
+    files, manifest = version_payload(
+        p, refits, dataclasses.replace(report, rule=rule), config=cfg.model_dump()
+    )
     ref = publish(Registry(store), "wine", files, manifest)
     rows = tmp_path / "rows.json"
     p.X_test.to_json(rows, orient="split")
