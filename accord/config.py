@@ -91,6 +91,15 @@ def _default_members() -> list[MemberSpec]:
     return [MemberSpec(kind=kind) for kind in DEFAULT_MEMBER_KINDS]
 
 
+class PrivacyBudget(BaseModel):
+    """The most a run may spend of its training rows' privacy, over every DP member and fit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epsilon: float = Field(gt=0, description="Epsilon over every fit of every DP member.")
+    delta: float = Field(gt=0, lt=1, description="Delta at which epsilon is counted, e.g. 1e-5.")
+
+
 class AdaptOptions(BaseModel):
     """Adaptive scaling: Dask adds workers while tasks wait and retires them when idle."""
 
@@ -230,6 +239,11 @@ class TrainConfig(BaseModel):
     adapt: AdaptOptions | None = Field(
         default=None,
         description="Scale the cluster with the work between a minimum and a maximum of workers.",
+    )
+    privacy_budget: PrivacyBudget | None = Field(
+        default=None,
+        description="Refuse, before any training, a run whose DP members would together spend more than "
+        "this (epsilon, delta), or that trains a member without DP.",
     )
 
     @model_validator(mode="after")

@@ -42,5 +42,6 @@ MemberKind = Literal[
     "keras_transfer",
     "xgboost_continue",
     "published",
+    "dp_logreg",
 ]
 """Every member kind a run may name; `accord.members.KINDS` maps each to its class (kept equal by a test)."""

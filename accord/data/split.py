@@ -36,6 +36,7 @@ class Prepared:
     test_rows: np.ndarray | None = None  # source row of each test row (sorted)
     partitioned: bool = False  # features stay in the source (X frames have no columns); workers read them
     bag: bool = False  # members predict with their fold models averaged (TrainConfig.final "bag"), no refit
+    privacy: dict[str, Any] | None = None  # what was and was not DP (accord.training.privacy)
 
     @property
     def task(self) -> Task:

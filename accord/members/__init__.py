@@ -28,6 +28,7 @@ _WHERE: dict[str, str] = {
     "keras_transfer": "accord.members.transfer:KerasTransfer",
     "xgboost_continue": "accord.members.transfer:XGBoostContinue",
     "published": "accord.members.transfer:PublishedMember",
+    "dp_logreg": "accord.members.dp:DPLogReg",
 }
 
 

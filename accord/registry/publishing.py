@@ -85,6 +85,7 @@ def version_payload(
             "config": config,
         },
         "libraries": library_versions(),
+        **({"privacy": data.privacy} if data.privacy else {}),
     }
     return files, manifest
 

@@ -24,6 +24,7 @@ from accord.errors import ConfigError
 from accord.members import check_member_specs, member_class
 from accord.registry.signing import trusted_keys
 from accord.training.cluster import is_distributed, is_parquet
+from accord.training.privacy import account
 
 _prechecked: tuple[tuple[str, ...], Prepared] | None = None
 """The last `precheck`'s result, until a `prepare` of the same run takes it."""
@@ -83,10 +84,6 @@ def _prepare(config: TrainConfig) -> Prepared:
     check_method(config.method, dataset.task)
     members = config.members_for(dataset.task)
     check_member_specs(((s.label, s.kind, s.params) for s in members), dataset.task)
-    trusted = trusted_keys(config.trusted_signers) if config.trusted_signers else None
-    resolved = tuple(
-        spec.model_copy(update={"params": _resolved(spec, dataset.schema, trusted)}) for spec in members
-    )
     bag = config.final == "bag"
     if bag:
         spanning = [s.label for s in members if is_distributed(s.kind)]
@@ -95,8 +92,13 @@ def _prepare(config: TrainConfig) -> Prepared:
                 f"final: 'bag' keeps every fold model, but member(s) {spanning} train across the "
                 "cluster and keep none; use final: refit, or leave those members out."
             )
+    trusted = trusted_keys(config.trusted_signers) if config.trusted_signers else None
+    resolved = tuple(
+        spec.model_copy(update={"params": _resolved(spec, dataset.schema, trusted)}) for spec in members
+    )
+    resolved, privacy = account(resolved, config.folds, bag, config.privacy_budget)  # before any training
     prepared = split(dataset, config.folds, config.test_size, config.seed)
-    return replace(prepared, members=resolved, partitioned=partitioned, bag=bag)
+    return replace(prepared, members=resolved, partitioned=partitioned, bag=bag, privacy=privacy)
 
 
 def column_notes(schema: Schema) -> list[str]:
