@@ -67,7 +67,7 @@ def account(
         return tuple(members), None
     fits = fits_per_row(folds, bag)
     done = {
-        s.label: s.model_copy(update={"params": {**s.params, "dp": accounted(_full(s), fits)}})
+        s.label: s.model_copy(update={"params": {**_full(s), "dp": accounted(_full(s), fits)}})
         for s in private
     }
     out = tuple(done.get(s.label, s) for s in members)
