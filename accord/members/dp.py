@@ -172,7 +172,7 @@ class DPLogReg(Member):
         "feature_bounds": {},
         "sample_rate": 0.05,
         "epochs": 20,
-        "learning_rate": 0.5,
+        "learning_rate": 0.1,
         "l2": 1e-4,
     }
 
