@@ -136,7 +136,7 @@ def main() -> None:
             with_a_vs_no_dp=part["with_a_log_loss"] / free["with_a_log_loss"],
         )
         a_alone = float(free["a_alone_log_loss"])
-        print(f"\n{table}: B's held-out rows; party A's published ensemble alone: log loss {a_alone:.4f}")
+        print(f"\n{table!s}: B's held-out rows; party A's published ensemble alone: log loss {a_alone:.4f}")
         print(
             part[
                 [
