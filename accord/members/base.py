@@ -126,6 +126,11 @@ class Member(ABC):
         """Validate parameter values; kinds override this where they can check early (optional hook)."""
         return None
 
+    @classmethod
+    def is_private(cls, params: Mapping[str, Any]) -> bool:
+        """Whether a member of these parameters trains with differential privacy (`accord.members.dp`)."""
+        return False
+
     # -- scheduling -------------------------------------------------------------------------
     @classmethod
     def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:

@@ -36,6 +36,7 @@ from accord.types import Task
 
 WEIGHTS_FILE = "weights.json"
 DP_KEYS = {"epsilon", "delta", "l2_norm_clip", "noise_multiplier"}
+DP_DEFAULTS: dict[str, Any] = {"delta": 1e-5, "l2_norm_clip": 1.0}
 ACCOUNTANT = "rdp"
 
 # One DP-SGD step as run: (rows sampled, the noise added to their summed clipped gradients).
@@ -119,6 +120,81 @@ def accounted(params: Mapping[str, Any], fits: int) -> dict[str, Any]:
     }
 
 
+def check_dp(where: str, task: Task, given: Any, params: Mapping[str, Any]) -> None:
+    """Refuse a ``dp`` mapping that is incomplete or invalid, a regression task, or bad rates and bounds.
+
+    Raises:
+        ConfigError: naming `where` (the member), the parameter, what was expected and found.
+    """
+    if task != "classification":
+        raise ConfigError(f"{where}: dp is for classification; found a {task} task. Leave dp out.")
+    if not isinstance(given, Mapping) or set(given) - DP_KEYS:
+        raise ConfigError(f"{where}: dp must be a mapping of {sorted(DP_KEYS)}; found {given!r}.")
+    dp = {**DP_DEFAULTS, **given}
+    if (dp.get("epsilon") is None) == (dp.get("noise_multiplier") is None):
+        raise ConfigError(
+            f"{where}: give exactly one of dp.epsilon (the noise is derived) and dp.noise_multiplier "
+            f"(epsilon is reported); found {dict(given)}."
+        )
+    for key in ("epsilon", "noise_multiplier", "l2_norm_clip"):
+        if dp.get(key) is not None and not float(dp[key]) > 0:
+            raise ConfigError(f"{where}: dp.{key} must be > 0; found {dp[key]!r}.")
+    if not 0 < float(dp.get("delta", 0)) < 1:
+        raise ConfigError(f"{where}: dp.delta must be in (0, 1), e.g. 1e-5; found {dp.get('delta')!r}.")
+    if not 0 < float(params["sample_rate"]) <= 1:
+        raise ConfigError(f"{where}: sample_rate must be in (0, 1]; found {params['sample_rate']!r}.")
+    bounds = params.get("feature_bounds")
+    if not isinstance(bounds, Mapping):
+        raise ConfigError(f"{where}: feature_bounds must map each numeric column to [low, high].")
+    for col, pair in bounds.items():
+        if not (isinstance(pair, list | tuple) and len(pair) == 2 and float(pair[0]) < float(pair[1])):
+            raise ConfigError(
+                f"{where}: feature_bounds[{col!r}] must be [low, high] with low < high; found {pair!r}."
+            )
+
+
+def check_bounds(where: str, params: Mapping[str, Any], schema: Schema) -> None:
+    """Refuse numeric columns without given bounds (computing them from the rows would leak), or extra ones.
+
+    Raises:
+        ConfigError: naming the member and the columns.
+    """
+    bounds = dict(params.get("feature_bounds") or {})
+    missing = [c for c in schema.numeric if c not in bounds]
+    unknown = sorted(set(bounds) - set(schema.numeric))
+    if missing:
+        raise ConfigError(
+            f"{where}: feature_bounds has no [low, high] for numeric column(s) {missing}; bounds computed "
+            "from the private rows would leak them, so give them (from domain knowledge, or a DP estimate "
+            "whose cost you count), or leave those columns out (ignore_columns)."
+        )
+    if unknown:
+        raise ConfigError(
+            f"{where}: feature_bounds names {unknown}, which are no numeric column of the table; its numeric "
+            f"columns are {schema.numeric}."
+        )
+
+
+def bounded_design(X: pd.DataFrame, columns: list[dict[str, Any]], bounds: Mapping[str, Any]) -> np.ndarray:
+    """Rows as features computed from nothing but the given bounds and the schema (nothing learnt from rows).
+
+    Numeric columns scaled to [-1, 1] by their bounds (clipped; a missing value is 0, the
+    midpoint); categorical ones one-hot over the schema's categories; and a bias column of ones.
+    """
+    parts = []
+    for col in columns:
+        if col["kind"] == "numeric":
+            low, high = bounds[col["name"]]
+            x = pd.to_numeric(X[col["name"]], errors="coerce").to_numpy(dtype="float64")
+            scaled = np.clip((x - low) / (high - low), 0.0, 1.0) * 2 - 1
+            parts.append(np.nan_to_num(scaled, nan=0.0)[:, None])
+        else:
+            values = X[col["name"]].astype("string").to_numpy()
+            parts.append(np.stack([values == c for c in col["categories"]], axis=1).astype("float64"))
+    parts.append(np.ones((len(X), 1)))
+    return np.hstack(parts)
+
+
 def dp_sgd(
     X: np.ndarray,
     Y: np.ndarray,
@@ -166,9 +242,9 @@ class DPLogReg(Member):
     """Multinomial logistic regression trained with DP-SGD (classification only); see the module."""
 
     kind = "dp_logreg"
-    private = True  # trains with differential privacy (accord.training.privacy)
+    on_step: StepHook | None = None  # sees each DP-SGD step's sample size and noise (tests)
     defaults: ClassVar[dict[str, Any]] = {
-        "dp": {"delta": 1e-5, "l2_norm_clip": 1.0},
+        "dp": dict(DP_DEFAULTS),
         "feature_bounds": {},
         "sample_rate": 0.05,
         "epochs": 20,
@@ -181,39 +257,17 @@ class DPLogReg(Member):
         return json.loads(json.dumps(cls.defaults))
 
     @classmethod
+    def is_private(cls, params: Mapping[str, Any]) -> bool:
+        return True
+
+    @classmethod
     def allowed_params(cls, task: Task) -> set[str]:
         return set(cls.defaults)
 
     @classmethod
     def check_values(cls, member: str, task: Task, params: Mapping[str, Any]) -> None:
-        """Refuse a regression task, an incomplete ``dp``, a bad rate, or features without given bounds."""
-        where = f"member {member!r} (kind dp_logreg)"
-        if task != "classification":
-            raise ConfigError(f"{where} is for classification; found a {task} task. Leave it out.")
-        given = params.get("dp")
-        if not isinstance(given, Mapping) or set(given) - DP_KEYS:
-            raise ConfigError(f"{where}: dp must be a mapping of {sorted(DP_KEYS)}; found {given!r}.")
-        dp = {**cls.defaults["dp"], **given}
-        if (dp.get("epsilon") is None) == (dp.get("noise_multiplier") is None):
-            raise ConfigError(
-                f"{where}: give exactly one of dp.epsilon (the noise is derived) and dp.noise_multiplier "
-                f"(epsilon is reported); found {dict(dp)}."
-            )
-        for key in ("epsilon", "noise_multiplier", "l2_norm_clip"):
-            if dp.get(key) is not None and not float(dp[key]) > 0:
-                raise ConfigError(f"{where}: dp.{key} must be > 0; found {dp[key]!r}.")
-        if not 0 < float(dp.get("delta", 0)) < 1:
-            raise ConfigError(f"{where}: dp.delta must be in (0, 1), e.g. 1e-5; found {dp.get('delta')!r}.")
-        if not 0 < float(params["sample_rate"]) <= 1:
-            raise ConfigError(f"{where}: sample_rate must be in (0, 1]; found {params['sample_rate']!r}.")
-        bounds = params.get("feature_bounds")
-        if not isinstance(bounds, Mapping):
-            raise ConfigError(f"{where}: feature_bounds must map each numeric column to [low, high].")
-        for col, pair in bounds.items():
-            if not (isinstance(pair, list | tuple) and len(pair) == 2 and float(pair[0]) < float(pair[1])):
-                raise ConfigError(
-                    f"{where}: feature_bounds[{col!r}] must be [low, high] with low < high; found {pair!r}."
-                )
+        """Refuse a regression task, an incomplete ``dp``, a bad rate, or bad bounds (`check_dp`)."""
+        check_dp(f"member {member!r} (kind dp_logreg)", task, params.get("dp"), params)
 
     @classmethod
     def resolve_params(
@@ -223,22 +277,8 @@ class DPLogReg(Member):
         schema: Schema,
         trusted: Mapping[str, bytes] | None = None,
     ) -> dict[str, Any]:
-        """Refuse numeric columns without given bounds: computing them from the rows would leak."""
-        bounds = {**cls.defaults["feature_bounds"], **dict(params.get("feature_bounds") or {})}
-        missing = [c for c in schema.numeric if c not in bounds]
-        unknown = sorted(set(bounds) - set(schema.numeric))
-        if missing:
-            raise ConfigError(
-                f"member {member!r} (kind dp_logreg): feature_bounds has no [low, high] for numeric "
-                f"column(s) {missing}; bounds computed from the private rows would leak them, so give them "
-                "(from domain knowledge, or a DP estimate whose cost you count), or leave those columns out "
-                "(ignore_columns)."
-            )
-        if unknown:
-            raise ConfigError(
-                f"member {member!r} (kind dp_logreg): feature_bounds names {unknown}, which are no numeric "
-                f"column of the table; its numeric columns are {schema.numeric}."
-            )
+        """Refuse numeric columns without given bounds (`check_bounds`)."""
+        check_bounds(f"member {member!r} (kind dp_logreg)", params, schema)
         return dict(params)
 
     @classmethod
@@ -249,21 +289,9 @@ class DPLogReg(Member):
         return 0.05 + 2e-8 * steps * rate * shape.rows * shape.features * max(2, shape.classes)
 
     def _design(self, X: pd.DataFrame) -> np.ndarray:
-        """Rows as features in [-1, 1] by the given bounds, one-hot categories, and a bias column."""
-        parts = []
-        for col in self.columns_:
-            if col["kind"] == "numeric":
-                low, high = self.params["feature_bounds"][col["name"]]
-                x = pd.to_numeric(X[col["name"]], errors="coerce").to_numpy(dtype="float64")
-                scaled = np.clip((x - low) / (high - low), 0.0, 1.0) * 2 - 1
-                parts.append(np.nan_to_num(scaled, nan=0.0)[:, None])
-            else:
-                values = X[col["name"]].astype("string").to_numpy()
-                parts.append(np.stack([values == c for c in col["categories"]], axis=1).astype("float64"))
-        parts.append(np.ones((len(X), 1)))
-        return np.hstack(parts)
+        return bounded_design(X, self.columns_, self.params["feature_bounds"])
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema, on_step: StepHook | None = None) -> Self:
+    def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
         """Fit by DP-SGD with the noise of ``params["dp"]`` (calibrated before training, `accounted`)."""
         self.columns_ = [c.to_dict() for c in schema.columns]
         dp = self.params["dp"]
@@ -282,7 +310,7 @@ class DPLogReg(Member):
             learning_rate=float(self.params["learning_rate"]),
             l2=float(self.params["l2"]),
             rng=np.random.default_rng(self.seed),
-            on_step=on_step,
+            on_step=self.on_step,
         )
         return self
 

@@ -6,6 +6,7 @@ after its thread counts are set so it does not oversubscribe a Dask worker.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -20,11 +21,17 @@ from accord.data.schema import Schema
 from accord.errors import ConfigError, IntegrityError
 from accord.members import skops_io
 from accord.members.base import FitShape, Member
+from accord.members.dp import StepHook, bounded_design, check_bounds, check_dp, steps_of
 from accord.members.preprocess import make_preprocessor
 from accord.types import Task
 
 PREPROCESS_FILE = "preprocess.skops"
 MODEL_FILE = "model.keras"
+DESIGN_FILE = (
+    "design.json"  # a DP member's columns: its features come from given bounds, not a fitted transformer
+)
+DP_PARAMS = {"dp", "feature_bounds", "sample_rate"}  # keras_mlp's DP-SGD parameters (accord.members.dp)
+DP_PARAM_DEFAULTS: dict[str, Any] = {"feature_bounds": {}, "sample_rate": 0.05}
 PREDICT_CHUNK = 65536
 # Batches Keras runs per call into TensorFlow's compiled train step: each call is a round trip
 # through Python. The batches, their order, every update and the trained weights stay the same
@@ -67,6 +74,63 @@ def import_keras(threads: int = 1) -> Any:
     return keras
 
 
+def dp_train(
+    model: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    clip: float,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    learning_rate: float,
+    l2: float,
+    rng: np.random.Generator,
+    on_step: StepHook | None = None,
+) -> None:
+    """Train a classifier `model` by DP-SGD (see `accord.members.dp.dp_sgd`), with Adam on the noisy gradient.
+
+    Each step samples rows with probability `sample_rate`, takes each row's gradient of its
+    own loss (`GradientTape.jacobian`), clips it to L2 norm `clip` over all weights, sums,
+    adds ``N(0, (noise_multiplier·clip)²)`` to every weight's coordinate and divides by the
+    expected batch ``sample_rate·n``; weight decay `l2` reads no row. Dropout is off in these
+    steps (it would make a row's gradient random beyond the accounted noise).
+    """
+    import tensorflow as tf
+
+    keras = import_keras()
+    optimizer = keras.optimizers.Adam(learning_rate)
+    loss = keras.losses.SparseCategoricalCrossentropy(reduction="none")
+    variables = model.trainable_variables
+    n = len(X)
+    expected = max(sample_rate * n, 1e-12)
+    data, labels = tf.constant(X, tf.float32), tf.constant(y, tf.int64)
+
+    @tf.function(reduce_retracing=True)
+    def clipped_sum(xb: Any, yb: Any) -> list[Any]:
+        with tf.GradientTape() as tape:
+            losses = loss(yb, model(xb, training=False))
+        per_row = tape.jacobian(losses, variables)  # one (b, *shape) tensor per weight
+        squares = tf.add_n([tf.reduce_sum(tf.reshape(g, (tf.shape(g)[0], -1)) ** 2, axis=1) for g in per_row])
+        scale = tf.minimum(1.0, clip / tf.maximum(tf.sqrt(squares), 1e-12))
+        return [tf.tensordot(scale, g, axes=1) for g in per_row]
+
+    for _ in range(steps):
+        rows = np.flatnonzero(rng.random(n) < sample_rate)
+        noise = [rng.normal(0.0, noise_multiplier * clip, size=tuple(v.shape)) for v in variables]
+        if on_step is not None:
+            on_step(len(rows), np.concatenate([z.ravel() for z in noise]))
+        if len(rows):
+            summed = clipped_sum(tf.gather(data, rows), tf.gather(labels, rows))
+        else:
+            summed = [tf.zeros_like(v) for v in variables]
+        grads = [
+            (s + tf.constant(z, tf.float32)) / expected + l2 * v
+            for s, z, v in zip(summed, noise, variables, strict=True)
+        ]
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+
+
 def load_keras_archive(data: bytes, *, where: str) -> Any:
     """Load `.keras` bytes with safe mode on (no Lambda layers, no arbitrary code)."""
     keras = import_keras()
@@ -94,6 +158,8 @@ class KerasMLP(Member):
 
     kind: ClassVar[str] = "keras_mlp"
     prep_: ColumnTransformer
+    columns_: list[dict[str, Any]] | None = None  # a DP member's schema columns (`bounded_design`)
+    on_step: StepHook | None = None  # sees each DP-SGD step's sample size and noise (tests)
     model_: Any
     y_mean_: float = 0.0
     y_std_: float = 1.0
@@ -113,7 +179,24 @@ class KerasMLP(Member):
 
     @classmethod
     def allowed_params(cls, task: Task) -> set[str]:
-        return set(cls.default_params(task))
+        return set(cls.default_params(task)) | DP_PARAMS
+
+    @classmethod
+    def is_private(cls, params: Mapping[str, Any]) -> bool:
+        return bool(params.get("dp"))
+
+    @classmethod
+    def resolve_params(
+        cls,
+        member: str,
+        params: Mapping[str, Any],
+        schema: Schema,
+        trusted: Mapping[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        """With ``dp``, refuse numeric columns without given bounds (`accord.members.dp.check_bounds`)."""
+        if params.get("dp"):
+            check_bounds(f"member {member!r} (kind {cls.kind})", params, schema)
+        return dict(params)
 
     # Seconds per training row and epoch of the default network on one core (3,264 rows, 3 classes).
     epoch_row_seconds: ClassVar[float] = 2.7e-5
@@ -149,6 +232,15 @@ class KerasMLP(Member):
         for key in ("learning_rate", "l2"):
             if not isinstance(params[key], int | float) or params[key] < 0:
                 fail(key, "a non-negative number")
+        used = sorted(DP_PARAMS & {k for k, v in params.items() if v not in (None, {})})
+        if used and cls.kind != "keras_mlp":
+            raise ConfigError(
+                f"member {member!r} (kind {cls.kind}): {used} are keras_mlp's only; leave them out."
+            )
+        if params.get("dp") is not None:
+            check_dp(
+                f"member {member!r} (kind {cls.kind})", task, params["dp"], {**DP_PARAM_DEFAULTS, **params}
+            )
 
     def _build(self, n_inputs: int) -> Any:
         keras = import_keras(self.threads)
@@ -233,6 +325,8 @@ class KerasMLP(Member):
     def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
         keras = import_keras(self.threads)
         keras.utils.set_random_seed(self.seed)
+        if self.params.get("dp"):
+            return self._fit_private(X, y, schema)
         self.prep_ = make_preprocessor(schema, encoding="onehot", scale=True)
         Xt = np.asarray(self.prep_.fit_transform(X, y), dtype="float32")  # y: target encoding
         target = self._encode_target(y)
@@ -240,8 +334,41 @@ class KerasMLP(Member):
         self._train(self.model_, Xt, target, self.params["epochs"])
         return self
 
+    def _fit_private(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
+        """DP-SGD (`dp_train`) on features from the given bounds; no early stopping on private rows."""
+        params = {**DP_PARAM_DEFAULTS, **self.params}
+        dp = params["dp"]
+        if dp.get("noise_multiplier") is None:
+            raise ConfigError(
+                f"{self.kind}: its noise multiplier was not calibrated before training (accounted)."
+            )
+        self.columns_ = [c.to_dict() for c in schema.columns]
+        Xt = np.asarray(bounded_design(X, self.columns_, params["feature_bounds"]), dtype="float32")
+        self.model_ = self._build(Xt.shape[1])
+        dp_train(
+            self.model_,
+            Xt,
+            np.asarray(y, dtype="int64"),
+            clip=float(dp["l2_norm_clip"]),
+            noise_multiplier=float(dp["noise_multiplier"]),
+            sample_rate=float(params["sample_rate"]),
+            steps=steps_of(params),
+            learning_rate=float(params["learning_rate"]),
+            l2=float(params["l2"]),
+            rng=np.random.default_rng(self.seed),
+            on_step=self.on_step,
+        )
+        return self
+
+    def _features(self, X: pd.DataFrame) -> np.ndarray:
+        """The network's input: the bounded design of a DP member, else the fitted preprocessing."""
+        if self.columns_ is not None:
+            bounds = {**DP_PARAM_DEFAULTS, **self.params}["feature_bounds"]
+            return np.asarray(bounded_design(X, self.columns_, bounds), dtype="float32")
+        return np.asarray(self.prep_.transform(X), dtype="float32")
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        Xt = np.asarray(self.prep_.transform(X), dtype="float32")
+        Xt = self._features(X)
         chunks = [
             np.asarray(self.model_(Xt[i : i + PREDICT_CHUNK], training=False), dtype="float64")
             for i in range(0, max(len(Xt), 1), PREDICT_CHUNK)
@@ -256,6 +383,11 @@ class KerasMLP(Member):
         return {**super().info(), "y_mean": self.y_mean_, "y_std": self.y_std_}
 
     def save(self) -> dict[str, bytes]:
+        if self.columns_ is not None:
+            return {
+                DESIGN_FILE: json.dumps(self.columns_).encode(),
+                MODEL_FILE: save_keras_archive(self.model_),
+            }
         return {
             PREPROCESS_FILE: skops_io.dumps(self.prep_),
             MODEL_FILE: save_keras_archive(self.model_),
@@ -264,7 +396,13 @@ class KerasMLP(Member):
     @classmethod
     def load(cls, files: Mapping[str, bytes], info: Mapping[str, Any]) -> Self:
         member = cls.from_info(info)
-        member.prep_ = skops_io.loads(files[PREPROCESS_FILE], where=f"keras_mlp {PREPROCESS_FILE}")
+        if DESIGN_FILE in files:
+            try:
+                member.columns_ = list(json.loads(files[DESIGN_FILE]))
+            except ValueError as e:
+                raise IntegrityError(f"keras_mlp {DESIGN_FILE} is not JSON: {e}") from e
+        else:
+            member.prep_ = skops_io.loads(files[PREPROCESS_FILE], where=f"keras_mlp {PREPROCESS_FILE}")
         member.model_ = load_keras_archive(files[MODEL_FILE], where=f"keras_mlp {MODEL_FILE}")
         member.y_mean_ = float(info.get("y_mean", 0.0))
         member.y_std_ = float(info.get("y_std", 1.0))

@@ -35,9 +35,9 @@ def fits_per_row(folds: int, bag: bool) -> int:
     return folds - 1 + (0 if bag else 1)
 
 
-def is_private(kind: str) -> bool:
-    """Whether members of `kind` train with differential privacy."""
-    return bool(getattr(member_class(kind), "private", False))
+def is_private(spec: MemberSpec) -> bool:
+    """Whether the member trains with differential privacy (`Member.is_private`)."""
+    return member_class(spec.kind).is_private(spec.params)
 
 
 def account(
@@ -62,7 +62,7 @@ def account(
     """
     from accord.members.dp import accounted, epsilon_of
 
-    private = [s for s in members if is_private(s.kind)]
+    private = [s for s in members if is_private(s)]
     if not private and budget is None:
         return tuple(members), None
     fits = fits_per_row(folds, bag)
@@ -110,8 +110,16 @@ def account(
 
 def _full(spec: MemberSpec) -> dict[str, Any]:
     """A DP member's parameters over its kind's defaults, ``dp`` merged key by key."""
+    from accord.members.dp import DP_DEFAULTS
+
     defaults = member_class(spec.kind).default_params("classification")
-    return {**defaults, **spec.params, "dp": {**defaults["dp"], **spec.params.get("dp", {})}}
+    return {
+        "sample_rate": 0.05,
+        "feature_bounds": {},
+        **defaults,
+        **spec.params,
+        "dp": {**DP_DEFAULTS, **spec.params["dp"]},
+    }
 
 
 def _event(spec: MemberSpec) -> Any:

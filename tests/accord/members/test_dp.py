@@ -46,7 +46,8 @@ def test_the_noise_sampling_and_steps_are_what_the_accountant_is_told():
 
     seen: list[tuple[int, np.ndarray]] = []
     member = DPLogReg("classification", p.members[0].params, n_classes=2, seed=3)
-    member.fit(p.X_train, p.y_train, p.schema, on_step=lambda rows, noise: seen.append((rows, noise)))
+    member.on_step = lambda rows, noise: seen.append((rows, noise))
+    member.fit(p.X_train, p.y_train, p.schema)
     n = len(p.X_train)
     assert len(seen) == steps == int(np.ceil(dp_epochs(p) / q))
     sampled = np.array([rows for rows, _ in seen])
@@ -176,3 +177,60 @@ def test_a_published_dp_member_loads_and_the_manifest_says_what_was_and_was_not_
     member = model.members["dp_logreg"]
     np.testing.assert_allclose(member.predict(model.schema.conform(X)), refits["dp_logreg"].test_predictions)
     assert (model.predict(X) == model.predict(X)).all()
+
+
+@pytest.mark.slow
+def test_keras_mlp_with_dp_clips_and_adds_the_accounted_noise_and_reloads(tmp_path):
+    from accord.members.keras_kind import KerasMLP
+
+    iris = {
+        "sepal_length_cm": [4, 8],
+        "sepal_width_cm": [2, 4.5],
+        "petal_length_cm": [1, 7],
+        "petal_width_cm": [0, 2.6],
+    }
+    spec = {
+        "kind": "keras_mlp",
+        "params": {
+            "dp": {"noise_multiplier": 1.3, "l2_norm_clip": 0.7},
+            "feature_bounds": iris,
+            "sample_rate": 0.1,
+            "epochs": 3,
+            "hidden_units": [8],
+            "learning_rate": 0.05,
+        },
+    }
+    cfg = make_config({"data": "sklearn:iris", "folds": 3, "members": [spec]})
+    p = prepare(cfg)
+    dp = p.members[0].params["dp"]
+    one_fit = SelfComposedDpEvent(PoissonSampledDpEvent(0.1, GaussianDpEvent(1.3)), 30)
+    assert dp["steps_per_fit"] == 30 and dp["fits_per_row"] == 3
+    assert dp["epsilon_total"] == pytest.approx(
+        RdpAccountant().compose(SelfComposedDpEvent(one_fit, 3)).get_epsilon(1e-5), rel=1e-9
+    )
+    assert p.privacy["dp_members"]["keras_mlp"]["epsilon_total"] == dp["epsilon_total"]
+
+    seen: list[tuple[int, np.ndarray]] = []
+    member = KerasMLP("classification", p.members[0].params, n_classes=3, seed=1)
+    member.on_step = lambda rows, noise: seen.append((rows, noise))
+    member.fit(p.X_train, p.y_train, p.schema)
+    assert len(seen) == 30
+    n_weights = sum(int(np.prod(v.shape)) for v in member.model_.trainable_variables)
+    assert all(noise.size == n_weights for _, noise in seen)  # noise on every weight, every step
+    noise = np.concatenate([z for _, z in seen])
+    assert noise.std() == pytest.approx(1.3 * 0.7, rel=0.03)
+    assert np.mean([rows for rows, _ in seen]) / len(p.X_train) == pytest.approx(0.1, rel=0.25)
+    assert (
+        "design.json" in member.save() and "preprocess.skops" not in member.save()
+    )  # nothing fitted on rows
+    again = KerasMLP.load(member.save(), member.info())
+    np.testing.assert_allclose(again.predict(p.X_test), member.predict(p.X_test), rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"keras_cnn\): \['dp'\] are keras_mlp's only"):
+        prepare(
+            make_config(
+                {
+                    "data": "sklearn:digits",
+                    "members": [{"kind": "keras_cnn", "params": {"dp": {"epsilon": 1}}}],
+                }
+            )
+        )
