@@ -3,18 +3,19 @@
 Each table is split in two parties' halves. Party A publishes an ordinary (non-DP) ensemble
 of logreg and hist_gb trained on its half. Party B trains on its own half, with feature
 bounds taken from A's half (public to B: never computed from B's private rows), for each
-epsilon in {0.5, 1, 2, 4, 8, inf}:
+epsilon in {0.5, 1, 2, 4, 8, inf} and each DP kind (``--kinds``):
 
-* ``dp_logreg`` alone (inf: scikit-learn's logistic regression, no DP), and
-* an ensemble of ``dp_logreg`` and A's version joined as a frozen ``published`` member
-  (caruana weights), the collaboration without shared data.
+* the DP member alone (inf: without DP, ``logreg`` for ``dp_logreg``, the same network
+  for ``keras_mlp``), and
+* an ensemble of it and A's version joined as a frozen ``published`` member (caruana
+  weights), the collaboration without shared data; both from one run.
 
 Epsilon is B's total over every fit that reads a row (K-1 fold fits and the refit),
 at delta 1e-5, by dp-accounting's RDP accountant. The weights of the mixed ensemble are
 not DP (see the manifest's ``privacy`` record). Prints held-out log loss and accuracy on
 B's test rows, and the ratio of each loss to the non-DP one of the same row.
 
-    python -m bench.privacy [--tables breast_cancer,wine,digits] [--folds 5] [--seed 0]
+    python -m bench.privacy [--tables breast_cancer,wine,digits] [--kinds dp_logreg,keras_mlp] [--folds 5]
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from accord.training.fit import fit_all
 from accord.training.prepare import prepare
 
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
+KERAS_EPOCHS = 10  # with DP: epochs / sample_rate steps per fit; the same network without DP (inf)
 LOADERS = {
     "breast_cancer": datasets.load_breast_cancer,
     "wine": datasets.load_wine,
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--tables", default="breast_cancer,wine,digits")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", default="dp_logreg,keras_mlp", help="DP kinds: dp_logreg, keras_mlp")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="accord-bench-privacy-"))
     store = (root / "registry").as_uri()
@@ -101,56 +104,57 @@ def main() -> None:
         )
         parent = publish(Registry(store), f"{table}-a", files, manifest)
         published = {"kind": "published", "params": {"ref": parent}}
-        for eps in EPSILONS:
-            own: dict[str, Any]
-            if math.isinf(eps):
-                own = {"kind": "logreg"}
-            else:
-                own = {"kind": "dp_logreg", "params": {"dp": {"epsilon": eps}, "feature_bounds": bounds}}
-            alone, prepared = run(b_path, [own], args.folds, args.seed)
-            mixed, _ = run(b_path, [own, published], args.folds, args.seed)
-            spent = (
-                "inf"
-                if math.isinf(eps)
-                else f"{prepared.privacy['dp_members']['dp_logreg']['epsilon_total']:.2f}"
-            )
-            label = own["kind"]
-            rows.append(
-                {
-                    "table": table,
-                    "epsilon": eps,
-                    "spent": spent,
-                    "alone_log_loss": alone["members"][label]["log_loss"],
-                    "alone_accuracy": alone["members"][label]["accuracy"],
-                    "with_a_log_loss": mixed["ensemble"]["log_loss"],
-                    "with_a_accuracy": mixed["ensemble"]["accuracy"],
-                    "a_alone_log_loss": mixed["members"]["published"]["log_loss"],
-                }
-            )
-            print(f"{table} epsilon {eps}: done", flush=True)
+        for kind in args.kinds.split(","):
+            for eps in EPSILONS:
+                own = private_member(kind, eps, bounds)
+                metrics, prepared = run(b_path, [own, published], args.folds, args.seed)
+                label = own["kind"]
+                spent = (
+                    "inf"
+                    if math.isinf(eps)
+                    else f"{prepared.privacy['dp_members'][label]['epsilon_total']:.2f}"
+                )
+                rows.append(
+                    {
+                        "table": table,
+                        "kind": kind,
+                        "epsilon": eps,
+                        "spent": spent,
+                        "alone_log_loss": metrics["members"][label]["log_loss"],
+                        "alone_accuracy": metrics["members"][label]["accuracy"],
+                        "with_a_log_loss": metrics["ensemble"]["log_loss"],
+                        "with_a_accuracy": metrics["ensemble"]["accuracy"],
+                        "a_alone_log_loss": metrics["members"]["published"]["log_loss"],
+                    }
+                )
+                print(f"{table} {kind} epsilon {eps}: done", flush=True)
     out = pd.DataFrame(rows)
-    for table, part in out.groupby("table", sort=False):
+    for (table, kind), part in out.groupby(["table", "kind"], sort=False):
         free = part[part["epsilon"] == math.inf].iloc[0]
         part = part.assign(
             alone_vs_no_dp=part["alone_log_loss"] / free["alone_log_loss"],
             with_a_vs_no_dp=part["with_a_log_loss"] / free["with_a_log_loss"],
         )
         a_alone = float(free["a_alone_log_loss"])
-        print(f"\n{table!s}: B's held-out rows; party A's published ensemble alone: log loss {a_alone:.4f}")
         print(
-            part[
-                [
-                    "epsilon",
-                    "spent",
-                    "alone_log_loss",
-                    "alone_accuracy",
-                    "alone_vs_no_dp",
-                    "with_a_log_loss",
-                    "with_a_accuracy",
-                    "with_a_vs_no_dp",
-                ]
-            ].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+            f"\n{table!s}, {kind!s}: B's held-out rows; A's published ensemble alone: log loss {a_alone:.4f}"
         )
+        columns = ["epsilon", "spent", "alone_log_loss", "alone_accuracy", "alone_vs_no_dp"]
+        columns += ["with_a_log_loss", "with_a_accuracy", "with_a_vs_no_dp"]
+        print(part[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def private_member(kind: str, eps: float, bounds: dict[str, list[float]]) -> dict[str, Any]:
+    """B's own member at `eps` (its non-DP counterpart at inf)."""
+    if kind == "dp_logreg":
+        if math.isinf(eps):
+            return {"kind": "logreg"}
+        return {"kind": "dp_logreg", "params": {"dp": {"epsilon": eps}, "feature_bounds": bounds}}
+    network = {"hidden_units": [32], "epochs": KERAS_EPOCHS, "learning_rate": 0.01}
+    if math.isinf(eps):
+        return {"kind": "keras_mlp", "params": network}
+    dp = {"dp": {"epsilon": eps}, "feature_bounds": bounds}
+    return {"kind": "keras_mlp", "params": {**network, **dp}}
 
 
 if __name__ == "__main__":

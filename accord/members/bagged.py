@@ -113,7 +113,7 @@ def load_member(kind: str, files: Mapping[str, bytes], info: Mapping[str, Any]) 
 
 
 class Deferred:
-    """A published member deserialised on first use; every other attribute is the member's.
+    """A published member deserialised on first use; every other attribute, and its class, is the member's.
 
     Why: `accord.ensembling.ensemble.load` keeps the members the weights leave at 0 in
     ``members`` but never predicts with them, so loading need not import their libraries
@@ -143,6 +143,10 @@ class Deferred:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.loaded, name)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(member, Bagged) sees the member, loading it
+        return type(self.loaded)
 
     def __repr__(self) -> str:
         state = "loaded" if self._member is not None else "not loaded yet"

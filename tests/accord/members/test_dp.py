@@ -183,12 +183,8 @@ def test_a_published_dp_member_loads_and_the_manifest_says_what_was_and_was_not_
 def test_keras_mlp_with_dp_clips_and_adds_the_accounted_noise_and_reloads(tmp_path):
     from accord.members.keras_kind import KerasMLP
 
-    iris = {
-        "sepal_length_cm": [4, 8],
-        "sepal_width_cm": [2, 4.5],
-        "petal_length_cm": [1, 7],
-        "petal_width_cm": [0, 2.6],
-    }
+    parts = {"sepal_length": [4, 8], "sepal_width": [2, 4.5], "petal_length": [1, 7], "petal_width": [0, 2.6]}
+    iris = {f"{name}_(cm)": bounds for name, bounds in parts.items()}
     spec = {
         "kind": "keras_mlp",
         "params": {

@@ -48,8 +48,11 @@ def regression():
     return prepare(cfg)
 
 
-# Kinds that need a parent are tested in test_transfer.py; keras_cnn needs images.
-STANDALONE = sorted(set(KINDS) - {"keras_transfer", "xgboost_continue", "published", "keras_cnn"})
+# Kinds that need a parent are tested in test_transfer.py; keras_cnn needs images; dp_logreg needs its
+# feature bounds and noise from a run's privacy account (test_dp.py).
+STANDALONE = sorted(
+    set(KINDS) - {"keras_transfer", "xgboost_continue", "published", "keras_cnn", "dp_logreg"}
+)
 
 
 @pytest.mark.slow
