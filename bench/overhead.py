@@ -269,6 +269,9 @@ def main() -> None:
             f"(target <= 30 ms), {per_prefect / per_dask:.1f}x Dask's"
         )
     finally:
+        from runtime.server import drain_prefect_clients
+
+        drain_prefect_clients()  # this process's flow logs, while the stack's server still takes them
         timed([ACCORD, "server", "stop"], envs["warm"])
 
 
