@@ -14,7 +14,7 @@ from prefect.context import get_run_context
 from accord.config import TrainConfig
 from accord.faults import failpoint
 from accord.registry.cache import ResultCache, keep_seconds, run_key, split_digest
-from accord.registry.signing import checked_signing_key
+from accord.registry.signing import checked_signing_key, fingerprint, public_key_of
 from accord.training.budget import fits_deadline, reserve
 from runtime.entry import run_from_command_line
 from runtime.local_workers import start_ahead
@@ -44,7 +44,7 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
     deadline = fits_deadline(config.time_limit)  # the clock starts with the run
     start_ahead(config.dask_address, config.cluster_class)  # workers' imports overlap the data's load
     keep = keep_seconds()  # a bad ACCORD_CACHE_DAYS fails here, before any training
-    checked_signing_key()  # and a bad ACCORD_SIGNING_KEY
+    signer = checked_signing_key()  # and a bad ACCORD_SIGNING_KEY
     data = prepare_data(config)  # in this process: bad input fails here, before any cluster starts
     logger.info(
         "data %s: %d training rows, %d test rows, %d folds, task %s",
@@ -58,6 +58,8 @@ def train_ensemble(config: TrainConfig) -> dict[str, Any]:
         oof, seconds, refits = fits.out_of_fold(data), fits.fold_seconds(data), fits.used_refits()
         report = fit_ensemble(data, oof, refits, config.method, config.ensemble_size, seconds)
         key = run_key(split, data, config.method, config.ensemble_size, config.seed)
+        if signer is not None:  # a signed rerun of an unsigned version is a new version, signed
+            key = f"{key}-signed-{fingerprint(public_key_of(signer))[:16]}"
         settings, name = config.model_dump(mode="json"), config.model_name
         fresh = not already_published(config.store, name, key)  # a rerun publishes nothing new
         until = None if deadline is None else deadline + reserve(config.time_limit or 0) / 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -113,6 +114,13 @@ def start(workers: int, home: Path | None = None, timeout: float = START_TIMEOUT
     if workers < 1:
         raise ConfigError(f"workers must be at least 1; found {workers}. Pass --workers 1 or more.")
     home = home or accord_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "stack.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two starts at once: the second finds the first's stack
+        return _start(workers, home, timeout)
+
+
+def _start(workers: int, home: Path, timeout: float) -> tuple[Stack, bool]:
     up = running(home)
     if up is not None:
         return up, False
@@ -157,12 +165,31 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _runs(pid: int, marker: str) -> bool:
+    """Whether process `pid` runs a command line holding `marker` (a recorded pid may since be another's)."""
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace"
+        )
+    except OSError:
+        return not Path("/proc").is_dir() and process_alive(pid)  # no /proc: trust the pid
+
+
 def _end(pid: int, server_pid: int, timeout: float) -> None:
-    """End the stack's process, then whatever is left of its and the server's process groups."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    """End the stack's process, then whatever is left of its and the server's process groups.
+
+    Only processes that still run the stack (``runtime.stack``) or a Prefect server are
+    signalled: after a crash the recorded pids may belong to someone else's processes.
+    """
+    if not _runs(pid, "runtime.stack"):
+        pid = 0
+    if server_pid > 0 and not _runs(server_pid, "prefect"):
+        server_pid = 0
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
+    while pid > 0 and process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     for group in (pid, server_pid):
         if group <= 0:

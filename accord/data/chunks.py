@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,8 @@ def plan(url: str, chunk_rows: int) -> Plan:
     if chunk_rows < 1:
         raise ConfigError(f"chunk_rows must be at least 1; found {chunk_rows}.")
     fmt = table_format(url, "input")
+    if "://" not in url:  # workers (a warm stack's among them) may run in another directory
+        url = str(Path(url).expanduser().resolve())
     out = Plan(url, fmt, chunk_rows)
     if fmt == "csv":
         return out

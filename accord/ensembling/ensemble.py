@@ -298,8 +298,7 @@ def load(
         ConfigError: a trusted key is no file nor PEM text.
     """
     parsed = parse_ref(ref)
-    keys = as_keys(trusted_keys)
-    trusted = trusted_keys_of(keys) if keys else None
+    trusted = None if trusted_keys is None else trusted_keys_of(as_keys(trusted_keys))  # [] is refused
     registry = Registry(parsed.store, storage_options)
     _, manifest, files = registry.fetch(parsed, trusted, manifest_sha256)  # verifies everything first
     logging.getLogger(__name__).info("loading %s (%s)", manifest["ref"], manifest["resolved"])

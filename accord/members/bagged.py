@@ -144,6 +144,9 @@ class Deferred:
             raise AttributeError(name)
         return getattr(self.loaded, name)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled as it is, still deferred (not by its class)
+        return (Deferred, (self.kind, self._files, self._info))
+
     @property  # type: ignore[misc]
     def __class__(self) -> type:  # isinstance(member, Bagged) sees the member, loading it
         return type(self.loaded)

@@ -11,6 +11,10 @@ K−1 fold fits whose training folds hold it, and the refit (none with ``final: 
 is computed by dp-accounting's RDP accountant over that composition, never by a formula of
 ours; given ε and δ, the noise is calibrated by it (`calibrate_dp_mechanism`).
 
+The rows sampled and the noise drawn come from the operating system's entropy, never from
+the run's seed: the seed is published in the manifest, and noise anyone can regenerate
+protects nothing; fits are therefore not reproducible bit for bit. Each fit draws its own.
+
 Nothing is computed from the private rows outside DP-SGD: numeric features are scaled by
 bounds the user gives (``feature_bounds``; a value outside is clipped, a missing one is the
 midpoint), categorical features are one-hot over the schema's categories. The schema itself
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
@@ -189,8 +194,9 @@ def bounded_design(X: pd.DataFrame, columns: list[dict[str, Any]], bounds: Mappi
             scaled = np.clip((x - low) / (high - low), 0.0, 1.0) * 2 - 1
             parts.append(np.nan_to_num(scaled, nan=0.0)[:, None])
         else:
-            values = X[col["name"]].astype("string").to_numpy()
-            parts.append(np.stack([values == c for c in col["categories"]], axis=1).astype("float64"))
+            values = X[col["name"]].astype("string")  # a missing value matches no category
+            hits = [(values == c).fillna(False).to_numpy(dtype=bool) for c in col["categories"]]
+            parts.append(np.stack(hits, axis=1).astype("float64") if hits else np.zeros((len(X), 0)))
     parts.append(np.ones((len(X), 1)))
     return np.hstack(parts)
 
@@ -309,7 +315,7 @@ class DPLogReg(Member):
             steps=steps_of(self.params),
             learning_rate=float(self.params["learning_rate"]),
             l2=float(self.params["l2"]),
-            rng=np.random.default_rng(self.seed),
+            rng=np.random.default_rng(secrets.randbits(128)),  # never from the seed: see `private_rng`
             on_step=self.on_step,
         )
         return self

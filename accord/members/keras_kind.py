@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -355,7 +356,7 @@ class KerasMLP(Member):
             steps=steps_of(params),
             learning_rate=float(params["learning_rate"]),
             l2=float(params["l2"]),
-            rng=np.random.default_rng(self.seed),
+            rng=np.random.default_rng(secrets.randbits(128)),  # never from the seed: see `private_rng`
             on_step=self.on_step,
         )
         return self

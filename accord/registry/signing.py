@@ -221,7 +221,7 @@ def verify_manifest(what: str, body: bytes, bundle: bytes | None, trusted: dict[
         public.write_bytes(trusted[signer])
         try:
             verifying.Config().use_elliptic_key_verifier(public_key=str(public)).verify(manifest, signature)
-        except (ValueError, InvalidSignature, OSError) as e:
+        except (ValueError, InvalidSignature, OSError, IndexError, KeyError, TypeError, AttributeError) as e:
             reason = str(e).split("\n")[0][:200] or type(e).__name__
             raise SignatureError(
                 f"{what}: the signature by key {signer[:16]}… does not verify ({reason}): the manifest or "

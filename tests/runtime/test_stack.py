@@ -179,3 +179,35 @@ def _exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has ended
+
+
+def test_stop_never_signals_a_process_that_is_not_the_stack(tmp_path):
+    """After a crash the recorded pids may be reused by anyone's process: stop must leave them alone."""
+    import dataclasses
+    import sys
+    import time
+
+    from runtime.stack import stop
+    from runtime.warm import Stack
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        stale = Stack(
+            other.pid,
+            other.pid,
+            "http://127.0.0.1:1/api",
+            "tcp://127.0.0.1:1",
+            "",
+            2,
+            str(tmp_path),
+            sys.prefix,
+            "0",
+            time.time(),
+        )
+        (tmp_path / "stack.json").write_text(json.dumps(dataclasses.asdict(stale)))
+        assert stop(tmp_path, timeout=2) == stale
+        assert other.poll() is None  # still running
+        assert not (tmp_path / "stack.json").exists()
+    finally:
+        other.kill()
+        other.wait()

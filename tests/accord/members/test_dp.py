@@ -230,3 +230,22 @@ def test_keras_mlp_with_dp_clips_and_adds_the_accounted_noise_and_reloads(tmp_pa
                 }
             )
         )
+
+
+def test_each_fit_draws_fresh_noise_whatever_the_seed_and_missing_categories_match_none():
+    """Noise anyone could regenerate from the published seed would protect nothing."""
+    from accord.members.dp import bounded_design
+
+    p = prepare(make_config({"data": "sklearn:breast_cancer", "folds": 3, "members": [_dp(epsilon=1.0)]}))
+    draws = []
+    for _ in range(2):
+        member = DPLogReg("classification", p.members[0].params, n_classes=2, seed=0)
+        first: list[np.ndarray] = []
+        member.on_step = lambda rows, noise, first=first: first.append(noise) if not first else None
+        member.fit(p.X_train, p.y_train, p.schema)
+        draws.append(first[0])
+    assert not np.allclose(draws[0], draws[1])  # same seed, same rows: independent noise
+
+    columns = [{"name": "c", "kind": "categorical", "categories": ["a", "b"]}]
+    design = bounded_design(pd.DataFrame({"c": ["a", None, "b"]}), columns, {})
+    np.testing.assert_array_equal(design, [[1, 0, 1], [0, 0, 1], [0, 1, 1]])

@@ -164,6 +164,8 @@ def test_a_bad_signing_key_or_trusted_key_is_named(tmp_path, trained, monkeypatc
     ref = publish(Registry(str(tmp_path / "reg")), "wine", dict(trained[1]), dict(trained[2]))
     with pytest.raises(ConfigError, match=r"trusted key ./nowhere\.pub. is no file"):
         accord.load(ref, trusted_keys=["/nowhere.pub"])
+    with pytest.raises(ConfigError, match="no trusted key given"):  # an empty list never means "any"
+        accord.load(ref, trusted_keys=[])
 
 
 def test_trusted_signers_accept_a_signed_parent_and_lineage_shows_its_signer(

@@ -290,8 +290,11 @@ X = pd.read_json(sys.argv[2], orient="split")
 first = {lib: lib in sys.modules for lib in ("tensorflow", "keras", "xgboost")}
 proba = model.predict_proba(X).tolist()
 after_predict = {lib: lib in sys.modules for lib in ("tensorflow", "keras", "xgboost")}
+import pickle
+again = pickle.loads(pickle.dumps(model))  # members at weight 0 pickle as they are: still not loaded
+pickled = again.predict_proba(X).tolist() == proba and "xgboost" not in sys.modules
 keras_proba = model.members["keras_mlp"].predict(model.schema.conform(X)).tolist()
-print(json.dumps({"first": first, "after_predict": after_predict, "proba": proba,
+print(json.dumps({"first": first, "after_predict": after_predict, "proba": proba, "pickled": pickled,
                   "keras": keras_proba, "after_keras": "tensorflow" in sys.modules,
                   "repr": repr(model.members["xgboost"])}))
 """
@@ -329,6 +332,7 @@ def test_load_imports_tensorflow_and_xgboost_only_for_members_with_weight(tmp_pa
     assert seen["first"] == {"tensorflow": False, "keras": False, "xgboost": False}
     assert seen["after_predict"] == {"tensorflow": False, "keras": False, "xgboost": False}
     assert seen["repr"] == "Deferred('xgboost', not loaded yet)"
+    assert seen["pickled"] is True
     np.testing.assert_allclose(seen["proba"], refits["logreg"].test_predictions)
     # used, a deferred member loads then and predicts as the member that was published
     assert seen["after_keras"] is True
