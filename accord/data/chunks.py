@@ -67,6 +67,11 @@ class Plan:
     total_rows: int | None = None
 
 
+def absolute(url: str) -> str:
+    """`url`, a local path made absolute: workers (a warm stack's among them) may run in another directory."""
+    return url if "://" in url else str(Path(url).expanduser().resolve())
+
+
 def plan(url: str, chunk_rows: int) -> Plan:
     """Split an input table into chunks of about `chunk_rows` rows.
 
@@ -77,8 +82,7 @@ def plan(url: str, chunk_rows: int) -> Plan:
     if chunk_rows < 1:
         raise ConfigError(f"chunk_rows must be at least 1; found {chunk_rows}.")
     fmt = table_format(url, "input")
-    if "://" not in url:  # workers (a warm stack's among them) may run in another directory
-        url = str(Path(url).expanduser().resolve())
+    url = absolute(url)
     out = Plan(url, fmt, chunk_rows)
     if fmt == "csv":
         return out

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from accord.config import MemberSpec, TrainConfig
+from accord.data.chunks import absolute
 from accord.data.columns import DATE_PARTS
 from accord.data.dataset import load_dataset
 from accord.data.parquet import describe_parquet
@@ -78,7 +79,7 @@ def _prepare(config: TrainConfig) -> Prepared:
                 "ignore_columns: a partitioned run (every member trains across the cluster on Parquet) "
                 "reads the features where they are; drop the columns from the files instead."
             )
-        dataset = describe_parquet(config.data, config.target, config.task)
+        dataset = describe_parquet(absolute(config.data), config.target, config.task)  # workers read it
     else:
         dataset = load_dataset(config.data, config.target, config.task, config.ignore_columns)
     check_method(config.method, dataset.task)

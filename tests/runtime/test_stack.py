@@ -159,6 +159,40 @@ def test_a_small_predict_scores_in_the_calling_process(stack):
     assert len(_flow_runs(state.api_url)) == runs  # and no flow run: scored right there
 
 
+def test_a_chunked_predict_of_a_relative_path_reads_the_callers_file(stack):
+    """The stack's workers run in the directory the stack started in; a relative input must still be found."""
+    state, env, root = stack["state"], stack["env"], stack["root"]
+    caller = root / "caller"
+    caller.mkdir()
+    rows = load_iris(as_frame=True).frame.drop(columns="target").sample(300, replace=True, random_state=1)
+    rows.reset_index(drop=True).to_parquet(caller / "in.parquet", row_group_size=100)
+    transitions = _scheduler(state.dask_address, _transitions)
+    out = subprocess.run(
+        [
+            ACCORD,
+            "predict",
+            "--model",
+            f"{stack['store']}/iris",
+            "--input",
+            "in.parquet",
+            "--output",
+            "out.csv",
+            "--chunk-rows",
+            "100",
+        ],
+        cwd=caller,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert _scheduler(state.dask_address, _transitions) > transitions  # three chunks, scored on the workers
+    written = pd.read_csv(caller / "out.csv")
+    model = accord.load(f"{stack['store']}/iris")
+    np.testing.assert_allclose(written.filter(like="proba_").to_numpy(), model.predict_proba(rows), rtol=1e-6)
+
+
 def test_stop_ends_every_process_it_started_and_leaves_nothing_behind(stack):
     state, env, home = stack["state"], stack["env"], stack["home"]
     ours = _group(state.pid) + _group(state.server_pid)
