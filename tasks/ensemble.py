@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from accord.data.split import Prepared
 from accord.ensembling.evaluation import PRIOR, Report, evaluate
+from accord.registry.card import guard_line
 from accord.registry.promotion import Baseline, Decision, Policy, promote
 from accord.registry.publishing import find_published, publish, version_payload
 from accord.registry.refs import parse_ref
@@ -200,6 +201,8 @@ def report_artifacts(
     lines = [f"| member | weight | out-of-fold {loss_name} |", "|---|---|---|"]
     for member in report.members:
         lines.append(f"| {member} | {weights.get(member, float('nan')):.3f} | {report.cv_loss[member]:.4f} |")
+    if report.guard:
+        lines += ["", guard_line(report.guard)]
     create_markdown_artifact(
         f"### Ensemble weights ({report.rule.method})\n\n" + "\n".join(lines),
         key=f"{key}-weights",

@@ -40,8 +40,21 @@ class Report:
             return None
         return {n: float(w) for n, w in zip(self.members, self.rule.weights, strict=True)}
 
+    @property
+    def guard(self) -> dict[str, Any]:
+        """The weights' guard (`accord.ensembling.weights.guard`), its member named; {} without one."""
+        record = self.rule.guard
+        if not record:
+            return {}
+        return {
+            "shrink": record["shrink"],
+            "best": self.members[record["best"]],
+            "folds": record["folds"],
+            "nested_cv_loss": record["nested_loss"],
+        }
+
     def metrics(self) -> dict[str, Any]:
-        """JSON-ready metrics: ensemble, members, baselines, cross-validation.
+        """JSON-ready metrics: ensemble, members, baselines, cross-validation, the weights' guard.
 
         Only what the predictions determine: the same seed gives the same metrics. Wall-clock
         `timings` are kept apart (the manifest's ``timings``).
@@ -53,6 +66,7 @@ class Report:
             "baselines": self.baselines,
             "cv_loss": {**self.cv_loss, "ensemble": self.ensemble_cv_loss},
             "vs_ensemble": self.vs_ensemble,
+            **({"guard": self.guard} if self.guard else {}),
         }
 
     def leaderboard(self) -> list[dict[str, Any]]:

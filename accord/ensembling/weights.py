@@ -14,6 +14,12 @@ classification, ``caruana`` and ``optimize`` then apply one temperature ``T`` fi
 the same out-of-fold predictions (``p_c ∝ p_c ** (1 / T)``): a weighted average of
 members is less confident than it should be, and a single number recalibrates it without
 changing which class wins. ``T = 1`` (no change) is kept unless it lowers the loss.
+
+``caruana`` and ``optimize`` are guarded: a nested cross-validation over the out-of-fold
+rows (`guard`) measures, on rows the weights were not fitted on, mixes of the fitted
+weights with the CV-best member alone, and keeps the mix that loses least. Weights fitted
+on a few hundred rows can fit their noise and end worse than the best member; on many rows
+the guard keeps the fitted weights.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from accord.ensembling.losses import PROBA_FLOOR, loss, true_class, true_class_losses
+from accord.ensembling.losses import PROBA_FLOOR, loss, row_losses, true_class, true_class_losses
 from accord.errors import ConfigError
 from accord.types import Task
 
@@ -41,6 +47,9 @@ class EnsembleWeights:
     n_classes: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
+    guard: dict[str, Any] = field(default_factory=dict)
+    """What `guard` measured: ``shrink`` (the fitted weights' share; the CV-best member has the
+    rest), ``best`` (that member's index), ``folds`` and ``nested_loss`` per share tried."""
 
     def combine(self, predictions: list[np.ndarray]) -> np.ndarray:
         """Combine member predictions (same order as the weights) into the ensemble's."""
@@ -92,6 +101,7 @@ class EnsembleWeights:
             "n_classes": self.n_classes,
             "meta": self.meta,
             "temperature": self.temperature,
+            "guard": self.guard,
         }
 
     @classmethod
@@ -104,6 +114,7 @@ class EnsembleWeights:
             int(data.get("n_classes", 0)),
             dict(data.get("meta", {})),
             float(data.get("temperature", 1.0)),  # versions published before temperatures: none
+            dict(data.get("guard", {})),  # versions published before the guard: none
         )
 
 
@@ -289,6 +300,7 @@ def fit_weights(
     *,
     n_classes: int = 0,
     steps: int = 25,
+    guarded: bool = True,
 ) -> EnsembleWeights:
     """Fit a combination rule on out-of-fold predictions (one array per member).
 
@@ -299,6 +311,8 @@ def fit_weights(
         method: One of `METHODS`.
         n_classes: Number of classes (classification).
         steps: Greedy steps for ``caruana`` (and its start for ``optimize``).
+        guarded: Check ``caruana``'s and ``optimize``'s weights by `guard` and shrink them
+            toward the CV-best member where that loses less on held-back rows.
 
     Returns:
         The fitted rule; deterministic for the same inputs.
@@ -315,10 +329,95 @@ def fit_weights(
     if method == "stacking":
         meta = _stacking_fit(predictions, y, task, n_classes)
         return EnsembleWeights(method, task, None, n_classes, meta)
-    weights = caruana(predictions, y, task, steps)
-    if method == "optimize":
-        weights = optimize(predictions, y, task, weights)
+    weights = _simplex(predictions, y, task, method, steps)
+    record: dict[str, Any] = {}
+    if guarded and m > 1:
+        record = guard(predictions, y, task, method, steps)
+        weights = _shrunk(weights, record["shrink"], record["best"])
     temperature = 1.0
     if task == "classification":
         temperature = fit_temperature(weighted_sum(predictions, weights), y)
-    return EnsembleWeights(method, task, weights, n_classes, temperature=temperature)
+    return EnsembleWeights(method, task, weights, n_classes, temperature=temperature, guard=record)
+
+
+GUARD_FOLDS = 5
+"""Nested folds over the out-of-fold rows that `guard` holds back in turn."""
+SHRINKS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The fitted weights' shares that `guard` compares; the CV-best member has the rest."""
+GUARD_MIN_ROWS = 4 * GUARD_FOLDS
+"""Fewer rows than this leave too few per held-back fold to measure anything: no guard."""
+
+
+def guard(
+    predictions: list[np.ndarray], y: np.ndarray, task: Task, method: str, steps: int = 25
+) -> dict[str, Any]:
+    """How much of the fitted weights to keep, measured on rows they were not fitted on.
+
+    The out-of-fold rows are split into `GUARD_FOLDS` folds (a fixed shuffle, dealt class
+    by class for classification). Holding back each fold in turn, the weights and the
+    CV-best member are chosen again on the other folds, and every mix
+    ``s * weights + (1 - s) * best`` for ``s`` in `SHRINKS` (with its own temperature, for
+    classification) predicts the held-back rows. The share with the lowest loss over all
+    held-back rows is kept; a tie keeps the larger share.
+
+    Why: the weights and the best member are both chosen on these rows, so their loss here
+    flatters them; only held-back rows show whether the mix beats its best member.
+
+    Returns:
+        ``{"shrink", "best", "folds", "nested_loss"}``: the share kept, the CV-best member's
+        index over all rows, the folds, and each share's loss on held-back rows (keys are the
+        shares as text). With fewer than `GUARD_MIN_ROWS` rows: share 1 and ``folds`` 0.
+    """
+    y = np.asarray(y)
+    best = int(np.argmin([loss(task, y, p) for p in predictions]))
+    n = len(y)
+    if n < GUARD_MIN_ROWS:
+        return {"shrink": 1.0, "best": best, "folds": 0, "nested_loss": {}}
+    fold = _guard_folds(y, task)
+    held_losses = {s: np.zeros(n) for s in SHRINKS}
+    for g in range(GUARD_FOLDS):
+        fit_rows, held = fold != g, fold == g
+        inner = [p[fit_rows] for p in predictions]
+        y_fit = y[fit_rows]
+        weights = _simplex(inner, y_fit, task, method, steps)
+        inner_best = int(np.argmin([loss(task, y_fit, p) for p in inner]))
+        for s in SHRINKS:
+            mixed = _shrunk(weights, s, inner_best)
+            out = weighted_sum([p[held] for p in predictions], mixed)
+            if task == "classification":
+                t = fit_temperature(weighted_sum(inner, mixed), y_fit)
+                out = with_temperature(out, t) if t != 1.0 else out
+            held_losses[s][held] = row_losses(task, y[held], out)
+    nested = {s: float(held_losses[s].mean()) for s in SHRINKS}
+    shrink = min(SHRINKS, key=lambda s: (nested[s], -s))
+    return {
+        "shrink": shrink,
+        "best": best,
+        "folds": GUARD_FOLDS,
+        "nested_loss": {str(s): v for s, v in nested.items()},
+    }
+
+
+def _guard_folds(y: np.ndarray, task: Task) -> np.ndarray:
+    """Each row's nested fold: a fixed shuffle, sorted by class for classification, dealt in turn."""
+    order = np.random.default_rng(0).permutation(len(y))
+    if task == "classification":
+        order = order[np.argsort(y[order], kind="stable")]
+    fold = np.empty(len(y), dtype=int)
+    fold[order] = np.arange(len(y)) % GUARD_FOLDS
+    return fold
+
+
+def _simplex(predictions: list[np.ndarray], y: np.ndarray, task: Task, method: str, steps: int) -> np.ndarray:
+    """``caruana``'s weights, refined by SLSQP for ``optimize``."""
+    weights = caruana(predictions, y, task, steps)
+    return optimize(predictions, y, task, weights) if method == "optimize" else weights
+
+
+def _shrunk(weights: np.ndarray, share: float, best: int) -> np.ndarray:
+    """``share * weights``, with the rest on member `best`."""
+    if share == 1.0:
+        return weights
+    out = share * weights
+    out[best] += 1.0 - share
+    return out

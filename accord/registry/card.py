@@ -129,6 +129,9 @@ def _members(manifest: Mapping[str, Any]) -> list[str]:
             ]
         )
     out = ["## Members and weights", "", *_table(["member", "kind", "weight", "params", "parent"], rows), ""]
+    guard = (manifest.get("metrics") or {}).get("guard")
+    if guard:
+        out += [guard_line(guard), ""]
     if manifest.get("left_out"):
         out += [
             "Left out by the time limit: " + "; ".join(f"{k} ({v})" for k, v in manifest["left_out"].items())
@@ -162,3 +165,19 @@ def _lineage(lineage: Mapping[str, Any]) -> list[str]:
     if lineage.get("flow_run_id"):
         out.append(f"- Prefect flow run: `{lineage['flow_run_id']}`")
     return [*out, ""]
+
+
+def guard_line(guard: Mapping[str, Any]) -> str:
+    """One sentence on the weights' guard (`accord.ensembling.evaluation.Report.guard`)."""
+    if not guard.get("folds"):
+        return "Weights not checked on held-back rows: too few out-of-fold rows."
+    share = float(guard["shrink"])
+    kept = (
+        "the fitted weights whole"
+        if share == 1.0
+        else (f"{share:.0%} of the fitted weights, the rest on the CV-best member {guard['best']}")
+    )
+    return (
+        f"Guard: {guard['folds']}-fold nested cross-validation over the out-of-fold rows kept {kept} "
+        f"(held-back loss {float(guard['nested_cv_loss'][str(share)]):.4f})."
+    )

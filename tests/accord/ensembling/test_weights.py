@@ -7,7 +7,10 @@ import pytest
 
 from accord.ensembling.losses import loss, paired_gap, row_losses
 from accord.ensembling.weights import (
+    GUARD_FOLDS,
+    SHRINKS,
     EnsembleWeights,
+    _guard_folds,
     caruana,
     fit_temperature,
     fit_weights,
@@ -204,3 +207,72 @@ def test_stacking_reads_every_member_and_a_weighted_member_is_never_left_out():
     rule = EnsembleWeights("equal", "classification", np.full(5, 0.2), 3)
     with pytest.raises(ValueError, match=r"must have weight 0; found weights \[0.2\]"):
         rule.restricted([0, 1, 2, 3])
+
+
+def _small_table(seed: int, n: int, members: int = 10):
+    """A target, the member that predicts its signal, and members that add independent errors to it."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    y = x + rng.normal(0, 1, n)
+    return y, [x, *(x + rng.normal(0, 1.5, n) for _ in range(members))]
+
+
+def test_the_guard_keeps_weights_fitted_on_few_rows_from_ending_worse_than_the_best_member():
+    """60 rows: caruana mixes in members whose errors happen to cancel here; new rows show it."""
+    guarded, unguarded, best, shares = [], [], [], []
+    for seed in range(20):
+        y, preds = _small_table(seed, 60)
+        rule = fit_weights(preds, y, "regression", "caruana")
+        plain = fit_weights(preds, y, "regression", "caruana", guarded=False)
+        y_new, new = _small_table(1000 + seed, 5000)  # the same members on rows no weight saw
+        guarded.append(loss("regression", y_new, rule.combine(new)))
+        unguarded.append(loss("regression", y_new, plain.combine(new)))
+        best.append(loss("regression", y_new, new[0]))
+        shares.append(rule.guard["shrink"])
+    assert np.mean(unguarded) > 1.06 * np.mean(best)  # the failure the guard is for
+    assert np.mean(guarded) < 1.02 * np.mean(best)
+    assert np.mean(guarded) < np.mean(unguarded)
+    assert sum(s < 1.0 for s in shares) >= 15
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("method", ["caruana", "optimize"])
+def test_the_guard_keeps_weights_that_help_on_held_back_rows_whole(seed, method):
+    preds, y = _members(seed)
+    rule = fit_weights(preds, y, "classification", method, n_classes=3)
+    plain = fit_weights(preds, y, "classification", method, n_classes=3, guarded=False)
+    assert rule.guard["shrink"] == 1.0
+    np.testing.assert_array_equal(rule.weights, plain.weights)
+    assert rule.temperature == plain.temperature
+    nested = rule.guard["nested_loss"]
+    assert nested["1.0"] <= nested["0.0"]  # measured: the mix is no worse than its best member there
+
+
+def test_the_guards_record_is_each_shares_loss_on_held_back_rows():
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=300)
+    preds = [y + rng.normal(0, 0.2, 300), y + rng.normal(0, 3.0, 300), y + rng.normal(0, 3.0, 300)]
+    rule = fit_weights(preds, y, "regression", "caruana")
+    record = rule.guard
+    assert record["folds"] == GUARD_FOLDS and record["best"] == 0
+    assert list(record["nested_loss"]) == [str(s) for s in SHRINKS]
+    # share 0 is the best member alone, chosen again on each fold's other rows: member 0 every
+    # time, so over every held-back row it is that member's own loss
+    assert record["nested_loss"]["0.0"] == pytest.approx(loss("regression", y, preds[0]), rel=1e-12)
+    assert record["shrink"] == min(SHRINKS, key=lambda s: (record["nested_loss"][str(s)], -s))
+    restored = EnsembleWeights.from_dict(json.loads(json.dumps(rule.to_dict())))
+    assert restored.guard == record
+    old = {k: v for k, v in rule.to_dict().items() if k != "guard"}  # a version published before
+    assert EnsembleWeights.from_dict(old).guard == {}
+    few = fit_weights([p[:12] for p in preds], y[:12], "regression", "caruana")
+    assert few.guard["folds"] == 0 and few.guard["shrink"] == 1.0  # too few rows to hold any back
+
+
+def test_guard_folds_are_fixed_and_deal_each_class_evenly():
+    y = np.repeat([0, 1, 2], [50, 13, 7])
+    fold = _guard_folds(y, "classification")
+    np.testing.assert_array_equal(fold, _guard_folds(y, "classification"))
+    for c in range(3):
+        counts = np.bincount(fold[y == c], minlength=GUARD_FOLDS)
+        assert counts.max() - counts.min() <= 1, (c, counts)
+    assert sorted(np.bincount(_guard_folds(np.zeros(23), "regression"))) == [4, 4, 5, 5, 5]

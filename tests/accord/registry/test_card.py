@@ -72,3 +72,11 @@ def test_the_card_shows_metrics_members_schema_lineage_and_libraries(published):
     assert len(manifest["schema"]["classes"]) == 3
     assert f"fingerprint `{manifest['lineage']['data']['fingerprint']}`" in card
     assert f"| scikit-learn | {manifest['libraries']['scikit-learn']} |" in card
+    guard = manifest["metrics"]["guard"]  # wine's 133 training rows: checked on held-back rows
+    assert guard["folds"] == 5 and guard["best"] == best["member"]
+    share = guard["shrink"]
+    loss = guard["nested_cv_loss"][str(share)]
+    assert loss == min(guard["nested_cv_loss"].values())
+    kept = "the fitted weights whole" if share == 1.0 else f"{share:.0%} of the fitted weights, the rest on"
+    assert f"Guard: 5-fold nested cross-validation over the out-of-fold rows kept {kept}" in card
+    assert f"(held-back loss {loss:.4f})." in card
