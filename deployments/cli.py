@@ -531,7 +531,7 @@ def server_start(
     from runtime.stack import start
     from runtime.warm import describe
 
-    stack, new = start(workers)
+    stack, new = start(workers, commands="deployments.commands")
     _err("accord: warm stack started" if new else "accord: a warm stack is already up")
     print(describe(stack))
 

@@ -30,7 +30,18 @@ from pathlib import Path
 from accord.errors import ConfigError
 from accord.version import __version__
 from runtime.server import LocalPrefectServer, local_api_environment
-from runtime.warm import Stack, accord_home, process_alive, read_state, running, state_path
+from runtime.warm import (
+    COMMANDS_SOCKET,
+    Stack,
+    accord_home,
+    code_fingerprint,
+    imports_env_fingerprint,
+    ping_commands,
+    process_alive,
+    read_state,
+    running,
+    state_path,
+)
 
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
@@ -45,24 +56,64 @@ def _write_state(home: Path, stack: Stack) -> None:
     tmp.replace(state_path(home))  # whole or absent
 
 
-def serve(home: Path, workers: int) -> None:
+def _start_commands(
+    module: str, home: Path, env: dict[str, str], stop: threading.Event
+) -> subprocess.Popen[bytes] | None:
+    """Start the command server `module` (``python -m module --socket PATH``) and wait until it answers.
+
+    It runs in `env`: the environment the stack started in, with its Prefect API (not what
+    the cluster's start added for its workers). None where the stack was stopped first. Its
+    output goes to ``commands.log`` under `home`.
+
+    Raises:
+        RuntimeError: it exited, or did not answer in `START_TIMEOUT_S`; the message names its log.
+    """
+    path, log_path = home / COMMANDS_SOCKET, home / "commands.log"
+    path.unlink(missing_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "--socket", str(path)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not stop.is_set() and time.monotonic() < deadline:
+        if ping_commands(path) == process.pid:
+            return process
+        if process.poll() is not None:
+            raise RuntimeError(f"the command server exited with code {process.returncode}; see {log_path}")
+        time.sleep(0.1)
+    process.terminate()
+    if stop.is_set():
+        return None
+    raise RuntimeError(f"the command server did not answer in {START_TIMEOUT_S:.0f}s; see {log_path}")
+
+
+def serve(home: Path, workers: int, commands: str | None = None) -> None:
     """Run the stack until SIGTERM or SIGINT: a Prefect server, a LocalCluster, the state file.
 
-    The state file is written once both answer, and removed first on the way out, so no
-    command finds a stack that is going away.
+    With `commands` (a module, `deployments.commands`), a command server beside them, which
+    the console script hands its commands to. The state file is written once all answer,
+    and removed first on the way out, so no command finds a stack that is going away.
     """
     home.mkdir(parents=True, exist_ok=True)
+    code = code_fingerprint()  # before anything imports accord's code
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     prefect_home = home / "prefect"
     os.environ.pop("PREFECT_API_URL", None)
+    commands_env = dict(os.environ)  # before the cluster adds its workers' settings
     server = LocalPrefectServer(env={"PREFECT_HOME": str(prefect_home)}, log_path=home / "prefect.log")
     cluster = None
+    command_server = None
     try:
         api_url = server.start()
         os.environ["PREFECT_HOME"] = str(prefect_home)
         os.environ.update(local_api_environment(api_url, prefect_home))  # the workers inherit it
+        commands_env.update(PREFECT_HOME=str(prefect_home), **local_api_environment(api_url, prefect_home))
         from distributed import Client
 
         from runtime.runner import AccordLocalCluster, local_cluster_kwargs
@@ -71,6 +122,8 @@ def serve(home: Path, workers: int) -> None:
         with Client(cluster) as client:
             client.wait_for_workers(workers, timeout=START_TIMEOUT_S)
         assert server.process is not None
+        if commands:
+            command_server = _start_commands(commands, home, commands_env, stop)
         stack = Stack(
             pid=os.getpid(),
             server_pid=server.process.pid,
@@ -82,6 +135,9 @@ def serve(home: Path, workers: int) -> None:
             python=sys.prefix,
             version=__version__,
             started=time.time(),
+            commands=str(home / COMMANDS_SOCKET) if command_server is not None else "",
+            code=code,
+            imports_env=imports_env_fingerprint(commands_env),
         )
         if not stop.is_set():
             _write_state(home, stack)
@@ -91,6 +147,11 @@ def serve(home: Path, workers: int) -> None:
         recorded = read_state(home)
         if recorded is not None and recorded.pid == os.getpid():
             state_path(home).unlink(missing_ok=True)
+        if command_server is not None:
+            command_server.terminate()  # commands it runs go with the process group
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                command_server.wait(timeout=10)
+            (home / COMMANDS_SOCKET).unlink(missing_ok=True)
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close(timeout=30)
@@ -101,10 +162,13 @@ def serve(home: Path, workers: int) -> None:
 # --- the commands ------------------------------------------------------------------------
 
 
-def start(workers: int, home: Path | None = None, timeout: float = START_TIMEOUT_S) -> tuple[Stack, bool]:
+def start(
+    workers: int, home: Path | None = None, timeout: float = START_TIMEOUT_S, commands: str | None = None
+) -> tuple[Stack, bool]:
     """Start the stack in the background and wait until it answers; return it and whether it is new.
 
     A stack already up is returned as it is (with False), whatever its worker count.
+    `commands` names the command server's module (see `serve`); None runs none.
 
     Raises:
         ConfigError: `workers` is below 1, or a stack's process runs but does not answer
@@ -117,10 +181,10 @@ def start(workers: int, home: Path | None = None, timeout: float = START_TIMEOUT
     home.mkdir(parents=True, exist_ok=True)
     with (home / "stack.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two starts at once: the second finds the first's stack
-        return _start(workers, home, timeout)
+        return _start(workers, home, timeout, commands)
 
 
-def _start(workers: int, home: Path, timeout: float) -> tuple[Stack, bool]:
+def _start(workers: int, home: Path, timeout: float, commands: str | None) -> tuple[Stack, bool]:
     up = running(home)
     if up is not None:
         return up, False
@@ -136,7 +200,10 @@ def _start(workers: int, home: Path, timeout: float) -> tuple[Stack, bool]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.stack", "--home", str(home), "--workers", str(workers)],
+            [
+                *(sys.executable, "-m", "runtime.stack", "--home", str(home), "--workers", str(workers)),
+                *(("--commands", commands) if commands else ()),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -218,12 +285,13 @@ def stop(home: Path | None = None, timeout: float = STOP_TIMEOUT_S) -> Stack | N
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m runtime.stack --home DIR --workers N``: the stack's own process (see `serve`)."""
+    """``python -m runtime.stack --home DIR --workers N [--commands MODULE]``: the stack's own process."""
     p = argparse.ArgumentParser(prog="python -m runtime.stack")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--commands", default=None, help="the command server's module (see `serve`)")
     args = p.parse_args(argv)
-    serve(args.home, args.workers)
+    serve(args.home, args.workers, args.commands)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ Prefect reads its settings.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -37,6 +39,20 @@ NO_STACK_NOTE = (
 )
 
 
+STALE_STACK_NOTE = (
+    "accord: the warm stack runs other code than this command (accord's files, version or Python "
+    "changed since it started), so this command starts its own Prefect server and Dask workers; "
+    "`accord server stop` then `accord server start` brings the stack up to date."
+)
+
+
+def no_stack_note(home: Path | None = None) -> str:
+    """The line a command prints when it starts its own server: why no warm stack served it."""
+    stack = read_state(home)
+    stale = stack is not None and not same_code(stack) and process_alive(stack.pid)
+    return STALE_STACK_NOTE if stale else NO_STACK_NOTE
+
+
 def accord_home() -> Path:
     """``$ACCORD_HOME``, else ``~/.accord``: where the warm stack keeps its state and database."""
     return Path(os.environ.get(HOME_ENV) or "~/.accord").expanduser()
@@ -57,6 +73,9 @@ class Stack:
         python: The Python environment it runs in (``sys.prefix``; a command from another does not use it).
         version: accord's version it imported (its workers run that code).
         started: When it became ready (seconds since the epoch).
+        commands: The command server's socket (`deployments.commands`); "" where none runs.
+        code: `code_fingerprint` of the code it imported.
+        imports_env: `imports_env_fingerprint` of the environment its command server imported in.
     """
 
     pid: int
@@ -69,6 +88,9 @@ class Stack:
     python: str
     version: str
     started: float
+    commands: str = ""
+    code: str = ""
+    imports_env: str = ""
 
     @property
     def ui_url(self) -> str:
@@ -86,6 +108,23 @@ def read_state(home: Path | None = None) -> Stack | None:
     try:
         return Stack(**json.loads(state_path(home).read_text()))
     except (OSError, ValueError, TypeError):
+        return None
+
+
+COMMANDS_SOCKET = "commands.sock"
+REQUEST_HEADER = struct.Struct(">Q")
+"""A command server request's length, sent first (`deployments.commands`); a length of 0 pings it."""
+
+
+def ping_commands(path: Path | str, timeout: float = 1.0) -> int | None:
+    """The pid of the command server answering at `path`, or None where none answers."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(path))
+            conn.sendall(REQUEST_HEADER.pack(0))
+            return int(json.loads(conn.makefile("rb").readline())["pong"])
+    except (OSError, ValueError, KeyError):
         return None
 
 
@@ -113,14 +152,69 @@ def _listening(address: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def running(home: Path | None = None) -> Stack | None:
-    """The stack under `home` if it is up, answers, and runs this interpreter and accord version.
+_PACKAGES = ("accord", "deployments", "flows", "tasks", "runtime")
 
-    A few milliseconds: the state file, the Prefect API's health check and a TCP connect to
-    the scheduler.
+
+def code_fingerprint() -> str:
+    """A digest of the name, size and modification time of every source file of accord's packages.
+
+    Why: the stack's workers and command server keep the code they imported; a command from
+    a checkout edited since must not run on them. A few milliseconds (no file is read).
+    """
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in _PACKAGES:
+        for folder, dirs, files in sorted(os.walk(root / package)):
+            dirs.sort()
+            for name in sorted(files):
+                if name.endswith((".py", ".yaml")):
+                    path = Path(folder) / name
+                    st = path.stat()
+                    digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+IMPORT_ENV_PREFIXES = (
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "BLIS_",
+    "VECLIB_",
+    "NUMEXPR_",
+    "TF_",
+    "KERAS_",
+    "CUDA_",
+    "XLA_",
+    "PYTHON",
+    "MALLOC_",
+    "LD_",
+    "PREFECT_LOGGING_",
+)
+"""Variables that libraries read as they are imported (thread pools, allocators, logging)."""
+
+
+def imports_env_fingerprint(env: dict[str, str] | os._Environ[str]) -> str:
+    """A digest of `env`'s variables that take effect at import (`IMPORT_ENV_PREFIXES`).
+
+    A process forked from one that imported under other values would not honour them.
+    """
+    chosen = sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_ENV_PREFIXES))
+    return hashlib.sha256(json.dumps(chosen).encode()).hexdigest()[:16]
+
+
+def same_code(stack: Stack) -> bool:
+    """Whether `stack` runs this interpreter, accord version and source files."""
+    return stack.python == sys.prefix and stack.version == __version__ and stack.code == code_fingerprint()
+
+
+def running(home: Path | None = None) -> Stack | None:
+    """The stack under `home` if it is up, answers, and runs this interpreter, accord version and code.
+
+    A few milliseconds: the state file, the source files' sizes and times, the Prefect API's
+    health check and a TCP connect to the scheduler.
     """
     stack = read_state(home)
-    if stack is None or stack.python != sys.prefix or stack.version != __version__:
+    if stack is None or not same_code(stack):
         return None
     up = process_alive(stack.pid) and _listening(stack.dask_address)
     return stack if up and healthy(stack.api_url, timeout=1.0) else None
@@ -182,7 +276,7 @@ def prefect_api(log: bool = True) -> Iterator[str]:
     os.environ.setdefault("PREFECT_HOME", str(default_home()))
     server = LocalPrefectServer()
     if log:
-        print(NO_STACK_NOTE, file=sys.stderr)
+        print(no_stack_note(), file=sys.stderr)
     url = server.start()
     exported = local_api_environment(url, Path(server.env["PREFECT_HOME"]))
     os.environ.update(exported)

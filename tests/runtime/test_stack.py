@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 import accord
-from runtime.warm import NO_STACK_NOTE, read_state, running
+from runtime.warm import NO_STACK_NOTE, ping_commands, read_state, running
 from tests.support.cli import ACCORD, run_cli
 
 pytestmark = pytest.mark.slow
@@ -193,15 +195,109 @@ def test_a_chunked_predict_of_a_relative_path_reads_the_callers_file(stack):
     np.testing.assert_allclose(written.filter(like="proba_").to_numpy(), model.predict_proba(rows), rtol=1e-6)
 
 
+# The console script with the command line itself made unimportable: a command succeeds only
+# where the stack's command server runs it.
+THIN = (
+    "import sys; sys.modules['deployments.cli'] = None\n"
+    "from deployments.thin import console; sys.argv = ['accord', *sys.argv[1:]]; console()"
+)
+
+
+def _thin(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", THIN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def _here(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    local = {**env, "ACCORD_LOCAL_COMMANDS": "1"}
+    return subprocess.run([ACCORD, *args], env=local, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_commands_run_on_the_stacks_command_server_as_they_would_run_here(stack):
+    state, env, root = stack["state"], stack["env"], stack["root"]
+    assert state.commands == str(stack["home"] / "commands.sock")
+    assert ping_commands(state.commands) is not None
+    assert oct(Path(state.commands).stat().st_mode & 0o777) == "0o600"  # no other user's commands
+    for args in (
+        ("models", "list", stack["store"]),
+        ("train", "--data", "iris.csv", "--target", "nope"),  # relative: the caller's directory
+        ("train", "--members", "logreg,bogus"),
+    ):
+        there, here = _thin(*args, env=env, cwd=root), _here(*args, env=env, cwd=root)
+        assert (there.returncode, there.stdout, there.stderr) == (here.returncode, here.stdout, here.stderr)
+    assert here.returncode == 2 and "bogus" in here.stderr  # bad input: exit 2 and its one line, both ways
+    missing = _thin("train", "--data", "iris.csv", "--target", "nope", env=env, cwd=root)
+    assert missing.returncode == 2 and "nope" in missing.stderr and "species" in missing.stderr
+
+
+def test_ctrl_c_reaches_the_command_on_the_stack_and_ends_it(stack):
+    env, root = stack["env"], stack["root"]
+    server = ping_commands(stack["state"].commands)
+    assert server is not None
+    data = "synthetic:classification?n_rows=60000&n_features=60"
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            THIN,
+            "train",
+            "--data",
+            data,
+            "--members",
+            "knn,random_forest",
+            "--name",
+            "big",
+        ],
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stderr is not None
+    for line in p.stderr:  # the command runs on the stack (this process cannot) and its flow started
+        if "Beginning flow run" in line:
+            break
+    import psutil
+
+    children = psutil.Process(server).children()
+    assert len(children) == 1
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=120) == 130
+    psutil.wait_procs(children, timeout=60)
+    assert psutil.Process(server).children() == []  # the command ended with its caller
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+def test_a_command_runs_here_when_the_stack_runs_other_code_or_imports_under_another_environment(stack):
+    state, env, root, home = stack["state"], stack["env"], stack["root"], stack["home"]
+    source = Path(accord.__file__).parent / "version.py"
+    st = source.stat()
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as an edit would
+    try:
+        assert running(home) is None  # neither its workers nor its command server
+        stale = _thin("models", "list", stack["store"], env=env, cwd=root)
+        assert stale.returncode != 0 and "deployments.cli" in stale.stderr  # it tried to run here
+    finally:
+        os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert running(home) == state
+    threads = _thin("models", "list", stack["store"], env={**env, "OMP_NUM_THREADS": "3"}, cwd=root)
+    assert threads.returncode != 0 and "deployments.cli" in threads.stderr  # read at import: runs here
+    assert _thin("models", "list", stack["store"], env=env, cwd=root).returncode == 0
+
+
 def test_stop_ends_every_process_it_started_and_leaves_nothing_behind(stack):
     state, env, home = stack["state"], stack["env"], stack["home"]
     ours = _group(state.pid) + _group(state.server_pid)
-    assert state.pid in ours and state.server_pid in ours and len(ours) >= 4  # stack, server, workers
+    assert state.pid in ours and state.server_pid in ours and len(ours) >= 5  # stack, server, workers
+    assert ping_commands(state.commands) in ours  # and the command server
     out = run_cli("server", "stop", env=env, timeout=120)
     assert out.returncode == 0 and f"process {state.pid}" in out.stdout
     left = [pid for pid in ours if _exists(pid)]
     assert left == []
     assert not (home / "stack.json").exists()
+    assert not Path(state.commands).exists()
     assert running(home) is None
     status = run_cli("server", "status", env=env)
     assert status.returncode == 1 and "no warm stack is up" in status.stdout
