@@ -27,6 +27,12 @@ from accord.registry.store import Registry
 from accord.training.fit import RefitResult
 from tasks.members import slots
 
+IN_PROCESS_SECONDS = 2.0
+"""Shuffles estimated to take less than this run in the flow's own process: on the cluster,
+staging the files and rows and rebuilding the ensemble per worker cost seconds."""
+_CLUSTER_KINDS = ("keras_mlp", "keras_cnn", "keras_transfer", "published")
+"""Kinds whose prediction may import TensorFlow: never rebuilt in the flow's process."""
+
 _BUILT: dict[str, Ensemble] = {}  # per worker process: the last ensemble rebuilt, by its files' digest
 
 
@@ -83,10 +89,16 @@ def feature_importance(
         logger.info("feature importance skipped: a partitioned run's held-out rows stay in its source")
         return None
     files = version_files(data, refits, report)
-    staged = runner.submit(stage_importance, {"files": files, "X": data.X_test, "y": data.y_test})
-    groups = work(data.schema.names, repeats, 2 * slots(runner))  # the submit above started the cluster
-    futures = [runner.submit(importance_group, {"staged": staged, "pairs": g, "seed": seed}) for g in groups]
-    results = [f.result() for f in futures]
+    if in_process(data, refits, report, repeats):
+        groups = work(data.schema.names, repeats, 1)
+        results = [importance_group.fn({"files": files, "X": data.X_test, "y": data.y_test}, groups[0], seed)]
+    else:
+        staged = runner.submit(stage_importance, {"files": files, "X": data.X_test, "y": data.y_test})
+        groups = work(data.schema.names, repeats, 2 * slots(runner))  # the submit above started the cluster
+        futures = [
+            runner.submit(importance_group, {"staged": staged, "pairs": g, "seed": seed}) for g in groups
+        ]
+        results = [f.result() for f in futures]
     pairs = [p for g in groups for p in g]
     losses = [value for _, group in results for value in group]
     doc = document(report.primary, results[0][0], pairs, losses, len(data.y_test))
@@ -95,6 +107,20 @@ def feature_importance(
         "feature importance (%s increase when shuffled, %d repeats): %s", report.primary, repeats, top
     )
     return doc
+
+
+def in_process(data: Prepared, refits: dict[str, RefitResult], report: Report, repeats: int) -> bool:
+    """Whether the shuffles would take under `IN_PROCESS_SECONDS` in this process.
+
+    By the ensemble's held-out predict seconds per shuffle; never with a member that may
+    import TensorFlow (`_CLUSTER_KINDS`).
+    """
+    per_shuffle = report.timings.get("ensemble", {}).get("predict_seconds")
+    weights = report.weights or {}
+    kinds = {refits[n].kind for n in report.members if weights.get(n, 1.0) != 0.0}
+    if per_shuffle is None or kinds & set(_CLUSTER_KINDS):
+        return False
+    return repeats * len(data.schema.names) * float(per_shuffle) < IN_PROCESS_SECONDS
 
 
 def already_published(store: str, name: str, key: str) -> bool:

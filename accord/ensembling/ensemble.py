@@ -148,7 +148,14 @@ class Ensemble(BaseEstimator):
 
     def _combined(self, X: Any) -> np.ndarray:
         """The rule's combination, predicting only the members it reads (not those at weight 0)."""
-        conformed = self.schema.conform(X)
+        return self.combine_conformed(self.schema.conform(X))
+
+    def combine_conformed(self, conformed: pd.DataFrame) -> np.ndarray:
+        """Probabilities ``(n, K)`` or values of a table `Schema.conform` already returned.
+
+        Why: a caller that predicts many variants of one table (permutation importance)
+        conforms it once instead of once per variant.
+        """
         members = list(self.members.values())
         used, rule = self.rule.over_used(len(members))
         return rule.combine([members[i].predict(conformed) for i in used])

@@ -19,17 +19,18 @@ import numpy as np
 import pandas as pd
 
 from accord.ensembling.ensemble import IMPORTANCE_FILE, Ensemble
-from accord.ensembling.metrics import PRIMARY, score
+from accord.ensembling.losses import log_loss
 
 __all__ = ["IMPORTANCE_FILE", "document", "loss", "permuted_losses", "ranked", "work"]
 DEFAULT_REPEATS = 5
 
 
 def loss(model: Ensemble, X: pd.DataFrame, y: np.ndarray) -> float:
-    """The model's primary loss (log loss or RMSE) on a conformed table."""
-    task = model.schema.task
-    pred = model.predict_proba(X) if task == "classification" else model.predict(X)
-    return float(score(task, y, pred, len(model.schema.classes))[PRIMARY[task]] or 0.0)
+    """The primary loss (log loss or RMSE, `accord.ensembling.metrics.PRIMARY`) on a conformed table."""
+    pred = model.combine_conformed(X)
+    if model.schema.task == "classification":
+        return log_loss(y, pred)
+    return float(np.sqrt(np.mean((np.asarray(y, dtype=float) - pred) ** 2)))
 
 
 def permuted_losses(
