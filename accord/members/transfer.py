@@ -40,10 +40,43 @@ KERAS_PARENT_KINDS = ("keras_mlp", "keras_cnn", "keras_transfer")
 XGB_PARENT_KINDS = ("xgboost", "xgboost_dask", "xgboost_continue")
 
 
-class XGBoostContinue(XGBoostMember):
+class FromParent:
+    """A kind that starts from a published version, which `resolve_params` pins before training.
+
+    Its class says where the reference is (`parent_param`), which member kinds it may take
+    (`parent_kinds`; None: a whole ensemble) and whether the parent's classes must be ours
+    (`same_classes`); `accord.members.parents.resolve_parent` does the rest.
+    """
+
+    parent_param: ClassVar[str] = "parent"
+    parent_kinds: ClassVar[tuple[str, ...] | None] = None
+    same_classes: ClassVar[bool] = True
+
+    @classmethod
+    def resolve_params(
+        cls,
+        member: str,
+        params: Mapping[str, Any],
+        schema: Schema,
+        trusted: Mapping[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        """Pin the parent to a checked version (`resolve_parent`)."""
+        return resolve_parent(
+            member,
+            params,
+            schema,
+            cls.parent_param,
+            cls.parent_kinds,
+            same_classes=cls.same_classes,
+            trusted=trusted,
+        )
+
+
+class XGBoostContinue(FromParent, XGBoostMember):
     """Continue boosting a published XGBoost booster on new data."""
 
     kind: ClassVar[str] = "xgboost_continue"
+    parent_kinds = XGB_PARENT_KINDS
     trees_parent_: int = 0
 
     @classmethod
@@ -60,18 +93,6 @@ class XGBoostContinue(XGBoostMember):
     @classmethod
     def allowed_params(cls, task: Task) -> set[str]:
         return super().allowed_params(task) | {"parent", "parent_member"}
-
-    @classmethod
-    def resolve_params(
-        cls,
-        member: str,
-        params: Mapping[str, Any],
-        schema: Schema,
-        trusted: Mapping[str, bytes] | None = None,
-    ) -> dict[str, Any]:
-        return resolve_parent(
-            member, params, schema, "parent", XGB_PARENT_KINDS, same_classes=True, trusted=trusted
-        )
 
     def _model(self) -> Any:
         import xgboost as xgb
@@ -101,10 +122,12 @@ class XGBoostContinue(XGBoostMember):
         }
 
 
-class KerasTransfer(KerasMLP):
+class KerasTransfer(FromParent, KerasMLP):
     """Transfer a published Keras network's body to this task with a new head."""
 
     kind: ClassVar[str] = "keras_transfer"
+    parent_kinds = KERAS_PARENT_KINDS
+    same_classes = False
     delta_: dict[str, float]
 
     @classmethod
@@ -150,18 +173,6 @@ class KerasTransfer(KerasMLP):
                 f"member {member!r} (kind keras_transfer): parameter 'unfreeze' must be an integer "
                 f"(-1 unfreezes the whole body); found {params['unfreeze']!r}."
             )
-
-    @classmethod
-    def resolve_params(
-        cls,
-        member: str,
-        params: Mapping[str, Any],
-        schema: Schema,
-        trusted: Mapping[str, bytes] | None = None,
-    ) -> dict[str, Any]:
-        return resolve_parent(
-            member, params, schema, "parent", KERAS_PARENT_KINDS, same_classes=False, trusted=trusted
-        )
 
     def _body_layers(self, body: Any) -> list[Any]:
         return [layer for layer in body.layers if layer.weights]
@@ -225,10 +236,11 @@ class KerasTransfer(KerasMLP):
         }
 
 
-class PublishedMember(Member):
+class PublishedMember(FromParent, Member):
     """A frozen member: someone else's published ensemble, never refit on our data."""
 
     kind: ClassVar[str] = "published"
+    parent_param = "ref"
     parent_: Any
     files_: dict[str, bytes]
 
@@ -244,16 +256,6 @@ class PublishedMember(Member):
     def fit_seconds(cls, task: Task, params: Mapping[str, Any], shape: FitShape) -> float:
         """Fetching and verifying a published version: no training, whatever the rows."""
         return 0.5
-
-    @classmethod
-    def resolve_params(
-        cls,
-        member: str,
-        params: Mapping[str, Any],
-        schema: Schema,
-        trusted: Mapping[str, bytes] | None = None,
-    ) -> dict[str, Any]:
-        return resolve_parent(member, params, schema, "ref", None, same_classes=True, trusted=trusted)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, schema: Schema) -> Self:
         from accord.registry.refs import parse_ref
