@@ -40,6 +40,7 @@ from runtime.warm import (
     process_alive,
     read_state,
     running,
+    same_code,
     state_path,
 )
 
@@ -213,6 +214,12 @@ def _start(workers: int, home: Path, timeout: float, commands: str | None) -> tu
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stack = read_state(home)
+        if stack is not None and stack.pid == process.pid and not same_code(stack):
+            _end(process.pid, stack.server_pid, timeout=STOP_TIMEOUT_S)
+            raise RuntimeError(
+                "accord's files changed while the stack started, so no command would use it; "
+                "it was stopped: run `accord server start` again"
+            )
         if stack is not None and stack.pid == process.pid and running(home) is not None:
             return stack, True
         if process.poll() is not None:

@@ -341,3 +341,16 @@ def test_stop_never_signals_a_process_that_is_not_the_stack(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_stack_whose_files_changed_while_it_started_is_stopped_with_the_reason(tmp_path, monkeypatch):
+    """No command would use it (`running` compares the files): waiting for it would only time out."""
+    import runtime.stack
+
+    monkeypatch.setattr(runtime.stack, "same_code", lambda stack: False)  # as an edit during the start
+    with pytest.raises(RuntimeError, match="files changed while the stack started") as e:
+        runtime.stack.start(1, home=tmp_path, timeout=120)
+    assert "run `accord server start` again" in str(e.value)
+    recorded = json.loads((tmp_path / "stack.log").read_text().split("accord stack up: ")[1].splitlines()[0])
+    assert not _exists(recorded["pid"]) and not _exists(recorded["server_pid"])
+    assert not (tmp_path / "stack.json").exists()
