@@ -67,16 +67,20 @@ def score_small(
 
     Returns:
         What `OutputWriter.commit` returns; None, with nothing written, when the input has
-        more than one chunk (a CSV is read as far as its second chunk to tell).
+        more than one chunk (a CSV is read as far as its second chunk to tell; Parquet's
+        chunks are counted from its metadata, none read).
 
     Raises:
         DataError: the input has no rows, or a chunk cannot be scored.
     """
-    frames = [c.read() for c in p.chunks[:2]] if p.format == "parquet" else []
-    if p.format != "parquet":
+    if p.format == "parquet":  # its chunks are known from the files' metadata, unread
+        if len(p.chunks) > 1:
+            return None
+        frames = [c.read() for c in p.chunks]
+    else:
         frames = list(itertools.islice(csv_chunks(p, ensemble.schema), 2))
-    if len(frames) > 1:
-        return None
+        if len(frames) > 1:
+            return None
     with OutputWriter(output, metadata) as out:
         for frame in frames:
             out.write(score(ensemble, frame, keep))
