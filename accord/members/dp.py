@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -201,6 +201,39 @@ def bounded_design(X: pd.DataFrame, columns: list[dict[str, Any]], bounds: Mappi
     return np.hstack(parts)
 
 
+def expected_batch(sample_rate: float, n: int) -> float:
+    """The rows a step samples on average: a noisy sum is divided by it, never by the sample's size."""
+    return max(sample_rate * n, 1e-12)
+
+
+def dp_steps(
+    n: int,
+    shapes: Sequence[tuple[int, ...]],
+    *,
+    clip: float,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    rng: np.random.Generator,
+    on_step: StepHook | None = None,
+) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """DP-SGD's sampling and noise, step by step: what the accountant is told each step does.
+
+    Each of `steps` steps yields the rows sampled (each of `n` independently, with
+    probability `sample_rate`) and noise ``N(0, (noise_multiplier·clip)²)`` for every
+    coordinate of each shape in `shapes` (one per weight). `on_step` sees the sample size
+    and all the noise, flattened, before the step uses them.
+
+    Why one place: the numpy and the Keras members must both spend exactly what is accounted.
+    """
+    for _ in range(steps):
+        rows = np.flatnonzero(rng.random(n) < sample_rate)
+        noise = [rng.normal(0.0, noise_multiplier * clip, size=shape) for shape in shapes]
+        if on_step is not None:
+            on_step(len(rows), np.concatenate([z.ravel() for z in noise]))
+        yield rows, noise
+
+
 def dp_sgd(
     X: np.ndarray,
     Y: np.ndarray,
@@ -225,9 +258,18 @@ def dp_sgd(
     n, d = X.shape
     k = Y.shape[1]
     W = np.zeros((d, k))
-    expected = max(sample_rate * n, 1e-12)
-    for _ in range(steps):
-        rows = np.flatnonzero(rng.random(n) < sample_rate)
+    expected = expected_batch(sample_rate, n)
+    sampled = dp_steps(
+        n,
+        [(d, k)],
+        clip=clip,
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        steps=steps,
+        rng=rng,
+        on_step=on_step,
+    )
+    for rows, (noise,) in sampled:
         Xb, Yb = X[rows], Y[rows]
         logits = Xb @ W
         logits -= logits.max(axis=1, keepdims=True)
@@ -237,9 +279,6 @@ def dp_sgd(
         norms = np.linalg.norm(Xb, axis=1) * np.linalg.norm(E, axis=1)  # ‖x eᵀ‖_F = ‖x‖ ‖e‖
         scale = np.minimum(1.0, clip / np.maximum(norms, 1e-12))
         summed = Xb.T @ (E * scale[:, None])
-        noise = rng.normal(0.0, noise_multiplier * clip, size=(d, k))
-        if on_step is not None:
-            on_step(len(rows), noise)
         W -= learning_rate * ((summed + noise) / expected + l2 * W)
     return W
 

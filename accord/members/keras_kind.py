@@ -22,7 +22,15 @@ from accord.data.schema import Schema
 from accord.errors import ConfigError, IntegrityError
 from accord.members import skops_io
 from accord.members.base import FitShape, Member
-from accord.members.dp import StepHook, bounded_design, check_bounds, check_dp, steps_of
+from accord.members.dp import (
+    StepHook,
+    bounded_design,
+    check_bounds,
+    check_dp,
+    dp_steps,
+    expected_batch,
+    steps_of,
+)
 from accord.members.preprocess import make_preprocessor
 from accord.types import Task
 
@@ -104,7 +112,7 @@ def dp_train(
     loss = keras.losses.SparseCategoricalCrossentropy(reduction="none")
     variables = model.trainable_variables
     n = len(X)
-    expected = max(sample_rate * n, 1e-12)
+    expected = expected_batch(sample_rate, n)
     data, labels = tf.constant(X, tf.float32), tf.constant(y, tf.int64)
 
     @tf.function(reduce_retracing=True)
@@ -116,11 +124,18 @@ def dp_train(
         scale = tf.minimum(1.0, clip / tf.maximum(tf.sqrt(squares), 1e-12))
         return [tf.tensordot(scale, g, axes=1) for g in per_row]
 
-    for _ in range(steps):
-        rows = np.flatnonzero(rng.random(n) < sample_rate)
-        noise = [rng.normal(0.0, noise_multiplier * clip, size=tuple(v.shape)) for v in variables]
-        if on_step is not None:
-            on_step(len(rows), np.concatenate([z.ravel() for z in noise]))
+    shapes = [tuple(v.shape) for v in variables]
+    sampled = dp_steps(
+        n,
+        shapes,
+        clip=clip,
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        steps=steps,
+        rng=rng,
+        on_step=on_step,
+    )
+    for rows, noise in sampled:
         if len(rows):
             summed = clipped_sum(tf.gather(data, rows), tf.gather(labels, rows))
         else:
