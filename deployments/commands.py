@@ -122,16 +122,15 @@ def serve(path: Path) -> NoReturn:
             if _peer_uid(conn) != os.getuid():
                 continue
             length, fds = _receive_header(conn)
-            if length == 0:
-                conn.sendall(json.dumps({"pong": os.getpid()}).encode() + b"\n")
-                continue
-            if len(fds) != 3 or length > MAX_REQUEST:
-                continue
-            if os.fork() == 0:
-                server.close()
-                _child(conn, length, fds)
-            for fd in fds:
-                os.close(fd)
+            try:
+                if length == 0:
+                    conn.sendall(json.dumps({"pong": os.getpid()}).encode() + b"\n")
+                elif len(fds) == 3 and length <= MAX_REQUEST and os.fork() == 0:
+                    server.close()
+                    _child(conn, length, fds)  # never returns: the child exits
+            finally:
+                for fd in fds:  # the child's copies are its own; a malformed request's are closed too
+                    os.close(fd)
         except OSError as e:
             print(f"accord command server: a request failed: {e}", file=sys.stderr, flush=True)
         finally:

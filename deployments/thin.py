@@ -91,7 +91,10 @@ def delegate(argv: list[str], stack: Stack) -> int | None:
         return None
     if not first:
         return None  # refused before it forked: nothing ran
-    pid = int(json.loads(first)["pid"])
+    started = json.loads(first)
+    if "pid" not in started:  # it ended before it ran the command line
+        return int(started.get("exit", 1))
+    pid = int(started["pid"])
     for signum in FORWARDED:
         signal.signal(signum, lambda s, _f: _forward(pid, s))
     for line in lines:

@@ -231,6 +231,26 @@ def test_commands_run_on_the_stacks_command_server_as_they_would_run_here(stack)
     assert missing.returncode == 2 and "nope" in missing.stderr and "species" in missing.stderr
 
 
+def test_a_malformed_request_is_refused_and_leaves_the_command_server_no_descriptor(stack):
+    import socket
+
+    from runtime.warm import REQUEST_HEADER
+
+    path = stack["state"].commands
+    server = ping_commands(path)
+    assert server is not None
+    before = len(os.listdir(f"/proc/{server}/fd"))
+    for length in (0, 10):  # a ping and a request, each with 2 descriptors instead of 3
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn, open(os.devnull) as f:
+            conn.connect(path)
+            socket.send_fds(conn, [REQUEST_HEADER.pack(length)], [f.fileno(), f.fileno()])
+            conn.settimeout(10)
+            answer = conn.makefile("rb").readline()
+        assert (b"pong" in answer) == (length == 0)  # the request is refused unanswered, nothing forked
+    assert ping_commands(path) == server
+    assert len(os.listdir(f"/proc/{server}/fd")) == before
+
+
 def test_ctrl_c_reaches_the_command_on_the_stack_and_ends_it(stack):
     env, root = stack["env"], stack["root"]
     server = ping_commands(stack["state"].commands)
