@@ -48,8 +48,10 @@ def run():
 
 
 def test_small_shuffles_run_here_and_give_what_the_clusters_groups_give(run, monkeypatch):
-    data, refits, report = run
-    assert in_process(data, refits, report, 5)  # 30 features x 5 repeats of a logreg on 114 rows
+    data, refits, timed = run
+    # the decision reads the measured predict time: fixed here, so a busy machine cannot flip it
+    report = replace(timed, timings={**timed.timings, "ensemble": {"predict_seconds": 0.005}})
+    assert in_process(data, refits, report, 5)  # 30 features x 5 repeats x 5 ms: under 2 s
     here = _Runner(2)
     doc = feature_importance(here, data, refits, report, 7, logging.getLogger("t"))
     assert here.submitted == 0  # nothing staged, no task
